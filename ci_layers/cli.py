@@ -1,0 +1,256 @@
+"""The `ci-layers` command: parse arguments, call one function per subcommand, and turn
+errors into text once, here.
+
+Exit codes: 0 ok, 1 a failed operation (git, I/O), 2 a bad spec or bad arguments,
+3 an internal error (traceback written to a log file), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from .errors import CiLayersError, SpecError, SpecInvalid
+from .keys import compute_keys, explain_difference
+from .repo import find_repo_root, read_at, tree_files, worktree_files
+from .report import graph_dot, graph_json, graph_mermaid, graph_text
+from .resolver import DependencyResolver
+from .spec import DEFAULT_SPEC, Spec, load_spec, parse_spec, schema
+
+__all__ = ["main"]
+
+
+# --- subcommands ---------------------------------------------------------------------
+
+
+def _emit_json(data: Any, out: TextIO) -> None:
+    json.dump(data, out, indent=2, sort_keys=False, ensure_ascii=False)
+    out.write("\n")
+
+
+def cmd_validate(*, spec: Spec, out: TextIO) -> int:
+    n, m = len(spec.layers), len(spec.images)
+    out.write(f"{spec.path}: ok, {n} layer{'s' * (n != 1)}, {m} image{'s' * (m != 1)}\n")
+    return 0
+
+
+def cmd_schema(*, out: TextIO) -> int:
+    _emit_json(schema(), out)
+    return 0
+
+
+def cmd_graph(*, spec: Spec, fmt: str, out: TextIO) -> int:
+    if fmt == "json":
+        _emit_json(graph_json(spec.graph), out)
+    else:
+        render = {"text": graph_text, "mermaid": graph_mermaid, "dot": graph_dot}[fmt]
+        out.write(render(spec.graph) + "\n")
+    return 0
+
+
+def cmd_order(*, spec: Spec, targets: list[str], fmt: str, out: TextIO) -> int:
+    order = DependencyResolver(spec.graph).build_order(targets)
+    if fmt == "json":
+        _emit_json({"targets": targets, "order": order}, out)
+    else:
+        out.write("\n".join(f"{i}. {n}" for i, n in enumerate(order, 1)) + "\n")
+    return 0
+
+
+def cmd_affected(*, spec: Spec, changed: list[str], fmt: str, out: TextIO) -> int:
+    resolver = DependencyResolver(spec.graph)
+    affected = resolver.rebuild_affected_layers(changed)
+    stages = resolver.stages(affected)
+    if fmt == "json":
+        _emit_json({"changed": changed, "affected": affected, "stages": stages}, out)
+        return 0
+    total = len(spec.graph)
+    out.write(f"{len(affected)} of {total} layers to rebuild, in {len(stages)} stage(s):\n")
+    for i, stage in enumerate(stages, 1):
+        out.write(f"  stage {i}: {', '.join(stage)}\n")
+    return 0
+
+
+def cmd_keys(*, spec: Spec, root: Path, fmt: str, recipe: bool, out: TextIO) -> int:
+    keys = compute_keys(spec, worktree_files(root))
+    if fmt == "json":
+        layers = {}
+        for name, k in keys.items():
+            layers[name] = {"key": k.digest, **({"recipe": k.recipe} if recipe else {})}
+        _emit_json({"version": 1, "layers": layers}, out)
+    else:
+        width = max((len(n) for n in keys), default=0)
+        for name, k in keys.items():
+            out.write(f"{name.ljust(width)}  {k.digest}\n")
+    return 0
+
+
+def cmd_explain(
+    *, spec: Spec, root: Path, spec_rel: str | None, layer: str, against: str, out: TextIO
+) -> int:
+    DependencyResolver(spec.graph).build_order(layer)  # an unknown name fails here, clearly
+    old_files = tree_files(root, against)
+    if spec_rel is None:
+        old_spec = spec  # a spec kept outside the repository is the same at both commits
+    else:
+        text = read_at(root, against, spec_rel)
+        if text is None:
+            out.write(f"{spec_rel} does not exist at {against}: every layer is new\n")
+            return 0
+        old_spec = parse_spec(text, filename=f"{against}:{spec_rel}")
+    new_keys = compute_keys(spec, worktree_files(root))
+    old_keys = compute_keys(old_spec, old_files)
+    out.write(f"{layer}: working tree vs {against}\n")
+    out.write("\n".join(explain_difference(layer, new_keys, old_keys)) + "\n")
+    return 0
+
+
+def cmd_demo(*, out: TextIO) -> int:
+    from .demo import run_demo  # creates git repositories; only the demo needs it
+
+    return run_demo(out=out)
+
+
+# --- argument parsing ------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--spec", metavar="PATH", help=f"the spec file (default: {DEFAULT_SPEC} at the repo root)"
+    )
+    common.add_argument(
+        "-C", "--repo", metavar="DIR", default=".", help="the repository (default: current dir)"
+    )
+    p = argparse.ArgumentParser(
+        prog="ci-layers",
+        description="Plan the minimal set of container layers to rebuild, in order.",
+    )
+    p.add_argument("--version", action="version", version=f"ci-layers {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser(
+        "validate", parents=[common], help="check the spec; every problem with file:line"
+    )
+    sub.add_parser("schema", help="print the JSON Schema of the spec (for editors)")
+    g = sub.add_parser("graph", parents=[common], help="show the layer DAG")
+    g.add_argument("--format", choices=["text", "json", "mermaid", "dot"], default="text")
+    o = sub.add_parser("order", parents=[common], help="what a target needs, in build order")
+    o.add_argument("targets", nargs="+", metavar="TARGET")
+    o.add_argument("--format", choices=["text", "json"], default="text")
+    a = sub.add_parser("affected", parents=[common], help="layers to rebuild when LAYERs change")
+    a.add_argument("changed", nargs="+", metavar="LAYER")
+    a.add_argument("--format", choices=["text", "json"], default="text")
+    k = sub.add_parser("keys", parents=[common], help="content-addressed key of every layer")
+    k.add_argument("--format", choices=["text", "json"], default="text")
+    k.add_argument("--recipe", action="store_true", help="include each key's inputs (json)")
+    e = sub.add_parser("explain", parents=[common], help="why LAYER's key differs from REF's")
+    e.add_argument("layer", metavar="LAYER")
+    e.add_argument("--against", metavar="REF", required=True, help="commit to compare with")
+    sub.add_parser("demo", help="run on the built-in example and show what ci-layers does")
+    return p
+
+
+def _locate(repo: str, spec: str | None) -> tuple[Path, Path, str | None]:
+    """(repository root, spec path, spec path relative to the root or None if outside)."""
+    start = Path(repo).resolve()
+    root = find_repo_root(start) or start
+    spec_path = Path(spec).resolve() if spec else root / DEFAULT_SPEC
+    try:
+        rel: str | None = spec_path.relative_to(root).as_posix()
+    except ValueError:
+        rel = None
+    return root, spec_path, rel
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.command == "schema":
+        return cmd_schema(out=out)
+    if args.command == "demo":
+        return cmd_demo(out=out)
+    root, spec_path, spec_rel = _locate(args.repo, args.spec)
+    shown = spec_rel if spec_rel is not None else str(spec_path)
+    spec = load_spec(spec_path, display=shown)
+    for warning in spec.warnings:
+        _report(warning, err)
+    fmt = getattr(args, "format", "text")
+    match args.command:
+        case "validate":
+            return cmd_validate(spec=spec, out=out)
+        case "graph":
+            return cmd_graph(spec=spec, fmt=fmt, out=out)
+        case "order":
+            return cmd_order(spec=spec, targets=args.targets, fmt=fmt, out=out)
+        case "affected":
+            return cmd_affected(spec=spec, changed=args.changed, fmt=fmt, out=out)
+        case "keys":
+            return cmd_keys(spec=spec, root=root, fmt=fmt, recipe=args.recipe, out=out)
+        case "explain":
+            return cmd_explain(
+                spec=spec,
+                root=root,
+                spec_rel=spec_rel,
+                layer=args.layer,
+                against=args.against,
+                out=out,
+            )
+    raise AssertionError(args.command)
+
+
+def _report(problem: SpecError, err: TextIO) -> None:
+    err.write(f"{problem}\n")
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        w = problem.where
+        msg = f"{problem.layer + ': ' if problem.layer else ''}{problem.message}"
+        msg = msg.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        err.write(f"::{problem.severity} file={w.file},line={w.line},col={w.col}::{msg}\n")
+
+
+@contextlib.contextmanager
+def _error_handler(err: TextIO) -> Iterator[list[int]]:
+    code = [0]
+    try:
+        yield code
+    except SpecInvalid as exc:
+        for problem in exc.errors:
+            _report(problem, err)
+        n = len(exc.errors)
+        err.write(f"{n} problem{'s' * (n != 1)} in the spec\n")
+        code[0] = exc.exit_code
+    except CiLayersError as exc:
+        err.write(f"error: {exc}\n")
+        code[0] = exc.exit_code
+    except KeyboardInterrupt:
+        err.write("interrupted\n")
+        code[0] = 130
+    except Exception:
+        fd, log = tempfile.mkstemp(prefix="ci-layers-crash-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            traceback.print_exc(file=f)
+        err.write(f"internal error: this is a bug in ci-layers; the traceback is in {log}\n")
+        code[0] = 3
+
+
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """Entry point of the console script; returns the exit code."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = _parser().parse_args(argv)
+    with _error_handler(err) as code:
+        code[0] = _run(args, out, err)
+    return code[0]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The one error hierarchy of ci-layers.
+
+CiLayersError                 str() is one line a user can act on
+├── SpecError                 one problem in a spec, with file:line:col and layer
+├── SpecInvalid               every SpecError of one load, reported together (exit 2)
+├── GraphError                a layer that cannot join the LayerGraph
+│   ├── DuplicateLayer
+│   ├── UnknownParent
+│   └── CycleError            carries the whole cycle, a -> b -> a
+├── UnknownLayer              a name asked for on the command line
+└── GitError                  a git operation failed, with the revision it concerned
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "CiLayersError",
+    "CycleError",
+    "DuplicateLayer",
+    "GitError",
+    "GraphError",
+    "Location",
+    "SpecError",
+    "SpecInvalid",
+    "UnknownLayer",
+    "UnknownParent",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a definition came from: 1-based line and column, as editors count."""
+
+    file: str
+    line: int = 0
+    col: int = 0
+
+    def __str__(self) -> str:
+        if not self.line:
+            return self.file
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class CiLayersError(Exception):
+    """Base of every error ci-layers raises on purpose."""
+
+    exit_code = 1
+
+
+class SpecError(CiLayersError):
+    """One problem in a spec file."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        where: Location,
+        layer: str | None = None,
+        severity: str = "error",
+    ) -> None:
+        self.message = message
+        self.where = where
+        self.layer = layer
+        self.severity = severity  # "error", or "warning" for findings that do not stop a run
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        who = f"layer '{self.layer}': " if self.layer else ""
+        return f"{self.where}: {self.severity}: {who}{self.message}"
+
+
+class SpecInvalid(CiLayersError):
+    """All the problems found in one load, so a user fixes them in one pass."""
+
+    exit_code = 2
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = sorted(errors, key=lambda e: (e.where.file, e.where.line, e.where.col))
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        n = len(self.errors)
+        lines = [str(e) for e in self.errors]
+        lines.append(f"{n} problem{'s' if n != 1 else ''} in the spec")
+        return "\n".join(lines)
+
+
+class GraphError(CiLayersError):
+    """A layer that cannot be added to the graph."""
+
+    exit_code = 2
+
+
+class DuplicateLayer(GraphError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"layer '{name}' is defined twice")
+
+
+class UnknownParent(GraphError):
+    def __init__(self, name: str, parent: str) -> None:
+        self.name = name
+        self.parent = parent
+        super().__init__(f"layer '{name}' depends on unknown layer '{parent}'")
+
+
+class CycleError(GraphError):
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = cycle
+        super().__init__("dependency cycle: " + " -> ".join(cycle))
+
+
+class UnknownLayer(CiLayersError):
+    """A layer name given on the command line that the spec does not define."""
+
+    exit_code = 2
+
+    def __init__(self, name: str, suggestion: str | None = None) -> None:
+        self.name = name
+        hint = f" (did you mean '{suggestion}'?)" if suggestion else ""
+        super().__init__(f"no layer named '{name}' in the spec{hint}")
+
+
+class GitError(CiLayersError):
+    """A git operation failed; `rev` names what it was about."""
+
+    def __init__(self, message: str, *, rev: str | None = None) -> None:
+        self.rev = rev
+        super().__init__(message)

@@ -1,0 +1,516 @@
+"""Load and validate `ci-layers.yaml` into frozen definitions and a LayerGraph.
+
+Every problem is reported with file:line:col and the layer it concerns, all of them in
+one run: YAML syntax, the shipped JSON Schema (unknown keys with a "did you mean", wrong
+types), then what a schema cannot say (unknown parents, cycles, escaping paths).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import posixpath
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pathspec
+import yaml
+
+from .errors import Location, SpecError, SpecInvalid
+from .graph import CopySpec, ImageLayer, LayerGraph, find_cycles
+
+__all__ = ["DEFAULT_SPEC", "PublishedImage", "Spec", "load_spec", "parse_spec", "schema"]
+
+DEFAULT_SPEC = "ci-layers.yaml"
+_SHELL = ("/bin/sh", "-c")
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedImage:
+    name: str
+    layer: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec: definitions, the graph they form, and non-fatal warnings."""
+
+    path: str
+    layers: Mapping[str, ImageLayer]
+    images: Mapping[str, PublishedImage]
+    global_inputs: tuple[str, ...]
+    graph: LayerGraph
+    warnings: tuple[SpecError, ...] = field(default=())
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema of the spec, as shipped in the package."""
+    text = resources.files("ci_layers").joinpath("schema/ci-layers.schema.json").read_text()
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def load_spec(path: str | Path, *, display: str | None = None) -> Spec:
+    """Read and validate the spec at `path`; `display` is the name used in messages."""
+    shown = display or str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecInvalid(
+            [
+                SpecError(
+                    "spec file not found (create it, or pass --spec PATH)", where=Location(shown)
+                )
+            ]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecInvalid([SpecError(f"cannot read spec: {exc}", where=Location(shown))]) from None
+    return parse_spec(text, filename=shown)
+
+
+def parse_spec(text: str, *, filename: str = DEFAULT_SPEC) -> Spec:
+    """Validate spec text; raise SpecInvalid listing every problem found."""
+    problems: list[SpecError] = []
+    data = _load_yaml(text, filename, problems)
+    if data is None:
+        empty = SpecError("spec is empty", where=Location(filename, 1, 1))
+        raise SpecInvalid(problems or [empty])
+    checker = _Checker(data, filename)
+    checker.errors.extend(problems)  # duplicate keys: the first definition is checked on
+    checker.check_schema()
+    if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
+        raise SpecInvalid(checker.errors)
+    layers = checker.build_layers()
+    images = checker.build_images(layers)
+    global_inputs = _as_tuple(data.get("global_inputs"))
+    checker.check_globs(global_inputs, ("global_inputs",), layer=None)
+    if checker.errors:
+        raise SpecInvalid(checker.errors)
+    graph = LayerGraph.from_layers(layers.values())
+    return Spec(
+        path=filename,
+        layers=layers,
+        images=images,
+        global_inputs=global_inputs,
+        graph=graph,
+        warnings=tuple(checker.warnings),
+    )
+
+
+# --- YAML with positions -------------------------------------------------------------
+
+
+class _Map(dict):  # type: ignore[type-arg]
+    """A mapping that remembers where each key and value was written."""
+
+    key_marks: dict[Any, Any]
+    value_marks: dict[Any, Any]
+    mark: Any
+
+
+class _Seq(list):  # type: ignore[type-arg]
+    marks: list[Any]
+    mark: Any
+
+
+_Base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc,valid-type]
+    problems: list[tuple[str, Any]]
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)
+    result = _Map()
+    result.key_marks, result.value_marks, result.mark = {}, {}, node.start_mark
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            loader.problems.append(("a mapping key must be a plain value", key_node.start_mark))
+            continue
+        if key in result:
+            first = result.key_marks[key].line + 1
+            loader.problems.append(
+                (f"duplicate key '{key}' (first on line {first})", key_node.start_mark)
+            )
+            continue
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_marks[key] = key_node.start_mark
+        result.value_marks[key] = value_node.start_mark
+    return result
+
+
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> _Seq:
+    result = _Seq(loader.construct_object(child, deep=True) for child in node.value)
+    result.marks = [child.start_mark for child in node.value]
+    result.mark = node.start_mark
+    return result
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+def _load_yaml(text: str, filename: str, problems: list[SpecError]) -> Any:
+    loader = _Loader(text)
+    loader.problems = []
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = _loc(filename, mark)
+        problems.append(SpecError(f"invalid YAML: {exc.problem or exc.context}", where=where))
+        return None
+    except yaml.YAMLError as exc:
+        problems.append(SpecError(f"invalid YAML: {exc}", where=Location(filename)))
+        return None
+    finally:
+        loader.dispose()
+    for message, mark in loader.problems:
+        problems.append(SpecError(message, where=_loc(filename, mark), layer=None))
+    return data
+
+
+def _loc(filename: str, mark: Any) -> Location:
+    if mark is None:
+        return Location(filename)
+    return Location(filename, mark.line + 1, mark.column + 1)
+
+
+# --- checks --------------------------------------------------------------------------
+
+_FRIENDLY = {
+    "run": "a string or a list of strings",
+    "entrypoint": "a string or a list of strings",
+    "cmd": "a string or a list of strings",
+    "src": "a path or a non-empty list of paths",
+    "inputs": "a glob or a list of globs",
+    "global_inputs": "a glob or a list of globs",
+}
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "array": "a list",
+    "object": "a mapping",
+    "number": "a number",
+    "boolean": "true or false",
+}
+
+
+def _type_of(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _dotted(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# Keys people carry over from Dockerfiles, compose files and other tools.
+_ALIASES = {
+    "environment": "env",
+    "commands": "run",
+    "command": "run",
+    "script": "run",
+    "image": "from",
+    "base": "from",
+    "depends_on": "parent",
+    "parents": "parent",
+    "args": "build_args",
+    "copies": "copy",
+    "files": "copy",
+    "working_dir": "workdir",
+    "source": "src",
+    "destination": "dest",
+    "target": "dest",
+    "label": "labels",
+    "tag": "tags",
+}
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    options = list(choices)
+    norm = word.lower().replace("-", "_")
+    alias = _ALIASES.get(norm)
+    if norm in options and norm != word:
+        match = [norm]
+    elif alias in options:
+        match = [alias]
+    else:
+        match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+        if not match:  # a typo of a synonym: "enviroment" -> "environment" -> "env"
+            near = difflib.get_close_matches(norm, list(_ALIASES), n=1, cutoff=0.8)
+            match = [_ALIASES[near[0]]] if near and _ALIASES[near[0]] in options else []
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)
+
+
+class _Checker:
+    """Collects SpecErrors against the located YAML tree."""
+
+    def __init__(self, data: Any, filename: str) -> None:
+        self.data = data
+        self.filename = filename
+        self.errors: list[SpecError] = []
+        self.warnings: list[SpecError] = []
+        self.bad_layers: set[str] = set()
+
+    # where things are -------------------------------------------------------------
+
+    def where(self, path: tuple[Any, ...], *, key: bool = False) -> Location:
+        node, mark = self.data, getattr(self.data, "mark", None)
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(node, _Map) and part in node:
+                marks = node.key_marks if (last and key) else node.value_marks
+                mark, node = marks[part], node[part]
+            elif isinstance(node, _Seq) and isinstance(part, int) and part < len(node):
+                mark, node = node.marks[part], node[part]
+            else:
+                break
+        return _loc(self.filename, mark)
+
+    def error(self, message: str, path: tuple[Any, ...], *, key: bool = False) -> None:
+        layer = path[1] if len(path) > 1 and path[0] == "layers" else None
+        if layer is not None:
+            self.bad_layers.add(layer)
+        self.errors.append(SpecError(message, where=self.where(path, key=key), layer=layer))
+
+    def warn(self, message: str, path: tuple[Any, ...]) -> None:
+        layer = path[1] if len(path) > 1 and path[0] == "layers" else None
+        self.warnings.append(
+            SpecError(message, where=self.where(path), layer=layer, severity="warning")
+        )
+
+    # the schema -------------------------------------------------------------------
+
+    def check_schema(self) -> None:
+        validator = jsonschema.Draft202012Validator(schema())
+        seen: set[tuple[Any, ...]] = set()
+        for err in validator.iter_errors(self.data):
+            path = tuple(err.absolute_path)
+            if path in seen and err.validator != "additionalProperties":
+                continue
+            seen.add(path)
+            self._schema_error(err, path)
+
+    def _schema_error(self, err: jsonschema.ValidationError, path: tuple[Any, ...]) -> None:
+        kind, inst = err.validator, err.instance
+        in_layer = len(path) >= 2 and path[0] == "layers"
+        label = (_dotted(path[2:]) or "the layer") if in_layer else (_dotted(path) or "the spec")
+        if kind == "additionalProperties" and isinstance(inst, dict):
+            allowed = err.schema.get("properties", {})
+            for extra in inst:
+                if extra not in allowed:
+                    what = f"unknown key '{extra}'{_suggest(str(extra), allowed)}"
+                    where = "" if len(path) == 2 and in_layer else f" in {label}"
+                    self.error(what + where, (*path, extra), key=True)
+        elif kind == "required":
+            self.error(f"{label} is missing the required key {err.message.split()[0]}", path)
+        elif kind == "propertyNames":
+            self.error(
+                f"invalid name {inst!r}: use letters, digits and . _ + : / - "
+                "(at most 200 characters)",
+                (*path, inst),
+                key=True,
+            )
+        elif kind == "const" and path == ("version",):
+            self.error(f"unsupported spec version {inst!r}; this ci-layers reads version: 1", path)
+        elif kind in ("type", "oneOf"):
+            field_name = next((p for p in reversed(path) if isinstance(p, str)), "")
+            if kind == "oneOf" or (field_name in _FRIENDLY and not isinstance(path[-1], int)):
+                expected = _FRIENDLY.get(field_name, "another type")
+            else:
+                types = err.validator_value
+                types = [types] if isinstance(types, str) else types
+                expected = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+            self.error(f"{label} must be {expected}, not {_type_of(inst)}", path)
+        elif kind == "pattern" and path and path[-1] == "chmod":
+            self.error(f"{label} must be an octal mode such as '0755', not {inst!r}", path)
+        elif kind == "minLength":
+            self.error(f"{label} must not be empty", path)
+        else:
+            self.error(f"{label}: {err.message}", path)
+
+    # semantics --------------------------------------------------------------------
+
+    def build_layers(self) -> dict[str, ImageLayer]:
+        raw_layers: dict[str, Any] = self.data["layers"]
+        layers: dict[str, ImageLayer] = {}
+        for name, raw in raw_layers.items():
+            if not isinstance(name, str) or not isinstance(raw, dict):
+                continue
+            layer = self._layer(name, raw, raw_layers)
+            if layer is not None and name not in self.bad_layers:
+                layers[name] = layer
+        deps = {n: layer.dependencies for n, layer in layers.items()}
+        for cycle in find_cycles(deps):
+            self.error("dependency cycle: " + " -> ".join(cycle), ("layers", cycle[0]), key=True)
+        return layers
+
+    def _layer(
+        self, name: str, raw: dict[str, Any], all_layers: dict[str, Any]
+    ) -> ImageLayer | None:
+        """Semantic checks; fields the schema already rejected are skipped, not re-reported."""
+        at = ("layers", name)
+        parent = _str_or_none(raw.get("parent"))
+        base = _str_or_none(raw.get("from"))
+        if "parent" in raw and "from" in raw:
+            self.error(
+                "has both 'parent' and 'from'; a layer is built on exactly one", at, key=True
+            )
+        elif "parent" not in raw and "from" not in raw:
+            self.error(
+                "needs 'parent' (another layer) or 'from' (a base image, or 'scratch')",
+                at,
+                key=True,
+            )
+        if parent == name:
+            self.error("a layer cannot be its own parent", (*at, "parent"))
+        elif parent is not None and parent not in all_layers:
+            self.error(f"unknown parent '{parent}'{_suggest(parent, all_layers)}", (*at, "parent"))
+        if base is not None and base != "scratch" and "@sha256:" not in base:
+            hint = f"; did you mean 'parent: {base}'?" if base in all_layers else ""
+            self.warn(f"base image '{base}' is not pinned by digest{hint}", (*at, "from"))
+        copies: list[CopySpec] = []
+        raw_copies = raw.get("copy") if isinstance(raw.get("copy"), list) else []
+        for i, c in enumerate(raw_copies):
+            if isinstance(c, dict):
+                copies.append(self._copy(c, (*at, "copy", i), all_layers))
+        inputs = _as_tuple(raw.get("inputs")) if _is_strs(raw.get("inputs")) else ()
+        self.check_globs(inputs, (*at, "inputs"), layer=name)
+        if name in self.bad_layers:
+            return None
+        return ImageLayer(
+            name=name,
+            parent=parent,
+            base=base,
+            run=_as_tuple(raw.get("run")),
+            copy=tuple(copies),
+            env=_pairs(raw.get("env")),
+            workdir=raw.get("workdir"),
+            user=None if raw.get("user") is None else str(raw["user"]),
+            entrypoint=_command(raw.get("entrypoint")),
+            cmd=_command(raw.get("cmd")),
+            labels=_pairs(raw.get("labels")),
+            build_args=_pairs(raw.get("build_args")),
+            inputs=inputs,
+            where=self.where(at, key=True),
+        )
+
+    def _copy(self, c: dict[str, Any], at: tuple[Any, ...], all_layers: dict[str, Any]) -> CopySpec:
+        src = _as_tuple(c.get("src")) if _is_strs(c.get("src")) else ()
+        source_layer = _str_or_none(c.get("from_layer"))
+        if source_layer is not None and source_layer not in all_layers:
+            suggestion = _suggest(source_layer, all_layers)
+            self.error(f"copy from unknown layer '{source_layer}'{suggestion}", (*at, "from_layer"))
+        if source_layer is None:
+            for j, s in enumerate(src):
+                problem = _escapes(s)
+                if problem:
+                    place = (*at, "src") + ((j,) if isinstance(c["src"], list) else ())
+                    self.error(f"copy source '{s}' {problem}", place)
+        return CopySpec(
+            src=src,
+            dest=str(c.get("dest")),
+            chmod=_str_or_none(c.get("chmod")),
+            chown=_str_or_none(c.get("chown")),
+            from_layer=source_layer,
+        )
+
+    def check_globs(
+        self, globs: tuple[str, ...], at: tuple[Any, ...], *, layer: str | None
+    ) -> bool:
+        ok = True
+        for i, pattern in enumerate(globs):
+            try:
+                pathspec.GitIgnoreSpec.from_lines([pattern])
+            except ValueError as exc:  # pathspec's GitWildMatchPatternError
+                place = at + ((i,) if len(globs) > 1 or isinstance(self._get(at), list) else ())
+                self.error(f"invalid glob '{pattern}': {exc}", place)
+                ok = False
+        return ok
+
+    def _get(self, path: tuple[Any, ...]) -> Any:
+        node = self.data
+        for p in path:
+            node = node[p]
+        return node
+
+    def build_images(self, layers: Mapping[str, ImageLayer]) -> dict[str, PublishedImage]:
+        images: dict[str, PublishedImage] = {}
+        raw_layers = self.data["layers"]
+        for name, raw in (self.data.get("images") or {}).items():
+            if not isinstance(raw, dict) or not isinstance(raw.get("layer"), str):
+                continue
+            top = raw["layer"]
+            if top not in raw_layers:
+                self.error(
+                    f"image '{name}' names unknown layer '{top}'{_suggest(top, raw_layers)}",
+                    ("images", name, "layer"),
+                )
+                continue
+            images[name] = PublishedImage(name=name, layer=top, tags=_as_tuple(raw.get("tags")))
+        return images
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _is_strs(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    )
+
+
+def _escapes(src: str) -> str | None:
+    if src.startswith("/") or (len(src) > 1 and src[1] == ":"):
+        return "is absolute; copy sources are relative to the repository root"
+    norm = posixpath.normpath(src)
+    if norm == ".." or norm.startswith("../"):
+        return "escapes the repository"
+    return None
+
+
+def _pairs(mapping: Any) -> tuple[tuple[str, str], ...]:
+    if not mapping:
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in mapping.items()))
+
+
+def _command(value: Any) -> tuple[str, ...] | None:
+    """Exec form as given; a string is Docker's shell form, `/bin/sh -c STRING`."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (*_SHELL, value)
+    return tuple(value)
