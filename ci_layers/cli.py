@@ -232,6 +232,10 @@ def _error_handler(err: TextIO) -> Iterator[list[int]]:
     except KeyboardInterrupt:
         err.write("interrupted\n")
         code[0] = 130
+    except BrokenPipeError:  # `ci-layers keys | head`: the reader left, nothing to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code[0] = 141
     except Exception:
         fd, log = tempfile.mkstemp(prefix="ci-layers-crash-", suffix=".log")
         with os.fdopen(fd, "w") as f:

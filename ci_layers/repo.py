@@ -63,6 +63,14 @@ def find_repo_root(start: Path) -> Path | None:
     return Path(repo.working_tree_dir) if repo.working_tree_dir else None
 
 
+def _why(exc: git.GitCommandError) -> str:
+    """git's own complaint, without GitPython's `stderr: '...'` wrapping."""
+    text = str(exc.stderr or "").strip()
+    if text.startswith("stderr: "):
+        text = text[len("stderr: ") :].strip("'")
+    return text.strip() or f"git exited with {exc.status}"
+
+
 def _git(root: Path) -> git.Git:
     return git.Repo(root).git
 
@@ -99,7 +107,7 @@ def worktree_files(root: Path) -> RepoFiles:
         modified = g.diff_files("-z", "--name-only", stdout_as_string=False)
         untracked = g.ls_files("-o", "--exclude-standard", "-z", stdout_as_string=False)
     except git.GitCommandError as exc:
-        raise GitError(f"cannot list the files of {root}: {exc.stderr.strip()}") from None
+        raise GitError(f"cannot list the files of {root}: {_why(exc)}") from None
     entries: dict[str, str] = {}
     conflicted: set[str] = set()
     for record in staged.split(b"\0"):
@@ -137,10 +145,11 @@ def _plain_files(root: Path) -> RepoFiles:
 def tree_files(root: Path, rev: str) -> RepoFiles:
     """The files of commit `rev`, from git's tree objects alone (no checkout)."""
     g = _git(root)
+    _verify_commit(g, rev)
     try:
         out = g.ls_tree("-r", "-z", "--full-tree", rev, stdout_as_string=False)
     except git.GitCommandError as exc:
-        raise GitError(f"cannot read the tree of '{rev}': {exc.stderr.strip()}", rev=rev) from None
+        raise GitError(f"cannot read the tree of '{rev}': {_why(exc)}", rev=rev) from None
     entries: dict[str, str] = {}
     for record in out.split(b"\0"):
         if record:
@@ -150,13 +159,21 @@ def tree_files(root: Path, rev: str) -> RepoFiles:
     return RepoFiles(entries, rev=rev)
 
 
+def _verify_commit(g: git.Git, rev: str) -> None:
+    try:
+        g.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}")
+    except git.GitCommandError:
+        raise GitError(
+            f"unknown revision '{rev}': no such commit in this clone "
+            "(fetch it; a shallow clone may need more history)",
+            rev=rev,
+        ) from None
+
+
 def read_at(root: Path, rev: str, path: str) -> str | None:
     """The text of `path` at commit `rev`, or None where it does not exist there."""
     g = _git(root)
-    try:
-        g.rev_parse("--verify", f"{rev}^{{commit}}")
-    except git.GitCommandError:
-        raise GitError(f"unknown revision '{rev}'", rev=rev) from None
+    _verify_commit(g, rev)
     try:
         data: bytes = g.show(f"{rev}:{path}", stdout_as_string=False, strip_newline_in_stdout=False)
     except git.GitCommandError:

@@ -250,19 +250,17 @@ _ALIASES = {
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
-    options = list(choices)
+    """The closest valid choice, also through a typo of a synonym ("comands" -> "run")."""
+    options = [str(c) for c in choices]
     norm = word.lower().replace("-", "_")
-    alias = _ALIASES.get(norm)
-    if norm in options and norm != word:
-        match = [norm]
-    elif alias in options:
-        match = [alias]
-    else:
-        match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-        if not match:  # a typo of a synonym: "enviroment" -> "environment" -> "env"
-            near = difflib.get_close_matches(norm, list(_ALIASES), n=1, cutoff=0.8)
-            match = [_ALIASES[near[0]]] if near and _ALIASES[near[0]] in options else []
-    return f" (did you mean '{match[0]}'?)" if match else ""
+    candidates = {o: o for o in options}
+    candidates.update((a, t) for a, t in _ALIASES.items() if t in options)
+    best, score = None, 0.6
+    for spelled, target in candidates.items():
+        ratio = difflib.SequenceMatcher(None, norm, spelled.lower()).ratio()
+        if ratio > score and target != word:
+            best, score = target, ratio
+    return f" (did you mean '{best}'?)" if best else ""
 
 
 def _as_tuple(value: Any) -> tuple[str, ...]:
@@ -330,12 +328,15 @@ class _Checker:
             allowed = err.schema.get("properties", {})
             for extra in inst:
                 if extra not in allowed:
-                    what = f"unknown key '{extra}'{_suggest(str(extra), allowed)}"
                     where = "" if len(path) == 2 and in_layer else f" in {label}"
-                    self.error(what + where, (*path, extra), key=True)
+                    hint = _suggest(str(extra), allowed)
+                    self.error(f"unknown key '{extra}'{where}{hint}", (*path, extra), key=True)
         elif kind == "required":
             self.error(f"{label} is missing the required key {err.message.split()[0]}", path)
-        elif kind == "propertyNames":
+        elif kind == "oneOf" and any(e.relative_path for e in err.context or ()):
+            deepest = max(err.context or (), key=lambda e: len(e.relative_path))
+            self._schema_error(deepest, tuple(deepest.absolute_path))
+        elif "propertyNames" in err.schema_path:
             self.error(
                 f"invalid name {inst!r}: use letters, digits and . _ + : / - "
                 "(at most 200 characters)",

@@ -1,0 +1,347 @@
+"""Bad specs: every problem named with file:line:col and layer, all in one run, exit 2."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ci_layers.cli import main
+from ci_layers.errors import SpecInvalid
+from ci_layers.spec import parse_spec
+
+from .gitrepo import GitRepo
+
+GOOD = """\
+version: 1
+layers:
+  base:
+    from: debian@sha256:aaaa
+  app:
+    parent: base
+"""
+
+
+def run_cli(repo: GitRepo, *args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main([*args, "-C", str(repo.root)], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def check(repo: GitRepo, spec: str) -> tuple[int, str]:
+    repo.write("ci-layers.yaml", textwrap.dedent(spec))
+    code, _, err = run_cli(repo, "validate")
+    return code, err
+
+
+CASES = [
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          base:
+            from: debian@sha256:aaaa
+            run: [ "unclosed
+        """,
+        ["ci-layers.yaml:6:1: error: invalid YAML"],
+        id="yaml-syntax",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          base:
+            from: debian@sha256:aaaa
+            enviroment: {A: b}
+            comands: [true]
+        """,
+        [
+            "ci-layers.yaml:5:5: error: layer 'base': unknown key 'enviroment' (did you mean 'env'?)",
+            "ci-layers.yaml:6:5: error: layer 'base': unknown key 'comands' (did you mean 'run'?)",
+        ],
+        id="unknown-keys",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layerz: {}
+        """,
+        ["ci-layers.yaml:2:1: error: unknown key 'layerz' in the spec (did you mean 'layers'?)"],
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          base:
+            from: debian@sha256:aaaa
+            run: 5
+            env: [A]
+            copy:
+              - src: a
+        """,
+        [
+            "ci-layers.yaml:5:10: error: layer 'base': run must be a string or a list of strings, not a number",
+            "ci-layers.yaml:6:10: error: layer 'base': env must be a mapping, not a list",
+            "ci-layers.yaml:8:9: error: layer 'base': copy[0] is missing the required key 'dest'",
+        ],
+        id="wrong-types",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          base:
+            from: debian@sha256:aaaa
+          app:
+            parent: bsae
+        """,
+        ["ci-layers.yaml:6:13: error: layer 'app': unknown parent 'bsae' (did you mean 'base'?)"],
+        id="unknown-parent",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          base:
+            from: debian@sha256:aaaa
+          base:
+            from: debian@sha256:bbbb
+        """,
+        ["ci-layers.yaml:5:3: error: duplicate key 'base' (first on line 3)"],
+        id="duplicate-name",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          root:
+            from: scratch
+          a:
+            parent: c
+          b:
+            parent: a
+          c:
+            parent: b
+          x:
+            parent: y
+          y:
+            parent: x
+        """,
+        [
+            "ci-layers.yaml:5:3: error: layer 'a': dependency cycle: a -> b -> c -> a",
+            "ci-layers.yaml:11:3: error: layer 'x': dependency cycle: x -> y -> x",
+        ],
+        id="cycles",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          base:
+            from: scratch
+          app:
+            parent: base
+            copy:
+              - src: tools
+                dest: /tools
+                from_layer: app
+        """,
+        ["error: layer 'app': dependency cycle: app -> app"],
+        id="copy-from-itself",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          base:
+            from: debian@sha256:aaaa
+          app:
+            parent: base
+            from: debian@sha256:aaaa
+        """,
+        ["ci-layers.yaml:5:3: error: layer 'app': has both 'parent' and 'from'"],
+        id="parent-and-from",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          app:
+            run: make
+        """,
+        ["ci-layers.yaml:3:3: error: layer 'app': needs 'parent' (another layer) or 'from'"],
+        id="neither-parent-nor-from",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          app:
+            from: scratch
+            copy:
+              - src: ../secrets/key.pem
+                dest: /k
+              - src: [ok.txt, /etc/passwd]
+                dest: /e
+              - src: a/../../b
+                dest: /b
+        """,
+        [
+            "ci-layers.yaml:6:14: error: layer 'app': copy source '../secrets/key.pem' escapes the repository",
+            "ci-layers.yaml:8:23: error: layer 'app': copy source '/etc/passwd' is absolute",
+            "ci-layers.yaml:10:14: error: layer 'app': copy source 'a/../../b' escapes the repository",
+        ],
+        id="copy-escapes",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          app:
+            from: scratch
+            copy:
+              - {src: x, dest: /x, from_layer: buidler}
+        """,
+        ["ci-layers.yaml:6:40: error: layer 'app': copy from unknown layer 'buidler'"],
+        id="unknown-from-layer",
+    ),
+    pytest.param(
+        """\
+        version: 2
+        layers: {}
+        images:
+          web: {layer: nope}
+        """,
+        [
+            "ci-layers.yaml:1:10: error: unsupported spec version 2",
+            "ci-layers.yaml:4:16: error: image 'web' names unknown layer 'nope'",
+        ],
+        id="version-and-image",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          "bad name":
+            from: scratch
+        """,
+        ["ci-layers.yaml:3:3: error: layer 'bad name': invalid name 'bad name': use letters"],
+        id="bad-name",
+    ),
+    pytest.param(
+        "",
+        ["ci-layers.yaml:1:1: error: spec is empty"],
+        id="empty",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "expected"), CASES)
+def test_bad_spec_is_reported_with_place_and_exit_2(
+    git_repo: GitRepo, spec: str, expected: list[str]
+) -> None:
+    code, err = check(git_repo, spec)
+    assert code == 2
+    for line in expected:
+        assert line in err, f"{line!r} not in:\n{err}"
+    assert "Traceback" not in err
+    n = len([ln for ln in err.splitlines() if ": error: " in ln])
+    assert f"{n} problem" in err.splitlines()[-1]
+
+
+def test_all_problems_are_reported_in_one_run(git_repo: GitRepo) -> None:
+    code, err = check(
+        git_repo,
+        """\
+        version: 1
+        layers:
+          a: {from: scratch, colour: red}
+          b: {parent: nope}
+          c: {parent: a, run: 3}
+          d: {parent: d}
+        """,
+    )
+    assert code == 2
+    assert "3:22: error: layer 'a': unknown key 'colour'" in err
+    assert "4:15: error: layer 'b': unknown parent 'nope'" in err
+    assert "5:23: error: layer 'c': run must be" in err
+    assert "6:15: error: layer 'd': a layer cannot be its own parent" in err
+    assert err.splitlines()[-1] == "4 problems in the spec"
+
+
+def test_unpinned_base_is_a_warning_not_an_error(git_repo: GitRepo) -> None:
+    code, err = check(
+        git_repo,
+        """\
+        version: 1
+        layers:
+          base: {from: ubuntu:22.04}
+        """,
+    )
+    assert code == 0
+    assert (
+        "ci-layers.yaml:3:16: warning: layer 'base': base image 'ubuntu:22.04' is not pinned" in err
+    )
+
+
+def test_annotations_under_github_actions(
+    git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    code, err = check(git_repo, "version: 1\nlayers:\n  a: {parent: zz}\n")
+    assert code == 2
+    assert "::error file=ci-layers.yaml,line=3,col=15::a: unknown parent 'zz'" in err
+
+
+def test_missing_spec_file(git_repo: GitRepo) -> None:
+    code, _, err = run_cli(git_repo, "validate")
+    assert code == 2
+    assert "ci-layers.yaml: error: spec file not found" in err
+
+
+def test_spec_outside_the_repository_is_named_by_its_path(
+    git_repo: GitRepo, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text("version: 1\nlayers:\n  a: {from: scratch, run: [1]}\n")
+    code, _, err = run_cli(git_repo, "validate", "--spec", str(elsewhere))
+    assert code == 2
+    assert f"{elsewhere}:3:28: error: layer 'a': run[0] must be a string" in err
+
+
+def test_the_console_script_exits_2_without_traceback(git_repo: GitRepo) -> None:
+    git_repo.write("ci-layers.yaml", "version: 1\nlayers:\n  a: {parent: b}\n  b: {parent: a}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "ci_layers.cli", "validate", "-C", str(git_repo.root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "ci-layers.yaml:3:3: error: layer 'a': dependency cycle: a -> b -> a" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_parse_builds_frozen_layers() -> None:
+    spec = parse_spec(GOOD)
+    assert spec.graph.topological_order() == ["base", "app"]
+    assert spec.layers["app"].where is not None
+    assert spec.layers["app"].where.line == 5
+    with pytest.raises(AttributeError):
+        spec.layers["app"].parent = "x"  # type: ignore[misc]
+
+
+def test_string_commands_are_docker_shell_form() -> None:
+    spec = parse_spec(GOOD.replace("parent: base", "parent: base\n    entrypoint: run.sh --fast"))
+    assert spec.layers["app"].entrypoint == ("/bin/sh", "-c", "run.sh --fast")
+
+
+def test_invalid_spec_error_lists_all() -> None:
+    with pytest.raises(SpecInvalid) as info:
+        parse_spec("version: 1\nlayers:\n  a: {parent: x}\n  b: {parent: y}\n")
+    assert [e.layer for e in info.value.errors] == ["a", "b"]
