@@ -129,6 +129,9 @@ def _parent_name(keys: Mapping[str, LayerKey], name: str) -> str | None:
 
 
 def _diff(path: str, a: Any, b: Any) -> Iterator[str]:
+    if a is None or b is None:  # an absent field reads as an empty one of the other's kind
+        empty = type(b if a is None else a)() if isinstance(a or b, dict | list) else None
+        a, b = (empty, b) if a is None else (a, empty)
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
             if a.get(k) != b.get(k):

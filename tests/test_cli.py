@@ -1,0 +1,167 @@
+"""The CLI on the seed example of the README, as a user runs it."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+import ci_layers
+from ci_layers.cli import main
+from ci_layers.graph import ImageLayer, LayerGraph
+from ci_layers.report import graph_dot, graph_mermaid
+
+from .conftest import FIXTURES
+from .gitrepo import GitRepo
+
+
+def run(repo: GitRepo, *args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main([*args, "-C", str(repo.root)], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_validate(seed_repo: GitRepo) -> None:
+    assert run(seed_repo, "validate") == (0, "ci-layers.yaml: ok, 4 layers, 1 image\n", "")
+
+
+def test_validate_from_a_subdirectory_finds_the_repo_root(seed_repo: GitRepo) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["validate", "-C", str(seed_repo.root / "src")], out=out, err=err) == 0
+
+
+def test_graph_formats(seed_repo: GitRepo) -> None:
+    code, text, _ = run(seed_repo, "graph")
+    assert code == 0
+    assert text.splitlines()[1:] == ["└── python-3.9", "    └── app-deps", "        └── my-app"]
+    code, out, _ = run(seed_repo, "graph", "--format", "json")
+    data = json.loads(out)
+    assert data["order"] == ["ubuntu-base", "python-3.9", "app-deps", "my-app"]
+    assert data["roots"] == ["ubuntu-base"]
+    assert data["leaves"] == ["my-app"]
+    assert data["layers"][3] == {
+        "name": "my-app",
+        "parents": ["app-deps"],
+        "children": [],
+        "depth": 3,
+        "from": None,
+    }
+    _, mermaid, _ = run(seed_repo, "graph", "--format", "mermaid")
+    assert mermaid.startswith("graph TD\n")
+    assert "n2 --> n3" in mermaid
+    _, dot, _ = run(seed_repo, "graph", "--format", "dot")
+    assert '"app-deps" -> "my-app";' in dot
+
+
+def test_order_and_affected(seed_repo: GitRepo) -> None:
+    _, out, _ = run(seed_repo, "order", "app-deps", "--format", "json")
+    assert json.loads(out) == {
+        "targets": ["app-deps"],
+        "order": ["ubuntu-base", "python-3.9", "app-deps"],
+    }
+    _, out, _ = run(seed_repo, "affected", "python-3.9", "--format", "json")
+    assert json.loads(out) == {
+        "changed": ["python-3.9"],
+        "affected": ["python-3.9", "app-deps", "my-app"],
+        "stages": [["python-3.9"], ["app-deps"], ["my-app"]],
+    }
+    code, _, err = run(seed_repo, "affected", "pyhton-3.9")
+    assert code == 2
+    assert err == "error: no layer named 'pyhton-3.9' in the spec (did you mean 'python-3.9'?)\n"
+
+
+def test_keys_are_stable_and_json(seed_repo: GitRepo) -> None:
+    _, out1, _ = run(seed_repo, "keys", "--format", "json")
+    _, out2, _ = run(seed_repo, "keys", "--format", "json", "--recipe")
+    keys, full = json.loads(out1), json.loads(out2)
+    assert list(keys["layers"]) == ["ubuntu-base", "python-3.9", "app-deps", "my-app"]
+    for name, entry in keys["layers"].items():
+        assert entry["key"] == full["layers"][name]["key"]
+        assert entry["key"].startswith("sha256:")
+        assert len(entry["key"]) == 71
+    assert full["layers"]["python-3.9"]["recipe"]["parent"] == keys["layers"]["ubuntu-base"]["key"]
+    assert "ci/build-env.sh" in full["layers"]["ubuntu-base"]["recipe"]["global_inputs"]
+
+
+def test_schema_is_a_valid_json_schema_that_accepts_the_seed() -> None:
+    out = io.StringIO()
+    assert main(["schema"], out=out) == 0
+    schema = json.loads(out.getvalue())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    seed = yaml.safe_load((FIXTURES / "seed" / "ci-layers.yaml").read_text())
+    jsonschema.validate(seed, schema)
+
+
+def test_demo_runs_and_explains_the_change() -> None:
+    out = io.StringIO()
+    assert main(["demo"], out=out) == 0
+    text = out.getvalue()
+    assert "keys that differ now: app-deps, my-app" in text
+    assert "copy[0].files requirements.txt:" in text
+    assert "reused from cache: ubuntu-base, python-3.9" in text
+
+
+def test_console_script_entry_point(seed_repo: GitRepo) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ci_layers.cli", "order", "my-app", "-C", str(seed_repo.root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.splitlines() == [
+        "1. ubuntu-base",
+        "2. python-3.9",
+        "3. app-deps",
+        "4. my-app",
+    ]
+
+
+def test_git_failure_is_an_error_not_a_traceback(seed_repo: GitRepo) -> None:
+    code, _, err = run(seed_repo, "explain", "my-app", "--against", "no-such-branch")
+    assert code == 1
+    assert err.startswith("error: unknown revision 'no-such-branch'")
+
+
+def test_hostile_names_cannot_break_diagrams() -> None:
+    g = LayerGraph()
+    evil = 'x"]; click n0 "javascript:alert(1)"; a[<b>'
+    g.add_layer(ImageLayer(name=evil, base="scratch"))
+    mermaid = graph_mermaid(g, highlight=[evil])
+    label_line = mermaid.splitlines()[1]
+    assert label_line.startswith('  n0["')
+    assert label_line.endswith('"]')
+    inside = label_line[6:-2]
+    assert not set(inside) & set('"<>[]')
+    dot = graph_dot(g)
+    assert '"x\\"]; click n0' in dot
+
+
+def test_public_api() -> None:
+    assert set(ci_layers.__all__) >= {
+        "ImageLayer",
+        "LayerGraph",
+        "DependencyResolver",
+        "CiLayersError",
+    }
+    for name in ci_layers.__all__:
+        assert hasattr(ci_layers, name)
+
+
+STEPS = ["errors", "graph", "spec", "resolver", "repo", "sources", "keys", "report", "demo", "cli"]
+
+
+def test_modules_import_only_earlier_steps() -> None:
+    pkg = Path(ci_layers.__file__).parent
+    for i, step in enumerate(STEPS):
+        tree = ast.parse((pkg / f"{step}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                dep = node.module.split(".")[0]
+                if dep in STEPS:
+                    assert STEPS.index(dep) < i, f"{step} imports {dep}, a later step"

@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+import io
+import os
+
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ci_layers.cli import main
+from ci_layers.graph import ImageLayer
+from ci_layers.keys import compute_keys, explain_difference
+from ci_layers.repo import RepoFiles, blob_id, tree_files, worktree_files
+from ci_layers.spec import parse_spec
+
+from .dags import brute_descendants, dags
+from .gitrepo import GitRepo
+
+
+def spec_text(
+    layers: list[ImageLayer], *, rename: dict[str, str] | None = None, edit: str | None = None
+) -> str:
+    """A spec for `layers`; each layer copies its own file files/<name>.txt."""
+    r = rename or {}
+    doc: dict = {"version": 1, "global_inputs": ["/global.cfg"], "layers": {}}
+    for x in layers:
+        d: dict = {"run": list(x.run) + (["echo edited"] if x.name == edit else [])}
+        if x.parent:
+            d["parent"] = r.get(x.parent, x.parent)
+        else:
+            d["from"] = x.base
+        d["copy"] = [{"src": f"files/{x.name}.txt", "dest": "/f.txt"}] + [
+            {"src": list(c.src), "dest": c.dest, "from_layer": r.get(c.from_layer, c.from_layer)}
+            for c in x.copy
+        ]
+        doc["layers"][r.get(x.name, x.name)] = d
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def files_for(layers: list[ImageLayer], changed: str | None = None) -> RepoFiles:
+    entries = {"global.cfg": "100644 " + blob_id(b"g"), "README.md": "100644 " + blob_id(b"r")}
+    for x in layers:
+        content = f"{x.name}{'!' if x.name == changed else ''}".encode()
+        entries[f"files/{x.name}.txt"] = "100644 " + blob_id(content)
+    return RepoFiles(entries)
+
+
+def changed_keys(a: dict, b: dict) -> set[str]:
+    return {n for n in a if a[n].digest != b[n].digest}
+
+
+@given(dags(max_layers=15), st.data())
+def test_definition_change_changes_exactly_that_layer_and_descendants(layers, data) -> None:
+    target = data.draw(st.sampled_from([x.name for x in layers]))
+    files = files_for(layers)
+    before = compute_keys(parse_spec(spec_text(layers)), files)
+    after = compute_keys(parse_spec(spec_text(layers, edit=target)), files)
+    assert changed_keys(before, after) == brute_descendants(layers, {target})
+
+
+@given(dags(max_layers=15), st.data())
+def test_file_change_changes_exactly_its_readers_and_descendants(layers, data) -> None:
+    target = data.draw(st.sampled_from([x.name for x in layers]))
+    spec = parse_spec(spec_text(layers))
+    before = compute_keys(spec, files_for(layers))
+    after = compute_keys(spec, files_for(layers, changed=target))
+    assert changed_keys(before, after) == brute_descendants(layers, {target})
+
+
+@given(dags(max_layers=15), st.data())
+def test_rename_and_reorder_keep_every_key(layers, data) -> None:
+    names = [x.name for x in layers]
+    renamed = data.draw(st.sets(st.sampled_from(names)))
+    mapping = {n: f"renamed-{n}" for n in renamed}
+    files = files_for(layers)
+    before = compute_keys(parse_spec(spec_text(layers)), files)
+    shuffled = data.draw(st.permutations(layers))
+    after = compute_keys(parse_spec(spec_text(shuffled, rename=mapping)), files)
+    for n in names:
+        assert after[mapping.get(n, n)].digest == before[n].digest
+
+
+@given(dags(max_layers=10))
+def test_global_input_changes_every_key_and_unrelated_files_none(layers) -> None:
+    spec = parse_spec(spec_text(layers))
+    files = files_for(layers)
+    base = compute_keys(spec, files)
+    entries = dict(files.entries)
+    entries["README.md"] = "100644 " + blob_id(b"other")
+    assert changed_keys(base, compute_keys(spec, RepoFiles(entries))) == set()
+    entries["global.cfg"] = "100644 " + blob_id(b"other")
+    assert changed_keys(base, compute_keys(spec, RepoFiles(entries))) == set(base)
+
+
+SPEC = """\
+version: 1
+layers:
+  base:
+    from: scratch
+    copy:
+      - {src: "conf/*.ini", dest: /etc/app/}
+  app:
+    parent: base
+    copy:
+      - {src: src, dest: /app}
+      - {src: bin/run, dest: /usr/bin/run}
+    inputs: ["*.lock"]
+"""
+
+
+def make_repo(git_repo: GitRepo) -> GitRepo:
+    git_repo.write("ci-layers.yaml", SPEC)
+    git_repo.write("conf/a.ini", "a=1\n")
+    git_repo.write("conf/notes.txt", "not copied\n")
+    git_repo.write("src/main.py", "print('hi')\n")
+    git_repo.write("src/pkg/util.py", "x = 1\n")
+    git_repo.write("bin/run", "#!/bin/sh\n", mode=0o755)
+    git_repo.write("deps/poetry.lock", "lock\n")
+    git_repo.write(".gitignore", "build/\n")
+    git_repo.commit("initial")
+    return git_repo
+
+
+def keys_now(repo: GitRepo) -> dict:
+    spec = parse_spec((repo.root / "ci-layers.yaml").read_text())
+    return compute_keys(spec, worktree_files(repo.root))
+
+
+def test_clean_tree_uses_git_blob_ids_and_matches_the_commit(git_repo: GitRepo) -> None:
+    repo = make_repo(git_repo)
+    spec = parse_spec(SPEC)
+    at_head = compute_keys(spec, tree_files(repo.root, "HEAD"))
+    assert {n: k.digest for n, k in keys_now(repo).items()} == {
+        n: k.digest for n, k in at_head.items()
+    }
+    files = at_head["app"].recipe["copy"][0]["files"]
+    want = repo.git("rev-parse", "HEAD:src/main.py")
+    assert ["main.py", f"100644 {want}"] in files
+    assert ["pkg/util.py", "100644 " + repo.git("rev-parse", "HEAD:src/pkg/util.py")] in files
+    assert at_head["app"].recipe["copy"][1]["files"][0][1].startswith("100755 ")
+    assert list(at_head["app"].recipe["inputs"]) == ["deps/poetry.lock"]
+
+
+def test_modified_staged_or_not_hash_like_git(git_repo: GitRepo) -> None:
+    repo = make_repo(git_repo)
+    before = keys_now(repo)
+    repo.write("src/main.py", "print('bye')\n")
+    unstaged = keys_now(repo)
+    assert changed_keys(before, unstaged) == {"app"}
+    repo.git("add", "src/main.py")
+    staged = keys_now(repo)
+    assert staged["app"].digest == unstaged["app"].digest
+    repo.commit("bye")
+    assert (
+        compute_keys(parse_spec(SPEC), tree_files(repo.root, "HEAD"))["app"].digest
+        == staged["app"].digest
+    )
+
+
+def test_what_counts_and_what_does_not(git_repo: GitRepo) -> None:
+    repo = make_repo(git_repo)
+    before = keys_now(repo)
+    repo.write("conf/more.txt", "no\n")  # not matched by conf/*.ini
+    repo.write("build/out.ini", "ignored by .gitignore\n")
+    repo.write("docs/index.md", "unrelated\n")
+    assert changed_keys(before, keys_now(repo)) == set()
+    repo.write("conf/b.ini", "b=2\n")  # untracked, but the wildcard now matches it
+    assert changed_keys(before, keys_now(repo)) == {"base", "app"}
+    repo.remove("conf/b.ini")
+    os.chmod(repo.root / "bin/run", 0o644)  # the executable bit is part of the content
+    assert changed_keys(before, keys_now(repo)) == {"app"}
+    os.chmod(repo.root / "bin/run", 0o755)
+    repo.write("poetry.lock", "a second lockfile\n")
+    assert changed_keys(before, keys_now(repo)) == {"app"}
+
+
+def test_renaming_a_source_folder_with_its_copy_entry_keeps_the_key(git_repo: GitRepo) -> None:
+    repo = make_repo(git_repo)
+    before = keys_now(repo)
+    repo.git("mv", "src", "source")
+    repo.write("ci-layers.yaml", SPEC.replace("src: src,", "src: source,"))
+    assert changed_keys(before, keys_now(repo)) == set()
+
+
+def test_explain_names_the_field_that_differs(git_repo: GitRepo) -> None:
+    repo = make_repo(git_repo)
+    repo.write("conf/a.ini", "a=2\n")
+    repo.write("ci-layers.yaml", SPEC.replace("inputs:", "env: {MODE: fast}\n    inputs:"))
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["explain", "app", "--against", "HEAD", "-C", str(repo.root)], out=out, err=err)
+    assert code == 0, err.getvalue()
+    text = out.getvalue()
+    assert "app: working tree vs HEAD" in text
+    assert "env.MODE: (absent) -> 'fast'" in text
+    assert "parent 'base' has a different key:" in text
+    assert "copy[0].files a.ini:" in text
+
+
+def test_explain_helper_on_a_new_layer() -> None:
+    spec = parse_spec(SPEC)
+    keys = compute_keys(spec, RepoFiles({}))
+    assert explain_difference("app", keys, {}) == ["app: not defined at the other commit"]
+    assert explain_difference("app", keys, keys)[0].startswith("app: same key sha256:")
