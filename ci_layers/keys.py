@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .gcpause import paused_gc
 from .graph import ImageLayer
 from .repo import RepoFiles
 from .sources import copy_source, input_globs
@@ -39,6 +40,11 @@ def _canonical(recipe: Mapping[str, Any]) -> bytes:
 
 def compute_keys(spec: Spec, files: RepoFiles) -> dict[str, LayerKey]:
     """The key of every layer of `spec` over the file snapshot `files`."""
+    with paused_gc():
+        return _compute_keys(spec, files)
+
+
+def _compute_keys(spec: Spec, files: RepoFiles) -> dict[str, LayerKey]:
     global_files = {p: files.digest(p) for p in input_globs(spec.global_inputs).select(files)}
     keys: dict[str, LayerKey] = {}
     for name in spec.graph.topological_order():

@@ -95,10 +95,8 @@ class CopySource:
         if hit is None:
             prefix = self.prefix
             if prefix and not self.is_glob:
-                candidates: Iterable[str] = [
-                    *(p for p in files.under(prefix) if p == prefix),
-                    *files.under(prefix + "/"),
-                ]
+                exact = [prefix] if prefix in files else []
+                candidates: Iterable[str] = [*exact, *files.under(prefix + "/")]
             else:
                 candidates = files.under(prefix + "/" if prefix else "")
             hit = [(p, rel) for p in candidates if (rel := self.relative(p)) is not None]
