@@ -56,6 +56,42 @@ def best_of(fn, repeat: int) -> float:
     return min(times)
 
 
+def run_size(n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    text, files = make_spec(n, rng)
+    repeat = 3 if n <= 10000 else 1
+    t0 = time.perf_counter()
+    spec = parse_spec(text)
+    t_load = time.perf_counter() - t0
+    t_keys = best_of(lambda: compute_keys(spec, RepoFiles(files.entries)), repeat)
+    graph = spec.graph
+    resolver = DependencyResolver(graph)
+    root = "layer-0"
+    g = nx.DiGraph()
+    for name in spec.layers:
+        g.add_node(name)
+        for dep in graph.parents(name):
+            g.add_edge(dep, name)
+    repeat = 5
+    t_aff = best_of(lambda: resolver.rebuild_affected_layers(root), repeat)
+    t_nx_desc = best_of(lambda: nx.descendants(g, root), repeat)
+    affected = resolver.rebuild_affected_layers(root)
+    assert set(affected) == nx.descendants(g, root) | {root}
+
+    def order() -> None:
+        graph._order = None  # measure the sort itself, not the cached result
+        graph.topological_order()
+
+    t_order = best_of(order, repeat)
+    t_nx_topo = best_of(lambda: list(nx.topological_sort(g)), repeat)
+    us = 1e6 / n
+    print(
+        f"{n:>8} {t_load * us:>11.1f}µs/l {t_keys * us:>7.1f}µs/l {t_aff * us:>7.2f}µs/l "
+        f"{t_nx_desc * us:>7.2f}µs/l {t_aff / t_nx_desc:>6.2f} {t_order * us:>7.2f}µs/l "
+        f"{t_nx_topo * us:>7.2f}µs/l {t_order / t_nx_topo:>6.2f}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,10000,100000")
@@ -67,39 +103,7 @@ def main() -> None:
         f"{'ratio':>6} {'order':>10} {'nx.topo':>10} {'ratio':>6}"
     )
     for n in sizes:
-        rng = random.Random(args.seed)
-        text, files = make_spec(n, rng)
-        repeat = 3 if n <= 10000 else 1
-        t0 = time.perf_counter()
-        spec = parse_spec(text)
-        t_load = time.perf_counter() - t0
-        t_keys = best_of(lambda: compute_keys(spec, RepoFiles(files.entries)), repeat)
-        graph = spec.graph
-        resolver = DependencyResolver(graph)
-        root = "layer-0"
-        g = nx.DiGraph()
-        for name in spec.layers:
-            g.add_node(name)
-            for dep in graph.parents(name):
-                g.add_edge(dep, name)
-        repeat = 5
-        t_aff = best_of(lambda: resolver.rebuild_affected_layers(root), repeat)
-        t_nx_desc = best_of(lambda: nx.descendants(g, root), repeat)
-        affected = resolver.rebuild_affected_layers(root)
-        assert set(affected) == nx.descendants(g, root) | {root}
-
-        def order() -> None:
-            graph._order = None  # measure the sort itself, not the cached result
-            graph.topological_order()
-
-        t_order = best_of(order, repeat)
-        t_nx_topo = best_of(lambda: list(nx.topological_sort(g)), repeat)
-        us = 1e6 / n
-        print(
-            f"{n:>8} {t_load * us:>11.1f}µs/l {t_keys * us:>7.1f}µs/l {t_aff * us:>7.2f}µs/l "
-            f"{t_nx_desc * us:>7.2f}µs/l {t_aff / t_nx_desc:>6.2f} {t_order * us:>7.2f}µs/l "
-            f"{t_nx_topo * us:>7.2f}µs/l {t_order / t_nx_topo:>6.2f}"
-        )
+        run_size(n, args.seed)
     print("ratio = ci-layers time / networkx time on the same DAG (below 1: faster)")
 
 
