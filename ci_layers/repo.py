@@ -1,8 +1,11 @@
-"""The files of a tree and their content digests, read through GitPython.
+"""The files and directories of a tree and their content digests, read through GitPython.
 
-A digest is `"<mode> <git blob id>"`: for a tracked, unmodified file git already knows
-it (no file is read); a modified or untracked file is hashed the way git would hash it,
-so the same content has the same digest whether it is committed or not.
+A file's digest is `"<mode> <git blob id>"`; a directory's is its git tree id. Both come
+from git's own objects: a commit is read with `ls-tree`, and the working tree is first
+written as a tree object through a throw-away index (`git add -A`, `write-tree`), so a
+tracked, unmodified file is never read (the index knows its blob id), a modified or
+untracked one is hashed by git, and the same content has the same digest whether it is
+committed or not. Ignored files are not part of a tree, as git leaves them out.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
-import stat
+import re
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -21,15 +26,25 @@ from .errors import GitError
 
 __all__ = ["RepoFiles", "blob_id", "find_repo_root", "read_at", "tree_files", "worktree_files"]
 
+TREE, GITLINK = "040000", "160000"
+
 
 class RepoFiles:
-    """A snapshot of a tree: sorted paths and their digests, searchable by prefix."""
+    """A snapshot of a tree: sorted file paths with digests, and directory tree ids."""
 
-    def __init__(self, entries: Mapping[str, str], *, rev: str | None = None) -> None:
+    def __init__(
+        self,
+        entries: Mapping[str, str],
+        *,
+        trees: Mapping[str, str] | None = None,
+        rev: str | None = None,
+    ) -> None:
         self.entries = dict(entries)
+        self.trees = dict(trees or {})  # directory path -> tree id ("" is the root)
         self.paths = sorted(self.entries)
-        self.rev = rev  # None for a working tree
+        self.rev = rev  # the commit or tree it was read from
         self.selections: LRUCache[object, object] = LRUCache(maxsize=65536)
+        self._by_name: dict[str, list[str]] | None = None
 
     def __contains__(self, path: object) -> bool:
         return path in self.entries
@@ -47,6 +62,24 @@ class RepoFiles:
         while i < len(paths) and paths[i].startswith(prefix):
             yield paths[i]
             i += 1
+
+    def named(self, name: str) -> list[str]:
+        """Paths whose last segment is `name`."""
+        if self._by_name is None:
+            index: dict[str, list[str]] = {}
+            for p in self.paths:
+                index.setdefault(p.rpartition("/")[2], []).append(p)
+            self._by_name = index
+        return self._by_name.get(name, [])
+
+    def gitlink_above(self, path: str) -> str | None:
+        """The submodule path that contains `path` (or is it), if any."""
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            head = "/".join(parts[:i])
+            if self.entries.get(head, "").startswith(GITLINK):
+                return head
+        return None
 
 
 def blob_id(data: bytes) -> str:
@@ -75,93 +108,26 @@ def _git(root: Path) -> git.Git:
     return git.Repo(root).git
 
 
-def _split_z(out: bytes) -> list[str]:
-    return [os.fsdecode(p) for p in out.split(b"\0") if p]
+# One ls-tree record: "<mode> <type> <id>\t<path>\0"
+_RECORD = re.compile(rb"(\d{6}) \w+ ([0-9a-f]{40,64})\t([^\0]*)\0")
 
 
-def _worktree_digest(root: Path, path: str) -> str | None:
-    full = root / path
-    try:
-        st = full.lstat()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    if stat.S_ISLNK(st.st_mode):
-        return f"120000 {blob_id(os.fsencode(os.readlink(full)))}"
-    if stat.S_ISDIR(st.st_mode):  # a submodule or nested repository: not a file of ours
-        return None
-    mode = "100755" if st.st_mode & 0o111 else "100644"
-    return f"{mode} {blob_id(full.read_bytes())}"
-
-
-def worktree_files(root: Path) -> RepoFiles:
-    """The working tree as it is now: tracked files (staged or not) and untracked ones.
-
-    Ignored files are left out, as git leaves them out; outside a git repository every
-    file below `root` counts.
-    """
-    if find_repo_root(root) is None:
-        return _plain_files(root)
-    g = _git(root)
-    try:
-        staged = g.ls_files("-s", "-z", stdout_as_string=False)
-        modified = g.diff_files("-z", "--name-only", stdout_as_string=False)
-        untracked = g.ls_files("-o", "--exclude-standard", "-z", stdout_as_string=False)
-    except git.GitCommandError as exc:
-        raise GitError(f"cannot list the files of {root}: {_why(exc)}") from None
+def parse_ls_tree(out: bytes, *, rev: str | None) -> RepoFiles:
+    """RepoFiles from `git ls-tree -r -t -z` output."""
     entries: dict[str, str] = {}
-    conflicted: set[str] = set()
-    for record in staged.split(b"\0"):
-        if not record:
-            continue
-        meta, _, raw_path = record.partition(b"\t")
-        mode, sha, stage = meta.decode().split(" ")
-        path = os.fsdecode(raw_path)
-        if stage != "0":
-            conflicted.add(path)
-        entries[path] = f"{mode} {sha}"
-    for path in [*_split_z(modified), *conflicted, *_split_z(untracked)]:
-        if entries.get(path, "").startswith("160000 "):
-            continue  # a submodule counts by the commit recorded for it
-        digest = _worktree_digest(root, path)
-        if digest is None:
-            entries.pop(path, None)
+    trees: dict[str, str] = {}
+    for mode, oid, raw in _RECORD.findall(out):
+        path = os.fsdecode(raw)
+        if mode == b"040000":
+            trees[path] = oid.decode()
         else:
-            entries[path] = digest
-    return RepoFiles(entries)
+            entries[path] = f"{mode.decode()} {oid.decode()}"
+    return RepoFiles(entries, trees=trees, rev=rev)
 
 
-def _plain_files(root: Path) -> RepoFiles:
-    entries: dict[str, str] = {}
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d != ".git"]
-        for name in [*names, *(d for d in dirs if os.path.islink(os.path.join(folder, d)))]:
-            rel = os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
-            digest = _worktree_digest(root, rel)
-            if digest is not None:
-                entries[rel] = digest
-    return RepoFiles(entries)
-
-
-def tree_files(root: Path, rev: str) -> RepoFiles:
-    """The files of commit `rev`, from git's tree objects alone (no checkout)."""
-    g = _git(root)
-    _verify_commit(g, rev)
+def _verify_commit(g: git.Git, rev: str, *, kind: str = "commit") -> str:
     try:
-        out = g.ls_tree("-r", "-z", "--full-tree", rev, stdout_as_string=False)
-    except git.GitCommandError as exc:
-        raise GitError(f"cannot read the tree of '{rev}': {_why(exc)}", rev=rev) from None
-    entries: dict[str, str] = {}
-    for record in out.split(b"\0"):
-        if record:
-            meta, _, raw_path = record.partition(b"\t")
-            mode, _kind, sha = meta.decode().split(" ")
-            entries[os.fsdecode(raw_path)] = f"{mode} {sha}"
-    return RepoFiles(entries, rev=rev)
-
-
-def _verify_commit(g: git.Git, rev: str) -> None:
-    try:
-        g.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}")
+        return str(g.rev_parse("--verify", "--quiet", f"{rev}^{{{kind}}}"))
     except git.GitCommandError:
         raise GitError(
             f"unknown revision '{rev}': no such commit in this clone "
@@ -170,12 +136,74 @@ def _verify_commit(g: git.Git, rev: str) -> None:
         ) from None
 
 
+def tree_files(root: Path, rev: str, *, kind: str = "commit") -> RepoFiles:
+    """The files and directories of commit (or tree) `rev`, from git's objects alone."""
+    return _tree_files(_git(root), rev, kind=kind)
+
+
+def _tree_files(g: git.Git, rev: str, *, kind: str) -> RepoFiles:
+    oid = _verify_commit(g, rev, kind=kind)
+    try:
+        out = g.ls_tree("-r", "-t", "-z", "--full-tree", oid, stdout_as_string=False)
+        root_tree = str(g.rev_parse(f"{oid}^{{tree}}"))
+    except git.GitCommandError as exc:
+        raise GitError(f"cannot read the tree of '{rev}': {_why(exc)}", rev=rev) from None
+    files = parse_ls_tree(out, rev=rev)
+    files.trees[""] = root_tree
+    return files
+
+
+def worktree_files(root: Path) -> RepoFiles:
+    """The working tree as it is now: tracked files, staged or not, and untracked ones.
+
+    Written as a tree through a copy of the index and a private object directory, so
+    neither the real index nor the repository's objects change. Outside a git
+    repository, `root` is read into a scratch repository the same way.
+    """
+    top = find_repo_root(root)
+    if top is None:
+        return _plain_files(root)
+    repo = git.Repo(top)
+    with tempfile.TemporaryDirectory(prefix="ci-layers-index-") as tmp:
+        index = Path(tmp) / "index"
+        real_index = Path(repo.git_dir) / "index"
+        if real_index.exists():
+            shutil.copyfile(real_index, index)
+        objects = Path(tmp) / "objects"
+        objects.mkdir()
+        env = {
+            "GIT_INDEX_FILE": str(index),
+            "GIT_OBJECT_DIRECTORY": str(objects),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(Path(repo.common_dir) / "objects"),
+        }
+        try:
+            with repo.git.custom_environment(**env):
+                repo.git.add("-A", "--", ":/")
+                tree = str(repo.git.write_tree())
+                return _tree_files(repo.git, tree, kind="tree")
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot read the working tree of {top}: {_why(exc)}") from None
+
+
+def _plain_files(root: Path) -> RepoFiles:
+    with tempfile.TemporaryDirectory(prefix="ci-layers-plain-") as tmp:
+        git.Repo.init(tmp, bare=True)
+        g = git.Git(root)
+        try:
+            with g.custom_environment(GIT_DIR=tmp, GIT_WORK_TREE=str(root)):
+                g.add("-A", "--force", "--", ".")
+                tree = str(g.write_tree())
+                return _tree_files(g, tree, kind="tree")
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot read the files of {root}: {_why(exc)}") from None
+
+
 def read_at(root: Path, rev: str, path: str) -> str | None:
     """The text of `path` at commit `rev`, or None where it does not exist there."""
     g = _git(root)
-    _verify_commit(g, rev)
+    oid = _verify_commit(g, rev)
     try:
-        data: bytes = g.show(f"{rev}:{path}", stdout_as_string=False, strip_newline_in_stdout=False)
+        data: bytes = g.show(f"{oid}:{path}", stdout_as_string=False, strip_newline_in_stdout=False)
     except git.GitCommandError:
         return None
     return data.decode("utf-8", errors="replace")
