@@ -27,6 +27,7 @@ class CopySpec:
     chmod: str | None = None
     chown: str | None = None
     from_layer: str | None = None
+    exclude: tuple[str, ...] = ()  # gitignore-style, relative to each src
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,9 +79,7 @@ def _recipe(
             entry["src"] = list(c.src)
         else:
             entry["files"] = sorted(
-                [rel, files.digest(path)]
-                for src in c.src
-                for path, rel in copy_source(src).select(files)
+                item for src in c.src for item in copy_source(src, c.exclude).entries(files)
             )
         copies.append(entry)
     fields: dict[str, Any] = {

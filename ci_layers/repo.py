@@ -64,11 +64,14 @@ class RepoFiles:
             i += 1
 
     def named(self, name: str) -> list[str]:
-        """Paths whose last segment is `name`."""
+        """Paths of files, and of files below directories, whose last segment is `name`."""
         if self._by_name is None:
             index: dict[str, list[str]] = {}
             for p in self.paths:
                 index.setdefault(p.rpartition("/")[2], []).append(p)
+            for d in self.trees:
+                if d:
+                    index.setdefault(d.rpartition("/")[2], []).extend(self.under(d + "/"))
             self._by_name = index
         return self._by_name.get(name, [])
 

@@ -1,12 +1,15 @@
 """Which repository paths a layer reads: `copy` sources and `inputs` globs.
 
-Compiled once per pattern and shared by keys.py (which files go into a key) and the
-change mapping (which layers a changed path touches), so both agree exactly.
+Compiled once per pattern and shared by keys.py (what goes into a key) and mapping.py
+(which layers a changed path touches), so both agree exactly.
 
 - A copy source is a file, a directory (everything below it) or a wildcard in the
-  dialect Docker's COPY uses: Go's `filepath.Match`, one path segment per `*`.
+  dialect Docker's COPY uses: Go's `filepath.Match`, `*` within one path segment. An
+  optional `exclude` list (gitignore-style, relative to the source) leaves files out.
 - `inputs` and `global_inputs` are gitignore-style globs (pathspec): `*.lock` matches
   at any depth, `/constraints.txt` only at the root, `dir/` a directory.
+- A source inside a submodule reads the submodule's commit: its files are not in the
+  parent's tree, and a gitlink bump changes all of them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Iterable, Sequence
 import pathspec
 from cachetools import LRUCache, cached
 
-from .repo import RepoFiles
+from .repo import TREE, RepoFiles
 
 __all__ = ["CopySource", "InputGlobs", "copy_source", "input_globs"]
 
@@ -54,11 +57,12 @@ def _segment_regex(segment: str) -> str:
 
 
 class CopySource:
-    """One copy `src`, compiled."""
+    """One copy `src` with its `exclude` patterns, compiled."""
 
-    def __init__(self, src: str) -> None:
+    def __init__(self, src: str, exclude: tuple[str, ...] = ()) -> None:
         norm = posixpath.normpath(src.lstrip("/")) if src.strip("/") else "."
         self.src = src
+        self.exclude = exclude
         self.norm = "" if norm == "." else norm
         segments = self.norm.split("/") if self.norm else []
         first_glob = next((i for i, s in enumerate(segments) if _GLOB_CHARS.search(s)), None)
@@ -69,9 +73,16 @@ class CopySource:
         self._regex = (
             re.compile("/".join(_segment_regex(s) for s in segments)) if self.is_glob else None
         )
+        self._excluded = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
 
     def relative(self, path: str) -> str | None:
-        """Where `path` lands below dest (relative), or None if this source does not take it."""
+        """Where file `path` lands below dest, or None if this source does not copy it."""
+        rel = self._relative(path)
+        if rel is not None and self._excluded is not None and self._excluded.match_file(rel):
+            return None
+        return rel
+
+    def _relative(self, path: str) -> str | None:
         if not self.norm:
             return path
         if self._regex is None:
@@ -88,20 +99,54 @@ class CopySource:
         rest = parts[self._depth :]
         return "/".join(rest) if rest else parts[-1]
 
-    def select(self, files: RepoFiles) -> list[tuple[str, str]]:
-        """(repository path, path below dest) for every file this source copies."""
-        key = ("copy", self.src)
+    def reads(self, path: str, *, gitlink: bool = False) -> bool:
+        """Whether a change to `path` changes what this source copies.
+
+        `gitlink` marks a submodule path: a bump changes every file below it.
+        """
+        if self.relative(path) is not None:
+            return True
+        return gitlink and (self.prefix + "/").startswith(path + "/")
+
+    def entries(self, files: RepoFiles) -> list[list[str]]:
+        """[path below dest, digest] for what this source copies; a whole directory
+        without exclusions is one entry, its git tree id."""
+        key = ("copy", self.src, self.exclude)
         hit = files.selections.get(key)
         if hit is None:
-            prefix = self.prefix
-            if prefix and not self.is_glob:
-                exact = [prefix] if prefix in files else []
-                candidates: Iterable[str] = [*exact, *files.under(prefix + "/")]
-            else:
-                candidates = files.under(prefix + "/" if prefix else "")
-            hit = [(p, rel) for p in candidates if (rel := self.relative(p)) is not None]
+            hit = self._entries(files)
             files.selections[key] = hit
         return hit  # type: ignore[return-value]
+
+    def _entries(self, files: RepoFiles) -> list[list[str]]:
+        prefix = self.prefix
+        if not self.is_glob and self._excluded is None:
+            if prefix in files:
+                return [[posixpath.basename(prefix), files.digest(prefix)]]
+            if prefix in files.trees:
+                return [["", f"{TREE} {files.trees[prefix]}"]]
+        if not self.is_glob and prefix in files:
+            candidates: Iterable[str] = [prefix]
+        else:
+            candidates = files.under(prefix + "/" if prefix else "")
+        found = sorted(
+            [rel, files.digest(p)] for p in candidates if (rel := self.relative(p)) is not None
+        )
+        if not found and prefix:
+            gitlink = files.gitlink_above(prefix)
+            if gitlink is not None:  # a source inside a submodule: its commit is the content
+                return [[prefix[len(gitlink) :].lstrip("/"), files.digest(gitlink)]]
+        return found
+
+    def paths(self, files: RepoFiles) -> list[str]:
+        """Repository paths this source reads (for reasons and mapping)."""
+        prefix = self.prefix
+        candidates = [prefix] if (prefix and prefix in files) else []
+        candidates += files.under(prefix + "/" if prefix else "")
+        found = [p for p in candidates if self.relative(p) is not None]
+        if not found and prefix and (gitlink := files.gitlink_above(prefix)):
+            found = [gitlink]
+        return found
 
 
 class InputGlobs:
@@ -111,23 +156,39 @@ class InputGlobs:
         self.patterns = tuple(patterns)
         self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
         self._prefixes = _anchored_prefixes(self.patterns)
+        self._names = _literal_names(self.patterns)
 
-    def matches(self, path: str) -> bool:
-        return bool(self.patterns) and self._spec.match_file(path)
+    def reads(self, path: str, *, gitlink: bool = False) -> bool:
+        if not self.patterns:
+            return False
+        if self._spec.match_file(path):
+            return True
+        return gitlink and any((pre + "/").startswith(path + "/") for pre in self._prefixes or ())
 
     def select(self, files: RepoFiles) -> list[str]:
+        """Matching repository paths, sorted."""
         if not self.patterns:
             return []
         key = ("inputs", self.patterns)
         hit = files.selections.get(key)
         if hit is None:
-            if self._prefixes is None:
-                candidates: Iterable[str] = files.paths
-            else:
-                candidates = sorted({p for pre in self._prefixes for p in files.under(pre)})
-            hit = [p for p in candidates if self._spec.match_file(p)]
+            hit = self._select(files)
             files.selections[key] = hit
         return hit  # type: ignore[return-value]
+
+    def _select(self, files: RepoFiles) -> list[str]:
+        if self._names is not None:
+            candidates: Iterable[str] = {p for n in self._names for p in files.named(n)}
+        elif self._prefixes is not None:
+            candidates = {p for pre in self._prefixes for p in files.under(pre)}
+        else:
+            candidates = files.paths
+        found = {p for p in candidates if self._spec.match_file(p)}
+        for pre in self._prefixes or ():
+            gitlink = files.gitlink_above(pre)
+            if gitlink is not None:
+                found.add(gitlink)
+        return sorted(found)
 
 
 def _anchored_prefixes(patterns: Sequence[str]) -> list[str] | None:
@@ -141,19 +202,32 @@ def _anchored_prefixes(patterns: Sequence[str]) -> list[str] | None:
         body = pattern.rstrip("/")
         if pattern.startswith("!") or "/" not in body or body.startswith("**"):
             return None
-        body = body.lstrip("/")
         literal = []
-        for segment in body.split("/"):
+        for segment in body.lstrip("/").split("/"):
             if _GLOB_CHARS.search(segment):
                 break
             literal.append(segment)
-        prefixes.append("/".join(literal))  # a file itself, or the directory it is in
+        prefixes.append("/".join(literal))
     return prefixes
 
 
+def _literal_names(patterns: Sequence[str]) -> list[str] | None:
+    """The file names every match must end in, when each pattern names a file literally
+    (`package-lock.json`, `/a/b/go.sum`); None otherwise."""
+    names = []
+    for pattern in patterns:
+        if pattern.startswith("!") or pattern.endswith("/") or pattern.startswith("#"):
+            return None
+        last = pattern.rstrip().rpartition("/")[2]
+        if not last or _GLOB_CHARS.search(last):
+            return None
+        names.append(last)
+    return names
+
+
 @cached(LRUCache(maxsize=16384))
-def copy_source(src: str) -> CopySource:
-    return CopySource(src)
+def copy_source(src: str, exclude: tuple[str, ...] = ()) -> CopySource:
+    return CopySource(src, exclude)
 
 
 @cached(LRUCache(maxsize=4096))

@@ -207,6 +207,7 @@ _FRIENDLY = {
     "src": "a path or a non-empty list of paths",
     "inputs": "a glob or a list of globs",
     "global_inputs": "a glob or a list of globs",
+    "exclude": "a glob or a list of globs",
 }
 _TYPE_NAMES = {
     "string": "a string",
@@ -458,12 +459,15 @@ class _Checker:
                 if problem:
                     place = (*at, "src") + ((j,) if isinstance(c["src"], list) else ())
                     self.error(f"copy source '{s}' {problem}", place)
+        exclude = _as_tuple(c.get("exclude")) if _is_strs(c.get("exclude")) else ()
+        self.check_globs(exclude, (*at, "exclude"), layer=at[1])
         return CopySpec(
             src=src,
             dest=str(c.get("dest")),
             chmod=_str_or_none(c.get("chmod")),
             chown=_str_or_none(c.get("chown")),
             from_layer=source_layer,
+            exclude=exclude,
         )
 
     def check_globs(

@@ -133,10 +133,12 @@ def test_clean_tree_uses_git_blob_ids_and_matches_the_commit(git_repo: GitRepo) 
     assert {n: k.digest for n, k in keys_now(repo).items()} == {
         n: k.digest for n, k in at_head.items()
     }
-    files = at_head["app"].recipe["copy"][0]["files"]
-    want = repo.git("rev-parse", "HEAD:src/main.py")
-    assert ["main.py", f"100644 {want}"] in files
-    assert ["pkg/util.py", "100644 " + repo.git("rev-parse", "HEAD:src/pkg/util.py")] in files
+    # a whole directory is its git tree id; files are "<mode> <blob id>"
+    assert at_head["app"].recipe["copy"][0]["files"] == [
+        ["", "040000 " + repo.git("rev-parse", "HEAD:src")]
+    ]
+    conf = at_head["base"].recipe["copy"][0]["files"]
+    assert conf == [["a.ini", "100644 " + repo.git("rev-parse", "HEAD:conf/a.ini")]]
     assert at_head["app"].recipe["copy"][1]["files"][0][1].startswith("100755 ")
     assert list(at_head["app"].recipe["inputs"]) == ["deps/poetry.lock"]
 
