@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import CiLayersError, SpecError, SpecInvalid
+from .changes import GitHistory, choose_comparison
+from .errors import CiLayersError, SpecError, SpecInvalid, UsageError
 from .keys import compute_keys, explain_difference
+from .plan import make_plan
 from .repo import find_repo_root, read_at, tree_files, worktree_files
-from .report import graph_dot, graph_json, graph_mermaid, graph_text
+from .report import graph_dot, graph_json, graph_mermaid, graph_text, plan_markdown, plan_text
 from .resolver import DependencyResolver
 from .spec import DEFAULT_SPEC, Spec, load_spec, parse_spec, schema
 
@@ -114,6 +116,48 @@ def cmd_explain(
     return 0
 
 
+def cmd_plan(
+    *,
+    spec: Spec,
+    root: Path,
+    spec_rel: str | None,
+    base: str | None,
+    head: str | None,
+    event_name: str | None,
+    payload: dict[str, Any],
+    fmt: str,
+    out: TextIO,
+) -> int:
+    history = GitHistory(root)
+    comparison = choose_comparison(
+        history, event_name=event_name, payload=payload, base=base, head=head
+    )
+    plan = make_plan(
+        root=root, spec=spec, spec_rel=spec_rel, comparison=comparison, history=history
+    )
+    if fmt == "json":
+        _emit_json(plan.to_json(), out)
+    elif fmt == "markdown":
+        out.write(plan_markdown(plan) + "\n")
+    else:
+        out.write(plan_text(plan) + "\n")
+    return 0
+
+
+def _read_event(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"event file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"event file {path} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"event file {path} does not hold a JSON object")
+    return data
+
+
 def cmd_demo(*, out: TextIO) -> int:
     from .demo import run_demo  # creates git repositories; only the demo needs it
 
@@ -156,6 +200,16 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", parents=[common], help="why LAYER's key differs from REF's")
     e.add_argument("layer", metavar="LAYER")
     e.add_argument("--against", metavar="REF", required=True, help="commit to compare with")
+    pl = sub.add_parser("plan", parents=[common], help="what to rebuild between two commits")
+    pl.add_argument(
+        "--base", metavar="REF", help="compare with this commit (merge-base with --head)"
+    )
+    pl.add_argument("--head", metavar="REF", help="the commit to plan for (default: working tree)")
+    pl.add_argument("--event", metavar="FILE", help="a GitHub event payload (GITHUB_EVENT_PATH)")
+    pl.add_argument(
+        "--event-name", metavar="NAME", help="the event's name (default: $GITHUB_EVENT_NAME)"
+    )
+    pl.add_argument("--format", choices=["text", "json", "markdown"], default="text")
     sub.add_parser("demo", help="run on the built-in example and show what ci-layers does")
     return p
 
@@ -194,6 +248,23 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return cmd_affected(spec=spec, changed=args.changed, fmt=fmt, out=out)
         case "keys":
             return cmd_keys(spec=spec, root=root, fmt=fmt, recipe=args.recipe, out=out)
+        case "plan":
+            event_name = args.event_name
+            if args.event and not event_name:
+                event_name = os.environ.get("GITHUB_EVENT_NAME")
+                if not event_name:
+                    raise UsageError("--event needs --event-name (or $GITHUB_EVENT_NAME)")
+            return cmd_plan(
+                spec=spec,
+                root=root,
+                spec_rel=spec_rel,
+                base=args.base,
+                head=args.head,
+                event_name=event_name,
+                payload=_read_event(args.event),
+                fmt=fmt,
+                out=out,
+            )
         case "explain":
             return cmd_explain(
                 spec=spec,

@@ -26,6 +26,7 @@ __all__ = [
     "SpecInvalid",
     "UnknownLayer",
     "UnknownParent",
+    "UsageError",
 ]
 
 
@@ -123,6 +124,12 @@ class UnknownLayer(CiLayersError):
         self.name = name
         hint = f" (did you mean '{suggestion}'?)" if suggestion else ""
         super().__init__(f"no layer named '{name}' in the spec{hint}")
+
+
+class UsageError(CiLayersError):
+    """Bad command-line input that argparse cannot see (a missing or broken file)."""
+
+    exit_code = 2
 
 
 class GitError(CiLayersError):

@@ -24,7 +24,15 @@ from cachetools import LRUCache
 
 from .errors import GitError
 
-__all__ = ["RepoFiles", "blob_id", "find_repo_root", "read_at", "tree_files", "worktree_files"]
+__all__ = [
+    "RepoFiles",
+    "blob_id",
+    "git_reason",
+    "find_repo_root",
+    "read_at",
+    "tree_files",
+    "worktree_files",
+]
 
 TREE, GITLINK = "040000", "160000"
 
@@ -99,7 +107,7 @@ def find_repo_root(start: Path) -> Path | None:
     return Path(repo.working_tree_dir) if repo.working_tree_dir else None
 
 
-def _why(exc: git.GitCommandError) -> str:
+def git_reason(exc: git.GitCommandError) -> str:
     """git's own complaint, without GitPython's `stderr: '...'` wrapping."""
     text = str(exc.stderr or "").strip()
     if text.startswith("stderr: "):
@@ -150,7 +158,7 @@ def _tree_files(g: git.Git, rev: str, *, kind: str) -> RepoFiles:
         out = g.ls_tree("-r", "-t", "-z", "--full-tree", oid, stdout_as_string=False)
         root_tree = str(g.rev_parse(f"{oid}^{{tree}}"))
     except git.GitCommandError as exc:
-        raise GitError(f"cannot read the tree of '{rev}': {_why(exc)}", rev=rev) from None
+        raise GitError(f"cannot read the tree of '{rev}': {git_reason(exc)}", rev=rev) from None
     files = parse_ls_tree(out, rev=rev)
     files.trees[""] = root_tree
     return files
@@ -185,7 +193,7 @@ def worktree_files(root: Path) -> RepoFiles:
                 tree = str(repo.git.write_tree())
                 return _tree_files(repo.git, tree, kind="tree")
         except git.GitCommandError as exc:
-            raise GitError(f"cannot read the working tree of {top}: {_why(exc)}") from None
+            raise GitError(f"cannot read the working tree of {top}: {git_reason(exc)}") from None
 
 
 def _plain_files(root: Path) -> RepoFiles:
@@ -198,7 +206,7 @@ def _plain_files(root: Path) -> RepoFiles:
                 tree = str(g.write_tree())
                 return _tree_files(g, tree, kind="tree")
         except git.GitCommandError as exc:
-            raise GitError(f"cannot read the files of {root}: {_why(exc)}") from None
+            raise GitError(f"cannot read the files of {root}: {git_reason(exc)}") from None
 
 
 def read_at(root: Path, rev: str, path: str) -> str | None:

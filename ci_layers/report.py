@@ -10,8 +10,17 @@ from collections.abc import Collection
 from typing import Any
 
 from .graph import LayerGraph
+from .plan import Plan
 
-__all__ = ["graph_dot", "graph_json", "graph_mermaid", "graph_text"]
+__all__ = [
+    "graph_dot",
+    "graph_json",
+    "graph_mermaid",
+    "graph_text",
+    "plan_headline",
+    "plan_markdown",
+    "plan_text",
+]
 
 
 def graph_json(graph: LayerGraph) -> dict[str, Any]:
@@ -96,4 +105,77 @@ def graph_dot(graph: LayerGraph, *, highlight: Collection[str] = ()) -> str:
         for d in graph.parents(n):
             lines.append(f"  {q(d)} -> {q(n)};")
     lines.append("}")
+    return "\n".join(lines)
+
+
+# --- plans -----------------------------------------------------------------------------
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "working tree"
+
+
+def plan_headline(plan: Plan) -> str:
+    total, n = len(plan.layers), len(plan.affected)
+    if plan.comparison.mode == "none" or not n:
+        return f"nothing to rebuild: all {total} layers reused"
+    stages = len(plan.stages)
+    return (
+        f"{n} of {total} layers to rebuild, {total - n} reused, "
+        f"in {stages} stage{'s' * (stages != 1)}"
+    )
+
+
+def plan_text(plan: Plan, *, max_reasons: int = 8) -> str:
+    c = plan.comparison
+    lines = [
+        plan_headline(plan),
+        f"  compare: {_short(c.base)}..{_short(c.head)} ({c.mode}: {c.reason})",
+        f"  changed paths: {len(plan.changed_paths)}",
+    ]
+    for i, stage in enumerate(plan.stages, 1):
+        lines.append(f"stage {i}:")
+        for name in stage:
+            lp = plan.layers[name]
+            lines.append(f"  {name}  {lp.key[:19]}")
+            for reason in lp.reasons[:max_reasons]:
+                lines.append(f"    - {reason}")
+            if len(lp.reasons) > max_reasons:
+                lines.append(f"    - … {len(lp.reasons) - max_reasons} more")
+    if plan.removed:
+        lines.append(f"removed: {', '.join(plan.removed)}")
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """Text safe inside a markdown table cell: no markup, no pipes, no HTML."""
+    out = []
+    for ch in text:
+        if ch in "\\`*_{}[]<>()#+!|~&\"'":
+            out.append(f"&#{ord(ch)};")
+        elif ch in "\r\n":
+            out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def plan_markdown(plan: Plan, *, max_reasons: int = 5) -> str:
+    c = plan.comparison
+    lines = [f"### ci-layers: {plan_headline(plan)}", ""]
+    if plan.affected:
+        lines += ["| stage | layer | why |", "|---:|---|---|"]
+        for name in plan.affected:
+            lp = plan.layers[name]
+            why = "<br>".join(_md(r) for r in lp.reasons[:max_reasons])
+            if len(lp.reasons) > max_reasons:
+                why += f"<br>… {len(lp.reasons) - max_reasons} more"
+            lines.append(f"| {lp.stage} | `{_md(name)}` | {why} |")
+        lines.append("")
+    if plan.removed:
+        lines += ["Removed: " + ", ".join(f"`{_md(n)}`" for n in plan.removed), ""]
+    lines.append(
+        f"Compared `{_short(c.base)}`..`{_short(c.head)}` ({_md(c.mode)}: {_md(c.reason)}); "
+        f"{len(plan.changed_paths)} changed paths."
+    )
     return "\n".join(lines)

@@ -1,0 +1,392 @@
+"""Pick the commits to compare for an event, fetch what a shallow clone lacks, and diff.
+
+The rules (see the README's table) follow what GitHub shows and what peers learnt the
+hard way: a pull request is compared with its merge-base (three-dot), a push with
+`before`, a merge queue entry with its base. When no comparison is possible the result
+says *everything* is affected and why: never an empty plan because the diff failed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import git
+
+from .errors import GitError
+from .repo import GITLINK, RepoFiles, git_reason
+
+__all__ = [
+    "ChangeSet",
+    "Comparison",
+    "FileChange",
+    "GitHistory",
+    "changes_between",
+    "choose_comparison",
+]
+
+ZERO = "0" * 40
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """What is compared with what, and why."""
+
+    base: str | None  # a commit id; None when everything is affected
+    head: str | None  # a commit id; None for the working tree
+    mode: str  # "merge-base" | "range" | "working-tree" | "all" | "none"
+    reason: str
+    event: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    status: str  # git's letter: A, D, M, T (type), R (rename), C (copy)
+    path: str
+    old_path: str | None = None  # the path at base, for renames and copies
+    submodule: bool = False  # a gitlink: everything below `path` changed
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    comparison: Comparison
+    changes: tuple[FileChange, ...]
+
+    def paths(self) -> set[str]:
+        """Every changed path, a rename counting as both its old and new path."""
+        out = {c.path for c in self.changes}
+        out.update(c.old_path for c in self.changes if c.old_path)
+        return out
+
+    def as_files(self) -> RepoFiles:
+        """The changed paths as a searchable snapshot (gitlinks marked as such)."""
+        entries: dict[str, str] = {}
+        for c in self.changes:
+            mark = f"{GITLINK} changed" if c.submodule else "changed"
+            entries[c.path] = mark
+            if c.old_path:
+                entries[c.old_path] = mark
+        return RepoFiles(entries)
+
+
+class GitHistory:
+    """The repository's commits, fetched on demand from `remote` in shallow clones."""
+
+    def __init__(self, root: Path, *, remote: str = "origin") -> None:
+        try:
+            self.repo = git.Repo(root)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise GitError(f"{root} is not a git repository") from None
+        self.g = self.repo.git
+        self.remote = remote if remote in [r.name for r in self.repo.remotes] else None
+
+    def resolve(self, rev: str) -> str | None:
+        try:
+            return str(self.g.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}"))
+        except git.GitCommandError:
+            return None
+
+    def ensure(self, rev: str) -> str | None:
+        """The commit id of `rev`, fetching it by id if this clone lacks it."""
+        found = self.resolve(rev)
+        if found or not self.remote:
+            return found
+        ref = rev if _SHA.match(rev) else f"+refs/heads/{rev}:refs/remotes/{self.remote}/{rev}"
+        try:
+            self.g.fetch("--no-tags", "--quiet", "--depth=1", self.remote, ref)
+        except git.GitCommandError:
+            return None
+        return self.resolve(rev if _SHA.match(rev) else f"{self.remote}/{rev}")
+
+    def is_shallow(self) -> bool:
+        return str(self.g.rev_parse("--is-shallow-repository")) == "true"
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor; in a shallow clone, deepen (doubling) until found,
+        then unshallow as the last resort."""
+        depth = 32
+        while True:
+            try:
+                return str(self.g.merge_base(a, b)).splitlines()[0]
+            except git.GitCommandError:
+                pass
+            if not self.remote or not self.is_shallow():
+                return None
+            before = self._commit_count()
+            try:
+                if depth <= 4096:
+                    self.g.fetch("--no-tags", "--quiet", f"--deepen={depth}", self.remote, a, b)
+                else:
+                    self.g.fetch("--no-tags", "--quiet", "--unshallow", self.remote, a, b)
+            except git.GitCommandError:
+                return None
+            if self._commit_count() == before:
+                depth = 8192  # deepening stopped helping: unshallow next
+            else:
+                depth *= 2
+
+    def _commit_count(self) -> int:
+        return int(self.g.rev_list("--count", "--all"))
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        try:
+            self.g.merge_base("--is-ancestor", a, b)
+            return True
+        except git.GitCommandError:
+            return False
+
+    def default_branch(self, payload: Mapping[str, Any]) -> str | None:
+        name = (payload.get("repository") or {}).get("default_branch")
+        if not name and self.remote:
+            try:
+                ref = str(self.g.symbolic_ref(f"refs/remotes/{self.remote}/HEAD"))
+                name = ref.rsplit("/", 1)[-1]
+            except git.GitCommandError:
+                name = None
+        if not name:
+            name = next((b for b in ("main", "master") if self.resolve(b)), None)
+        return name
+
+    def branch_tip(self, name: str) -> str | None:
+        """The default branch's commit, as the remote has it where possible."""
+        if self.remote:
+            tip = self.resolve(f"{self.remote}/{name}") or self.ensure(name)
+            if tip:
+                return tip
+        return self.resolve(name)
+
+    def diff(self, comparison: Comparison) -> ChangeSet:
+        """`git diff --raw -z -M base head`: renames on, each with both its paths."""
+        assert comparison.base
+        assert comparison.head
+        try:
+            out = self.g.diff(
+                "--raw",
+                "-z",
+                "-M",
+                "--no-abbrev",
+                "--no-ext-diff",
+                "--ignore-submodules=none",
+                comparison.base,
+                comparison.head,
+                stdout_as_string=False,
+            )
+        except git.GitCommandError as exc:
+            raise GitError(
+                f"git diff {comparison.base[:12]} {comparison.head[:12]} failed: {git_reason(exc)}",
+                rev=comparison.base,
+            ) from None
+        return ChangeSet(comparison, tuple(_parse_raw(out)))
+
+
+def _parse_raw(out: bytes) -> list[FileChange]:
+    parts = out.split(b"\0")
+    changes: list[FileChange] = []
+    i = 0
+    while i < len(parts) - 1:
+        meta = parts[i].decode()
+        if not meta.startswith(":"):
+            i += 1
+            continue
+        old_mode, new_mode, _old, _new, status = meta[1:].split(" ")
+        letter = status[0]
+        sub = GITLINK in (old_mode, new_mode)
+        if letter in "RC":
+            old, new = os.fsdecode(parts[i + 1]), os.fsdecode(parts[i + 2])
+            changes.append(FileChange(letter, new, old_path=old if letter == "R" else None))
+            i += 3
+        else:
+            changes.append(FileChange(letter, os.fsdecode(parts[i + 1]), submodule=sub))
+            i += 2
+    return changes
+
+
+def changes_between(old: RepoFiles, new: RepoFiles, comparison: Comparison) -> ChangeSet:
+    """The difference of two snapshots (no rename detection: both paths count anyway)."""
+    out: list[FileChange] = []
+    for path in sorted(set(old.entries) | set(new.entries)):
+        a, b = old.entries.get(path), new.entries.get(path)
+        if a == b:
+            continue
+        status = "A" if a is None else "D" if b is None else "M"
+        sub = any(x is not None and x.startswith(GITLINK) for x in (a, b))
+        out.append(FileChange(status, path, submodule=sub))
+    return ChangeSet(comparison, tuple(out))
+
+
+# --- choosing the comparison ----------------------------------------------------------
+
+
+def choose_comparison(
+    history: GitHistory,
+    *,
+    event_name: str | None,
+    payload: Mapping[str, Any],
+    base: str | None,
+    head: str | None,
+) -> Comparison:
+    """The base and head to compare, by the rules of the README."""
+    if base or (head and not event_name):
+        return _explicit(history, base=base, head=head, event=event_name)
+    if event_name in ("pull_request", "pull_request_target"):
+        return _pull_request(history, payload, event_name)
+    if event_name == "push":
+        return _push(history, payload)
+    if event_name == "merge_group":
+        group = payload.get("merge_group") or {}
+        b, h = group.get("base_sha"), group.get("head_sha")
+        return _range(history, b, h, event_name, "merge queue: base_sha..head_sha")
+    if event_name:
+        return Comparison(
+            None,
+            history.resolve(head or "HEAD"),
+            "all",
+            f"a {event_name} event has no base to compare with: everything is affected "
+            "(pass --base to compare with a commit)",
+            event_name,
+        )
+    at_head = history.resolve("HEAD")
+    if at_head is None:
+        return Comparison(None, None, "all", "the repository has no commit yet", None)
+    return Comparison(
+        at_head, None, "working-tree", "the working tree (staged, unstaged, untracked) vs HEAD"
+    )
+
+
+def _explicit(
+    history: GitHistory, *, base: str | None, head: str | None, event: str | None
+) -> Comparison:
+    head_id = None
+    if head:
+        head_id = history.ensure(head)
+        if head_id is None:
+            raise GitError(f"unknown revision '{head}' (--head): not in this clone", rev=head)
+    base_id = history.ensure(base or "HEAD")
+    if base_id is None:
+        raise GitError(f"unknown revision '{base}' (--base): not in this clone", rev=base)
+    if head_id is None:
+        return Comparison(base_id, None, "working-tree", f"the working tree vs {base}", event)
+    merge_base = history.merge_base(base_id, head_id)
+    if merge_base is None:
+        return Comparison(
+            base_id,
+            head_id,
+            "range",
+            f"{base} and {head} share no history: their trees are compared directly",
+            event,
+        )
+    return Comparison(merge_base, head_id, "merge-base", f"merge-base of {base} and {head}", event)
+
+
+def _range(
+    history: GitHistory, base: str | None, head: str | None, event: str, why: str
+) -> Comparison:
+    head_id = history.ensure(head) if head else history.resolve("HEAD")
+    base_id = history.ensure(base) if base else None
+    if head_id is None:
+        return Comparison(None, None, "all", f"{why}: head {head} cannot be fetched", event)
+    if base_id is None:
+        return Comparison(
+            None, head_id, "all", f"{why}: base {base} cannot be fetched; everything", event
+        )
+    return Comparison(base_id, head_id, "range", why, event)
+
+
+def _pull_request(history: GitHistory, payload: Mapping[str, Any], event: str) -> Comparison:
+    pr = payload.get("pull_request") or {}
+    b = (pr.get("base") or {}).get("sha")
+    h = (pr.get("head") or {}).get("sha")
+    number = pr.get("number", "?")
+    head_id = history.ensure(h) if h else history.resolve("HEAD")
+    base_id = history.ensure(b) if b else None
+    if head_id is None or base_id is None:
+        missing = h if head_id is None else b
+        return Comparison(
+            None,
+            head_id,
+            "all",
+            f"pull request #{number}: commit {missing} cannot be fetched: everything is affected",
+            event,
+        )
+    merge_base = history.merge_base(base_id, head_id)
+    if merge_base is None:
+        return Comparison(
+            None,
+            head_id,
+            "all",
+            f"pull request #{number}: no merge-base of base and head: everything is affected",
+            event,
+        )
+    return Comparison(
+        merge_base,
+        head_id,
+        "merge-base",
+        f"pull request #{number}: merge-base of the base branch and the head (three-dot)",
+        event,
+    )
+
+
+def _push(history: GitHistory, payload: Mapping[str, Any]) -> Comparison:
+    before, after = payload.get("before") or ZERO, payload.get("after") or ""
+    ref = str(payload.get("ref") or "")
+    if ref.startswith("refs/tags/"):
+        return Comparison(
+            None, history.ensure(after), "all", f"tag push {ref}: everything is affected", "push"
+        )
+    if payload.get("deleted") or after == ZERO:
+        return Comparison(None, None, "none", f"{ref} was deleted: nothing to build", "push")
+    head_id = history.ensure(after) if after else history.resolve("HEAD")
+    if head_id is None:
+        return Comparison(None, None, "all", f"push: {after} cannot be fetched", "push")
+    branch = ref.removeprefix("refs/heads/")
+    default = history.default_branch(payload)
+    on_default = branch == default
+    if before == ZERO or payload.get("created"):
+        if default and not on_default and (tip := history.branch_tip(default)):
+            merge_base = history.merge_base(tip, head_id)
+            if merge_base:
+                return Comparison(
+                    merge_base,
+                    head_id,
+                    "merge-base",
+                    f"first push of {branch}: merge-base with {default}",
+                    "push",
+                )
+        first = ((payload.get("commits") or [{}])[0] or {}).get("id")
+        parent = history.ensure(f"{first}^") if first else None
+        if first and parent is None and history.ensure(first):
+            parent = history.resolve(f"{first}^")
+        if parent:
+            return Comparison(
+                parent,
+                head_id,
+                "range",
+                f"first push of {branch}: parent of its first commit",
+                "push",
+            )
+        return Comparison(
+            None, head_id, "all", f"first push of {branch}: no base found, everything", "push"
+        )
+    before_id = history.ensure(before)
+    forced = bool(payload.get("forced"))
+    if before_id is not None and not forced:
+        return Comparison(before_id, head_id, "range", f"push to {branch}: before..after", "push")
+    what = "force push" if forced else f"push: before {before[:12]} is unreachable"
+    if default and not on_default and (tip := history.branch_tip(default)):
+        merge_base = history.merge_base(tip, head_id)
+        if merge_base:
+            return Comparison(
+                merge_base,
+                head_id,
+                "merge-base",
+                f"{what} to {branch}: merge-base with {default}",
+                "push",
+            )
+    if before_id is not None:  # a force push to the default branch: what was built is before
+        return Comparison(before_id, head_id, "range", f"{what} to {branch}: before..after", "push")
+    return Comparison(None, head_id, "all", f"{what} to {branch}: everything is affected", "push")

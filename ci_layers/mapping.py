@@ -1,0 +1,53 @@
+"""Changed paths -> the layers that read them, and definitions compared field by field.
+
+Uses the same compiled sources as keys.py, over a snapshot of only the changed paths,
+so a lookup costs a bisect per source, not a scan of every path per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .graph import ImageLayer
+from .repo import RepoFiles
+from .sources import copy_source, input_globs
+
+__all__ = ["definition_changes", "paths_read"]
+
+
+def paths_read(layer: ImageLayer, changed: RepoFiles) -> list[str]:
+    """The changed paths that `layer`'s copy sources or `inputs` read."""
+    found: set[str] = set()
+    for c in layer.copy:
+        if c.from_layer:
+            continue
+        for src in c.src:
+            found.update(copy_source(src, c.exclude).paths(changed))
+    found.update(input_globs(layer.inputs).select(changed))
+    return sorted(found)
+
+
+_NOT_DEFINITION = ("version", "parent", "global_inputs", "inputs")
+
+
+def definition_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The definition fields two key recipes differ in (files and parents aside)."""
+    fields = []
+    for name in sorted(set(old) | set(new)):
+        if name in _NOT_DEFINITION or old.get(name) == new.get(name):
+            continue
+        if name == "copy":
+            a, b = old.get("copy", []), new.get("copy", [])
+            for i in range(max(len(a), len(b))):
+                x = _without_content(a[i]) if i < len(a) else None
+                y = _without_content(b[i]) if i < len(b) else None
+                if x != y:
+                    fields.append(f"copy[{i}]")
+            continue
+        fields.append(name)
+    return fields
+
+
+def _without_content(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k not in ("files", "from_layer")}

@@ -1,0 +1,223 @@
+"""The Plan: which layers to rebuild between two commits, why, and in which stages.
+
+A layer is rebuilt exactly when its key at head is not the key of any layer at base:
+content addressing makes "changed, or built on something changed" one test, and a
+renamed or moved layer with the same content reuses what was built. Reasons come from
+the changed paths each layer reads (with the spec as it was at base for deleted paths)
+and from the definition fields its key recipe differs in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .changes import ChangeSet, Comparison, GitHistory, changes_between
+from .errors import SpecInvalid
+from .keys import LayerKey, compute_keys
+from .mapping import definition_changes, paths_read
+from .repo import RepoFiles, read_at, tree_files, worktree_files
+from .resolver import DependencyResolver
+from .sources import input_globs
+from .spec import Spec, parse_spec
+
+__all__ = ["LayerPlan", "Plan", "build_plan", "make_plan"]
+
+MAX_PATH_REASONS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class LayerPlan:
+    name: str
+    key: str
+    status: str  # "rebuild" | "unchanged"
+    reasons: tuple[str, ...]
+    parents: tuple[str, ...]
+    stage: int | None  # 1-based wave among the rebuilt layers
+    paths: tuple[str, ...] = ()  # the changed paths this layer reads
+
+
+@dataclass(frozen=True)
+class Plan:
+    comparison: Comparison
+    layers: Mapping[str, LayerPlan]  # in build order
+    affected: tuple[str, ...]
+    stages: tuple[tuple[str, ...], ...]
+    removed: tuple[str, ...] = ()
+    changed_paths: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.comparison
+        return {
+            "version": 1,
+            "event": c.event,
+            "base": c.base,
+            "head": c.head,
+            "mode": c.mode,
+            "reason": c.reason,
+            "affected": list(self.affected),
+            "stages": [list(s) for s in self.stages],
+            "removed": list(self.removed),
+            "changed_paths": len(self.changed_paths),
+            "layers": {
+                n: {
+                    "key": lp.key,
+                    "status": lp.status,
+                    "stage": lp.stage,
+                    "parents": list(lp.parents),
+                    "reasons": list(lp.reasons),
+                }
+                for n, lp in self.layers.items()
+            },
+        }
+
+
+def build_plan(
+    *,
+    spec: Spec,
+    keys: Mapping[str, LayerKey],
+    comparison: Comparison,
+    base_spec: Spec | None = None,
+    base_keys: Mapping[str, LayerKey] | None = None,
+    changes: ChangeSet | None = None,
+) -> Plan:
+    """Decide every layer's status; `base_keys` None means everything is rebuilt."""
+    graph = spec.graph
+    order = graph.topological_order()
+    rebuild: dict[str, tuple[list[str], list[str]]] = {}  # name -> (reasons, paths)
+    if comparison.mode == "none":
+        pass
+    elif base_keys is None or base_spec is None:
+        rebuild = {n: ([comparison.reason], []) for n in order}
+    else:
+        changed = changes.as_files() if changes else RepoFiles({})
+        global_paths = input_globs(spec.global_inputs).select(changed)
+        global_paths += input_globs(base_spec.global_inputs).select(changed)
+        seen_at_base = {k.digest: n for n, k in base_keys.items()}
+        for name in order:
+            if keys[name].digest in seen_at_base:
+                continue
+            rebuild[name] = _why(
+                name, spec, keys, base_spec, base_keys, changed, sorted(set(global_paths)), rebuild
+            )
+    affected = [n for n in order if n in rebuild]
+    stages = DependencyResolver(graph).stages(affected) if affected else []
+    stage_of = {n: i for i, s in enumerate(stages, 1) for n in s}
+    layers = {}
+    for name in order:
+        reasons, paths = rebuild.get(name, ([], []))
+        if name not in rebuild and base_keys is not None and name not in base_keys:
+            old = next(n for n, k in base_keys.items() if k.digest == keys[name].digest)
+            reasons = [f"same content as '{old}' at base"]
+        layers[name] = LayerPlan(
+            name=name,
+            key=keys[name].digest,
+            status="rebuild" if name in rebuild else "unchanged",
+            reasons=tuple(reasons),
+            parents=graph.parents(name),
+            stage=stage_of.get(name),
+            paths=tuple(paths),
+        )
+    removed = sorted(set(base_spec.layers) - set(spec.layers)) if base_spec else []
+    return Plan(
+        comparison=comparison,
+        layers=layers,
+        affected=tuple(affected),
+        stages=tuple(tuple(s) for s in stages),
+        removed=tuple(removed),
+        changed_paths=tuple(sorted(changes.paths())) if changes else (),
+    )
+
+
+def _why(
+    name: str,
+    spec: Spec,
+    keys: Mapping[str, LayerKey],
+    base_spec: Spec,
+    base_keys: Mapping[str, LayerKey],
+    changed: RepoFiles,
+    global_paths: list[str],
+    rebuilt: Mapping[str, object],
+) -> tuple[list[str], list[str]]:
+    layer = spec.graph[name]
+    old = base_keys.get(name)
+    if old is None:
+        return ["new layer"], []
+    reasons = []
+    for dep in layer.dependencies:
+        if dep in rebuilt:
+            what = "parent" if dep == layer.parent else "copies from"
+            reasons.append(f"{what} '{dep}' is rebuilt")
+    recipe = keys[name].recipe
+    if old.recipe.get("parent") != recipe.get("parent") and layer.parent not in rebuilt:
+        reasons.append(f"now built on '{layer.parent}'")
+    reasons += [f"spec: {f} changed" for f in definition_changes(old.recipe, recipe)]
+    paths = set(paths_read(layer, changed))
+    if name in base_spec.layers:
+        paths.update(paths_read(base_spec.graph[name], changed))
+    for p in sorted(paths)[:MAX_PATH_REASONS]:
+        reasons.append(f"changed: {p}")
+    if len(paths) > MAX_PATH_REASONS:
+        reasons.append(f"and {len(paths) - MAX_PATH_REASONS} more changed paths")
+    if not layer.parent and old.recipe.get("global_inputs") != recipe.get("global_inputs"):
+        reasons += [f"global input changed: {p}" for p in global_paths] or ["global inputs changed"]
+    if not reasons:
+        reasons.append("the files it reads changed")
+    return reasons, sorted(paths)
+
+
+def make_plan(
+    *,
+    root: Path,
+    spec: Spec,
+    spec_rel: str | None,
+    comparison: Comparison,
+    history: GitHistory,
+) -> Plan:
+    """Load the spec and files at both ends of `comparison` and build the Plan."""
+    if comparison.head is None:
+        head_files = worktree_files(root)
+    else:
+        head_files = tree_files(root, comparison.head)
+        if spec_rel is not None:
+            text = read_at(root, comparison.head, spec_rel)
+            if text is not None:
+                spec = parse_spec(text, filename=spec_rel)
+    keys = compute_keys(spec, head_files)
+    if comparison.base is None:
+        return build_plan(spec=spec, keys=keys, comparison=comparison)
+    base_files = tree_files(root, comparison.base)
+    base_spec = _spec_at(root, comparison, spec, spec_rel)
+    if base_spec is None:
+        why = f"the spec does not load at base {comparison.base[:12]}: everything is rebuilt"
+        comparison = Comparison(
+            comparison.base, comparison.head, comparison.mode, why, comparison.event
+        )
+        return build_plan(spec=spec, keys=keys, comparison=comparison)
+    if comparison.head is None:
+        changes = changes_between(base_files, head_files, comparison)
+    else:
+        changes = history.diff(comparison)
+    return build_plan(
+        spec=spec,
+        keys=keys,
+        comparison=comparison,
+        base_spec=base_spec,
+        base_keys=compute_keys(base_spec, base_files),
+        changes=changes,
+    )
+
+
+def _spec_at(root: Path, comparison: Comparison, spec: Spec, spec_rel: str | None) -> Spec | None:
+    if spec_rel is None:
+        return spec  # kept outside the repository: the same at both ends
+    assert comparison.base is not None
+    text = read_at(root, comparison.base, spec_rel)
+    if text is None:
+        return parse_spec("version: 1\nlayers: {}\n", filename=spec_rel)
+    try:
+        return parse_spec(text, filename=f"{comparison.base[:12]}:{spec_rel}")
+    except SpecInvalid:
+        return None
