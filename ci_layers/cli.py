@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .changes import GitHistory, choose_comparison
+from .changes import Comparison, GitHistory, changes_between, choose_comparison
 from .errors import CiLayersError, SpecError, SpecInvalid, UsageError
-from .keys import compute_keys, explain_difference
+from .explain import explain_layer
+from .keys import KEY_VERSION, compute_keys
 from .plan import make_plan
 from .repo import find_repo_root, read_at, tree_files, worktree_files
 from .report import graph_dot, graph_json, graph_mermaid, graph_text, plan_markdown, plan_text
@@ -35,7 +36,8 @@ __all__ = ["main"]
 
 
 def _emit_json(data: Any, out: TextIO) -> None:
-    json.dump(data, out, indent=2, sort_keys=False, ensure_ascii=False)
+    # ASCII escapes keep the output valid JSON whatever the file names' bytes are.
+    json.dump(data, out, indent=2, sort_keys=False, ensure_ascii=True)
     out.write("\n")
 
 
@@ -88,7 +90,7 @@ def cmd_keys(*, spec: Spec, root: Path, fmt: str, recipe: bool, out: TextIO) -> 
         layers = {}
         for name, k in keys.items():
             layers[name] = {"key": k.digest, **({"recipe": k.recipe} if recipe else {})}
-        _emit_json({"version": 1, "layers": layers}, out)
+        _emit_json({"version": KEY_VERSION, "layers": layers}, out)
     else:
         width = max((len(n) for n in keys), default=0)
         for name, k in keys.items():
@@ -109,10 +111,18 @@ def cmd_explain(
             out.write(f"{spec_rel} does not exist at {against}: every layer is new\n")
             return 0
         old_spec = parse_spec(text, filename=f"{against}:{spec_rel}")
-    new_keys = compute_keys(spec, worktree_files(root))
-    old_keys = compute_keys(old_spec, old_files)
+    new_files = worktree_files(root)
+    comparison = Comparison(against, None, "working-tree", f"the working tree vs {against}")
+    lines = explain_layer(
+        layer,
+        spec=spec,
+        keys=compute_keys(spec, new_files),
+        old_spec=old_spec,
+        old_keys=compute_keys(old_spec, old_files),
+        changes=changes_between(old_files, new_files, comparison),
+    )
     out.write(f"{layer}: working tree vs {against}\n")
-    out.write("\n".join(explain_difference(layer, new_keys, old_keys)) + "\n")
+    out.write("\n".join(lines) + "\n")
     return 0
 
 
@@ -292,10 +302,9 @@ def _error_handler(err: TextIO) -> Iterator[list[int]]:
     try:
         yield code
     except SpecInvalid as exc:
-        for problem in exc.errors:
+        for problem in exc.problems:
             _report(problem, err)
-        n = len(exc.errors)
-        err.write(f"{n} problem{'s' * (n != 1)} in the spec\n")
+        err.write(exc.summary + "\n")
         code[0] = exc.exit_code
     except CiLayersError as exc:
         err.write(f"error: {exc}\n")

@@ -11,7 +11,9 @@ from typing import TextIO
 
 import git
 
-from .keys import compute_keys, explain_difference
+from .changes import Comparison, changes_between
+from .explain import explain_layer
+from .keys import compute_keys
 from .repo import tree_files, worktree_files
 from .report import graph_text
 from .resolver import DependencyResolver
@@ -39,7 +41,7 @@ def run_demo(*, out: TextIO) -> int:
         repo = git.Repo.init(root, initial_branch="main")
         with repo.git.custom_environment(**_IDENTITY):
             repo.git.add("-A")
-            repo.git.commit("-q", "-m", "seed example")
+            repo.git.commit("-q", "--no-gpg-sign", "--no-verify", "-m", "seed example")
         spec = load_spec(root / "ci-layers.yaml", display="ci-layers.yaml")
         resolver = DependencyResolver(spec.graph)
 
@@ -60,7 +62,18 @@ def run_demo(*, out: TextIO) -> int:
         changed = [n for n in after if after[n].digest != before[n].digest]
         out.write(f"  keys that differ now: {', '.join(changed)}\n\n")
         out.write("== Why my-app's key differs (ci-layers explain my-app --against HEAD)\n")
-        out.write("\n".join(explain_difference("my-app", after, before)) + "\n\n")
+        head_files = tree_files(root, "HEAD")
+        lines = explain_layer(
+            "my-app",
+            spec=spec,
+            keys=after,
+            old_spec=spec,
+            old_keys=before,
+            changes=changes_between(
+                head_files, worktree_files(root), Comparison("HEAD", None, "working-tree", "")
+            ),
+        )
+        out.write("\n".join(lines) + "\n\n")
 
         first = [n for n in changed if not set(spec.graph.parents(n)) & set(changed)]
         affected = resolver.rebuild_affected_layers(first)

@@ -79,15 +79,20 @@ class SpecInvalid(CiLayersError):
 
     exit_code = 2
 
-    def __init__(self, errors: list[SpecError]) -> None:
-        self.errors = sorted(errors, key=lambda e: (e.where.file, e.where.line, e.where.col))
+    def __init__(self, errors: list[SpecError], warnings: list[SpecError] | None = None) -> None:
+        self.errors = errors
+        self.problems = sorted(
+            [*errors, *(warnings or [])], key=lambda e: (e.where.file, e.where.line, e.where.col)
+        )
         super().__init__(str(self))
 
-    def __str__(self) -> str:
+    @property
+    def summary(self) -> str:
         n = len(self.errors)
-        lines = [str(e) for e in self.errors]
-        lines.append(f"{n} problem{'s' if n != 1 else ''} in the spec")
-        return "\n".join(lines)
+        return f"{n} problem{'s' if n != 1 else ''} in the spec"
+
+    def __str__(self) -> str:
+        return "\n".join([*(str(e) for e in self.problems), self.summary])
 
 
 class GraphError(CiLayersError):

@@ -27,8 +27,8 @@ from .errors import GitError
 __all__ = [
     "RepoFiles",
     "blob_id",
-    "git_reason",
     "find_repo_root",
+    "git_reason",
     "read_at",
     "tree_files",
     "worktree_files",
@@ -116,7 +116,10 @@ def git_reason(exc: git.GitCommandError) -> str:
 
 
 def _git(root: Path) -> git.Git:
-    return git.Repo(root).git
+    try:
+        return git.Repo(root).git
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise GitError(f"{root} is not a git repository; this needs one") from None
 
 
 # One ls-tree record: "<mode> <type> <id>\t<path>\0"
@@ -189,11 +192,30 @@ def worktree_files(root: Path) -> RepoFiles:
         }
         try:
             with repo.git.custom_environment(**env):
-                repo.git.add("-A", "--", ":/")
+                _add_all(repo.git)
                 tree = str(repo.git.write_tree())
                 return _tree_files(repo.git, tree, kind="tree")
         except git.GitCommandError as exc:
             raise GitError(f"cannot read the working tree of {top}: {git_reason(exc)}") from None
+
+
+_NO_COMMIT = re.compile(r"error: '(.+)/' does not have a commit checked out")
+
+
+def _add_all(g: git.Git) -> None:
+    """`git add -A`, leaving out nested repositories without a commit (git refuses
+    them, and they hold nothing a commit of this repository could contain)."""
+    skipped: list[str] = []
+    for _ in range(100):
+        try:
+            g.add("-A", "--", ":/", *(f":(exclude,top){p}" for p in skipped))
+            return
+        except git.GitCommandError as exc:
+            found = _NO_COMMIT.findall(str(exc.stderr))
+            if not found or set(found) <= set(skipped):
+                raise
+            skipped.extend(found)
+    raise GitError("too many nested repositories without a commit")
 
 
 def _plain_files(root: Path) -> RepoFiles:

@@ -15,45 +15,15 @@ Compiled once per pattern and shared by keys.py (what goes into a key) and mappi
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Iterable, Sequence
 
 import pathspec
 from cachetools import LRUCache, cached
 
+from .gomatch import GLOB_CHARS, compile_segments
 from .repo import TREE, RepoFiles
 
 __all__ = ["CopySource", "InputGlobs", "copy_source", "input_globs"]
-
-_GLOB_CHARS = re.compile(r"[*?\[\\]")
-
-
-def _segment_regex(segment: str) -> str:
-    """Go filepath.Match for one segment: * and ? stay in the segment, [^...] negates."""
-    out, i, n = [], 0, len(segment)
-    while i < n:
-        ch = segment[i]
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "\\" and i + 1 < n:
-            i += 1
-            out.append(re.escape(segment[i]))
-        elif ch == "[":
-            end = segment.find("]", i + 1)
-            if end == -1:
-                raise ValueError(f"unterminated character class in '{segment}'")
-            body = segment[i + 1 : end]
-            neg = body.startswith("^")
-            body = body[1:] if neg else body
-            body = "".join("\\" + c if c in "\\[]^" else c for c in body)
-            out.append(f"[{'^' if neg else ''}{body}]")
-            i = end
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return "".join(out)
 
 
 class CopySource:
@@ -65,14 +35,12 @@ class CopySource:
         self.exclude = exclude
         self.norm = "" if norm == "." else norm
         segments = self.norm.split("/") if self.norm else []
-        first_glob = next((i for i, s in enumerate(segments) if _GLOB_CHARS.search(s)), None)
+        first_glob = next((i for i, s in enumerate(segments) if GLOB_CHARS.search(s)), None)
         self.is_glob = first_glob is not None
         literal = segments if first_glob is None else segments[:first_glob]
         self.prefix = "/".join(literal)
         self._depth = len(segments)
-        self._regex = (
-            re.compile("/".join(_segment_regex(s) for s in segments)) if self.is_glob else None
-        )
+        self._regex = compile_segments(segments) if self.is_glob else None
         self._excluded = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
 
     def relative(self, path: str) -> str | None:
@@ -204,7 +172,7 @@ def _anchored_prefixes(patterns: Sequence[str]) -> list[str] | None:
             return None
         literal = []
         for segment in body.lstrip("/").split("/"):
-            if _GLOB_CHARS.search(segment):
+            if GLOB_CHARS.search(segment):
                 break
             literal.append(segment)
         prefixes.append("/".join(literal))
@@ -219,7 +187,7 @@ def _literal_names(patterns: Sequence[str]) -> list[str] | None:
         if pattern.startswith("!") or pattern.endswith("/") or pattern.startswith("#"):
             return None
         last = pattern.rstrip().rpartition("/")[2]
-        if not last or _GLOB_CHARS.search(last):
+        if not last or GLOB_CHARS.search(last):
             return None
         names.append(last)
     return names

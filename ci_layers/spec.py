@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import posixpath
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -20,11 +21,12 @@ from typing import Any
 import fastjsonschema
 import jsonschema
 import pathspec
-import yaml
 
 from .errors import Location, SpecError, SpecInvalid
 from .gcpause import paused_gc
+from .gomatch import compile_segments
 from .graph import CopySpec, ImageLayer, LayerGraph, find_cycles
+from .yamlpos import Map, Seq, load_located, location
 
 __all__ = ["DEFAULT_SPEC", "PublishedImage", "Spec", "load_spec", "parse_spec", "schema"]
 
@@ -90,8 +92,7 @@ def parse_spec(text: str, *, filename: str = DEFAULT_SPEC) -> Spec:
 
 
 def _parse(text: str, filename: str) -> Spec:
-    problems: list[SpecError] = []
-    data = _load_yaml(text, filename, problems)
+    data, problems = load_located(text, filename)
     if data is None:
         empty = SpecError("spec is empty", where=Location(filename, 1, 1))
         raise SpecInvalid(problems or [empty])
@@ -99,13 +100,14 @@ def _parse(text: str, filename: str) -> Spec:
     checker.errors.extend(problems)  # duplicate keys: the first definition is checked on
     checker.check_schema()
     if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
-        raise SpecInvalid(checker.errors)
+        raise SpecInvalid(checker.errors, checker.warnings)
     layers = checker.build_layers()
     images = checker.build_images(layers)
-    global_inputs = _as_tuple(data.get("global_inputs"))
+    raw_globals = data.get("global_inputs")
+    global_inputs = _as_tuple(raw_globals) if _is_strs(raw_globals) else ()
     checker.check_globs(global_inputs, ("global_inputs",), layer=None)
     if checker.errors:
-        raise SpecInvalid(checker.errors)
+        raise SpecInvalid(checker.errors, checker.warnings)
     graph = LayerGraph.from_layers(layers.values())
     return Spec(
         path=filename,
@@ -115,87 +117,6 @@ def _parse(text: str, filename: str) -> Spec:
         graph=graph,
         warnings=tuple(checker.warnings),
     )
-
-
-# --- YAML with positions -------------------------------------------------------------
-
-
-class _Map(dict):  # type: ignore[type-arg]
-    """A mapping that remembers where each key and value was written."""
-
-    key_marks: dict[Any, Any]
-    value_marks: dict[Any, Any]
-    mark: Any
-
-
-class _Seq(list):  # type: ignore[type-arg]
-    marks: list[Any]
-    mark: Any
-
-
-_Base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_Base):  # type: ignore[misc,valid-type]
-    problems: list[tuple[str, Any]]
-
-
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
-    loader.flatten_mapping(node)
-    result = _Map()
-    result.key_marks, result.value_marks, result.mark = {}, {}, node.start_mark
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str | int | float | bool) and key is not None:
-            loader.problems.append(("a mapping key must be a plain value", key_node.start_mark))
-            continue
-        if key in result:
-            first = result.key_marks[key].line + 1
-            loader.problems.append(
-                (f"duplicate key '{key}' (first on line {first})", key_node.start_mark)
-            )
-            continue
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.key_marks[key] = key_node.start_mark
-        result.value_marks[key] = value_node.start_mark
-    return result
-
-
-def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> _Seq:
-    result = _Seq(loader.construct_object(child, deep=True) for child in node.value)
-    result.marks = [child.start_mark for child in node.value]
-    result.mark = node.start_mark
-    return result
-
-
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
-
-
-def _load_yaml(text: str, filename: str, problems: list[SpecError]) -> Any:
-    loader = _Loader(text)
-    loader.problems = []
-    try:
-        data = loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = _loc(filename, mark)
-        problems.append(SpecError(f"invalid YAML: {exc.problem or exc.context}", where=where))
-        return None
-    except yaml.YAMLError as exc:
-        problems.append(SpecError(f"invalid YAML: {exc}", where=Location(filename)))
-        return None
-    finally:
-        loader.dispose()
-    for message, mark in loader.problems:
-        problems.append(SpecError(message, where=_loc(filename, mark), layer=None))
-    return data
-
-
-def _loc(filename: str, mark: Any) -> Location:
-    if mark is None:
-        return Location(filename)
-    return Location(filename, mark.line + 1, mark.column + 1)
 
 
 # --- checks --------------------------------------------------------------------------
@@ -302,14 +223,14 @@ class _Checker:
         node, mark = self.data, getattr(self.data, "mark", None)
         for i, part in enumerate(path):
             last = i == len(path) - 1
-            if isinstance(node, _Map) and part in node:
+            if isinstance(node, Map) and part in node:
                 marks = node.key_marks if (last and key) else node.value_marks
                 mark, node = marks[part], node[part]
-            elif isinstance(node, _Seq) and isinstance(part, int) and part < len(node):
+            elif isinstance(node, Seq) and isinstance(part, int) and part < len(node):
                 mark, node = node.marks[part], node[part]
             else:
                 break
-        return _loc(self.filename, mark)
+        return location(self.filename, mark)
 
     def error(self, message: str, path: tuple[Any, ...], *, key: bool = False) -> None:
         layer = path[1] if len(path) > 1 and path[0] == "layers" else None
@@ -332,12 +253,12 @@ class _Checker:
         except fastjsonschema.JsonSchemaException:
             pass  # now find every problem, with the slower validator that reports them all
         validator = jsonschema.Draft7Validator(schema())
-        seen: set[tuple[Any, ...]] = set()
+        seen: set[tuple[tuple[Any, ...], str]] = set()
         for err in validator.iter_errors(self.data):
             path = tuple(err.absolute_path)
-            if path in seen and err.validator != "additionalProperties":
+            if (path, err.message) in seen:
                 continue
-            seen.add(path)
+            seen.add((path, err.message))
             self._schema_error(err, path)
 
     def _schema_error(self, err: jsonschema.ValidationError, path: tuple[Any, ...]) -> None:
@@ -386,13 +307,18 @@ class _Checker:
     def build_layers(self) -> dict[str, ImageLayer]:
         raw_layers: dict[str, Any] = self.data["layers"]
         layers: dict[str, ImageLayer] = {}
+        deps: dict[str, list[str]] = {}
         for name, raw in raw_layers.items():
             if not isinstance(name, str) or not isinstance(raw, dict):
                 continue
+            if "\n" in name:
+                self.error("a layer name cannot contain a line break", ("layers", name), key=True)
             layer = self._layer(name, raw, raw_layers)
             if layer is not None and name not in self.bad_layers:
                 layers[name] = layer
-        deps = {n: layer.dependencies for n, layer in layers.items()}
+            deps[name] = _raw_dependencies(raw)
+        # Cycles are looked for among every layer, those with other errors included, so
+        # that fixing the reported problems does not reveal new ones.
         for cycle in find_cycles(deps):
             self.error("dependency cycle: " + " -> ".join(cycle), ("layers", cycle[0]), key=True)
         return layers
@@ -414,11 +340,9 @@ class _Checker:
                 at,
                 key=True,
             )
-        if parent == name:
-            self.error("a layer cannot be its own parent", (*at, "parent"))
-        elif parent is not None and parent not in all_layers:
+        if parent is not None and parent != name and parent not in all_layers:
             self.error(f"unknown parent '{parent}'{_suggest(parent, all_layers)}", (*at, "parent"))
-        if base is not None and base != "scratch" and "@sha256:" not in base:
+        if base is not None and base != "scratch" and not _PINNED.search(base):
             hint = f"; did you mean 'parent: {base}'?" if base in all_layers else ""
             self.warn(f"base image '{base}' is not pinned by digest{hint}", (*at, "from"))
         copies: list[CopySpec] = []
@@ -436,9 +360,9 @@ class _Checker:
             base=base,
             run=_as_tuple(raw.get("run")),
             copy=tuple(copies),
-            env=_pairs(raw.get("env")),
+            env=_pairs(raw.get("env")),  # values as written: see yamlpos
             workdir=raw.get("workdir"),
-            user=None if raw.get("user") is None else str(raw["user"]),
+            user=_scalar_text(raw, "user"),
             entrypoint=_command(raw.get("entrypoint")),
             cmd=_command(raw.get("cmd")),
             labels=_pairs(raw.get("labels")),
@@ -459,6 +383,14 @@ class _Checker:
                 if problem:
                     place = (*at, "src") + ((j,) if isinstance(c["src"], list) else ())
                     self.error(f"copy source '{s}' {problem}", place)
+        for j, s in enumerate(src):
+            try:
+                compile_segments(s.split("/"))
+            except ValueError as exc:
+                place = (*at, "src") + ((j,) if isinstance(c["src"], list) else ())
+                self.error(f"copy source '{s}': {exc}", place)
+        if "\n" in str(c.get("chmod", "")):
+            self.error("chmod must be an octal mode such as '0755'", (*at, "chmod"))
         exclude = _as_tuple(c.get("exclude")) if _is_strs(c.get("exclude")) else ()
         self.check_globs(exclude, (*at, "exclude"), layer=at[1])
         return CopySpec(
@@ -477,7 +409,7 @@ class _Checker:
         for i, pattern in enumerate(globs):
             try:
                 pathspec.GitIgnoreSpec.from_lines([pattern])
-            except ValueError as exc:  # pathspec's GitWildMatchPatternError
+            except (ValueError, re.error) as exc:  # pathspec's GitWildMatchPatternError
                 place = at + ((i,) if len(globs) > 1 or isinstance(self._get(at), list) else ())
                 self.error(f"invalid glob '{pattern}': {exc}", place)
                 ok = False
@@ -492,7 +424,8 @@ class _Checker:
     def build_images(self, layers: Mapping[str, ImageLayer]) -> dict[str, PublishedImage]:
         images: dict[str, PublishedImage] = {}
         raw_layers = self.data["layers"]
-        for name, raw in (self.data.get("images") or {}).items():
+        raw_images = self.data.get("images")
+        for name, raw in (raw_images if isinstance(raw_images, dict) else {}).items():
             if not isinstance(raw, dict) or not isinstance(raw.get("layer"), str):
                 continue
             top = raw["layer"]
@@ -516,8 +449,11 @@ def _is_strs(value: Any) -> bool:
     )
 
 
+_PINNED = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
 def _escapes(src: str) -> str | None:
-    if src.startswith("/") or (len(src) > 1 and src[1] == ":"):
+    if src.startswith("/") or re.match(r"^[A-Za-z]:[/\\]", src):
         return "is absolute; copy sources are relative to the repository root"
     norm = posixpath.normpath(src)
     if norm == ".." or norm.startswith("../"):
@@ -526,9 +462,28 @@ def _escapes(src: str) -> str | None:
 
 
 def _pairs(mapping: Any) -> tuple[tuple[str, str], ...]:
-    if not mapping:
+    if not isinstance(mapping, dict):
         return ()
-    return tuple(sorted((str(k), str(v)) for k, v in mapping.items()))
+    return tuple(sorted((str(k), _scalar_text(mapping, k) or "") for k in mapping))
+
+
+def _scalar_text(mapping: dict[str, Any], key: str) -> str | None:
+    """A scalar as the user wrote it: `0755` stays "0755", not YAML 1.1's 493."""
+    value = mapping.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    raw = getattr(mapping, "raw", {})
+    return raw.get(key, str(value))
+
+
+def _raw_dependencies(raw: dict[str, Any]) -> list[str]:
+    deps = [raw["parent"]] if isinstance(raw.get("parent"), str) else []
+    for c in raw.get("copy") if isinstance(raw.get("copy"), list) else ():
+        if isinstance(c, dict) and isinstance(c.get("from_layer"), str):
+            deps.append(c["from_layer"])
+    return deps
 
 
 def _command(value: Any) -> tuple[str, ...] | None:

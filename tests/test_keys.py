@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
 
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ci_layers.cli import main
+from ci_layers.explain import explain_difference
 from ci_layers.graph import ImageLayer
-from ci_layers.keys import compute_keys, explain_difference
+from ci_layers.keys import compute_keys
 from ci_layers.repo import RepoFiles, blob_id, tree_files, worktree_files
 from ci_layers.spec import parse_spec
 
@@ -201,5 +204,55 @@ def test_explain_names_the_field_that_differs(git_repo: GitRepo) -> None:
 def test_explain_helper_on_a_new_layer() -> None:
     spec = parse_spec(SPEC)
     keys = compute_keys(spec, RepoFiles({}))
-    assert explain_difference("app", keys, {}) == ["app: not defined at the other commit"]
-    assert explain_difference("app", keys, keys)[0].startswith("app: same key sha256:")
+    g = spec.graph
+    assert explain_difference("app", keys, {}, graph=g) == ["app: not defined at the other commit"]
+    assert explain_difference("app", keys, keys, graph=g)[0].startswith("app: same key sha256:")
+
+
+def test_copy_source_order_is_part_of_the_key() -> None:
+    files = RepoFiles({"a/x": "100644 " + blob_id(b"a"), "b/x": "100644 " + blob_id(b"b")})
+    text = "version: 1\nlayers:\n  l:\n    from: scratch\n    copy: [{src: [%s], dest: /d/}]\n"
+    one = compute_keys(parse_spec(text % "a/x, b/x"), files)["l"].digest
+    two = compute_keys(parse_spec(text % "b/x, a/x"), files)["l"].digest
+    assert one != two  # both land on /d/x: the later source wins
+
+
+def test_nested_repository_without_a_commit_is_left_out(git_repo: GitRepo) -> None:
+    repo = make_repo(git_repo)
+    before = keys_now(repo)
+    nested = repo.root / "src" / "scratch"
+    nested.mkdir()
+    subprocess.run(["git", "init", "-q", str(nested)], check=True)
+    (nested / "notes.txt").write_text("x")
+    assert changed_keys(before, keys_now(repo)) == set()
+
+
+def test_non_utf8_file_names_give_valid_json(git_repo: GitRepo) -> None:
+    repo = make_repo(git_repo)
+    (repo.root / os.fsdecode(b"deps/x\xff.lock")).write_text("lock")
+    out = io.StringIO()
+    assert main(["keys", "--format", "json", "--recipe", "-C", str(repo.root)], out=out) == 0
+    out.getvalue().encode("ascii")
+    data = json.loads(out.getvalue())
+    assert os.fsdecode(b"deps/x\xff.lock") in data["layers"]["app"]["recipe"]["inputs"]
+
+
+def test_explain_outside_git_is_a_clear_error(tmp_path) -> None:
+    (tmp_path / "ci-layers.yaml").write_text(SPEC)
+    err = io.StringIO()
+    code = main(
+        ["explain", "app", "--against", "HEAD", "-C", str(tmp_path)], out=io.StringIO(), err=err
+    )
+    assert code == 1
+    assert "is not a git repository" in err.getvalue()
+
+
+def test_explain_follows_a_long_chain_without_recursion(git_repo: GitRepo) -> None:
+    lines = ["version: 1", "layers:", "  l0: {from: scratch, run: x}"]
+    lines += [f"  l{i}: {{parent: l{i - 1}}}" for i in range(1, 1500)]
+    git_repo.write("ci-layers.yaml", "\n".join(lines) + "\n")
+    git_repo.commit("chain")
+    git_repo.write("ci-layers.yaml", "\n".join(lines).replace("run: x", "run: y") + "\n")
+    out = io.StringIO()
+    assert main(["explain", "l1499", "--against", "HEAD", "-C", str(git_repo.root)], out=out) == 0
+    assert "run[0]: 'x' -> 'y'" in out.getvalue()

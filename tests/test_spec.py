@@ -270,7 +270,7 @@ def test_all_problems_are_reported_in_one_run(git_repo: GitRepo) -> None:
     assert "3:22: error: layer 'a': unknown key 'colour'" in err
     assert "4:15: error: layer 'b': unknown parent 'nope'" in err
     assert "5:23: error: layer 'c': run must be" in err
-    assert "6:15: error: layer 'd': a layer cannot be its own parent" in err
+    assert "6:3: error: layer 'd': dependency cycle: d -> d" in err
     assert err.splitlines()[-1] == "4 problems in the spec"
 
 
@@ -345,3 +345,124 @@ def test_invalid_spec_error_lists_all() -> None:
     with pytest.raises(SpecInvalid) as info:
         parse_spec("version: 1\nlayers:\n  a: {parent: x}\n  b: {parent: y}\n")
     assert [e.layer for e in info.value.errors] == ["a", "b"]
+
+
+HOSTILE = [
+    pytest.param(
+        "version: 1\nlayers: {a: {from: scratch}}\nimages: [a]\n",
+        "images must be a mapping",
+        id="images-list",
+    ),
+    pytest.param(
+        "version: 1\nglobal_inputs: 5\nlayers: {a: {from: scratch}}\n",
+        "global_inputs must be a glob or a list of globs",
+        id="globals-number",
+    ),
+    pytest.param(
+        "version: 1\nlayers: {a: {from: scratch, inputs: ['[z-a]']}}\n",
+        "invalid glob '[z-a]'",
+        id="bad-input-range",
+    ),
+    pytest.param(
+        "version: 1\nlayers: {a: {from: scratch, copy: [{src: 'x[', dest: /}]}}\n",
+        "copy source 'x[': unterminated character class",
+        id="bad-copy-glob",
+    ),
+    pytest.param(
+        "version: 1\nlayers: {a: {from: scratch, copy: [{src: '[z-a]/x', dest: /}]}}\n",
+        "copy source '[z-a]/x': bad pattern",
+        id="bad-copy-range",
+    ),
+    pytest.param(
+        "version: 1\nlayers: {a: {from: scratch, run: " + "[" * 400 + "]" * 400 + "}}\n",
+        "nested too deeply",
+        id="deep-nesting",
+    ),
+    pytest.param(
+        "version: 1\nlayers:\n  1: {from: scratch}\n  true: {from: scratch}\n",
+        "key 'true' must be a string: quote it",
+        id="non-string-names",
+    ),
+    pytest.param(
+        "version: 1\nlayers:\n  2001-12-14: {from: scratch}\n",
+        "key '2001-12-14' must be a string: quote it",
+        id="date-name",
+    ),
+    pytest.param(
+        'version: 1\nlayers:\n  "a\\n": {from: scratch}\n',
+        "a layer name cannot contain a line break",
+        id="newline-name",
+    ),
+    pytest.param(
+        'version: 1\nlayers: {a: {from: scratch, copy: [{src: x, dest: /, chmod: "755\\n"}]}}\n',
+        "chmod must be an octal mode",
+        id="newline-chmod",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), HOSTILE)
+def test_hostile_specs_get_a_clear_error(git_repo: GitRepo, spec: str, message: str) -> None:
+    git_repo.write("ci-layers.yaml", spec)
+    code, _, err = run_cli(git_repo, "validate")
+    assert code == 2, err
+    assert message in err
+    assert "Traceback" not in err
+    assert "internal error" not in err
+
+
+def test_every_problem_at_once_even_among_broken_layers(git_repo: GitRepo) -> None:
+    code, err = check(
+        git_repo,
+        """\
+        version: 1
+        layers:
+          a: {parent: b, enviroment: {}}
+          b: {parent: a}
+          "x y": {from: scratch}
+          "p q": {from: scratch}
+          c: {from: ubuntu}
+          d: {from: scratch, copy: [{chmod: "0755"}]}
+        """,
+    )
+    assert code == 2
+    assert "layer 'a': unknown key 'enviroment'" in err
+    assert "layer 'a': dependency cycle: a -> b -> a" in err
+    assert "invalid name 'x y'" in err
+    assert "invalid name 'p q'" in err
+    assert "warning: layer 'c': base image 'ubuntu' is not pinned" in err
+    assert "copy[0] is missing the required key 'src'" in err
+    assert "copy[0] is missing the required key 'dest'" in err
+
+
+def test_merge_keys_may_be_overridden() -> None:
+    spec = parse_spec(
+        "version: 1\nlayers:\n  base: &b {from: scratch, run: x}\n  other:\n    <<: *b\n    run: y\n"
+    )
+    assert spec.layers["other"].run == ("y",)
+
+
+def test_scalars_reach_the_image_as_written() -> None:
+    spec = parse_spec(
+        "version: 1\nlayers:\n  a:\n    from: scratch\n    user: 1000\n"
+        "    env: {MODE: 0755, BIG: 1_000, HEX: 0x1F, F: 1.0, FLAG: yes}\n"
+    )
+    assert dict(spec.layers["a"].env) == {
+        "MODE": "0755",
+        "BIG": "1_000",
+        "HEX": "0x1F",
+        "F": "1.0",
+        "FLAG": "yes",
+    }
+    assert spec.layers["a"].user == "1000"
+
+
+def test_pinning_needs_a_whole_digest_and_drive_letters_only_count_with_a_slash() -> None:
+    spec = parse_spec(
+        "version: 1\nlayers:\n  a:\n    from: x@sha256:abc\n    copy: [{src: 'a:b', dest: /}]\n"
+    )
+    assert [w.message for w in spec.warnings] == [
+        "base image 'x@sha256:abc' is not pinned by digest"
+    ]
+    with pytest.raises(SpecInvalid, match="is absolute"):
+        parse_spec("version: 1\nlayers:\n  a: {from: scratch, copy: [{src: 'C:/x', dest: /}]}\n")
