@@ -11,11 +11,12 @@ from typing import TextIO
 
 import git
 
-from .changes import Comparison, changes_between
+from .changes import Comparison, GitHistory, changes_between, choose_comparison
 from .explain import explain_layer
 from .keys import compute_keys
+from .plan import make_plan
 from .repo import tree_files, worktree_files
-from .report import graph_text
+from .report import graph_text, plan_text
 from .resolver import DependencyResolver
 from .spec import load_spec
 
@@ -83,5 +84,41 @@ def run_demo(*, out: TextIO) -> int:
         for i, stage in enumerate(stages, 1):
             out.write(f"  stage {i}: {', '.join(stage)}\n")
         reused = [n for n in spec.graph if n not in affected]
-        out.write(f"  reused from cache: {', '.join(reused) or 'nothing'}\n")
+        out.write(f"  reused from cache: {', '.join(reused) or 'nothing'}\n\n")
+        _monorepo_pull_request(Path(tmp) / "monorepo", out)
     return 0
+
+
+def _monorepo_pull_request(root: Path, out: TextIO) -> None:
+    """A pull request on the sample monorepo, planned as the GitHub Action plans it."""
+    shutil.copytree(fixture_path("monorepo"), root)
+    repo = git.Repo.init(root, initial_branch="main")
+    g = repo.git
+    with g.custom_environment(**_IDENTITY):
+        g.add("-A")
+        g.commit("-q", "--no-gpg-sign", "--no-verify", "-m", "monorepo")
+        g.checkout("-q", "-b", "feature")
+        (root / "services/api/poetry.lock").write_text("fastapi==0.115.2\nuvicorn==0.30.6\n")
+        (root / "vendor/libfoo/docs/design.md").write_text("Excluded from the image.\n")
+        (root / "docs/architecture.md").write_text("Not in any image.\n")
+        g.add("-A")
+        g.commit("-q", "--no-gpg-sign", "--no-verify", "-m", "bump fastapi; docs")
+        head = str(g.rev_parse("HEAD"))
+        g.checkout("-q", "main")
+        (root / "web/admin/src/index.js").write_text("// main moved on meanwhile\n")
+        g.add("-A")
+        g.commit("-q", "--no-gpg-sign", "--no-verify", "-m", "admin fix")
+        base = str(g.rev_parse("HEAD"))
+    event = {"pull_request": {"number": 42, "base": {"sha": base}, "head": {"sha": head}}}
+    spec = load_spec(root / "ci-layers.yaml", display="ci-layers.yaml")
+    history = GitHistory(root)
+    comparison = choose_comparison(
+        history, event_name="pull_request", payload=event, base=None, head=None
+    )
+    plan = make_plan(
+        root=root, spec=spec, spec_rel="ci-layers.yaml", comparison=comparison, history=history
+    )
+    out.write("== Pull request #42 on fixtures/monorepo: bump fastapi, edit docs and an\n")
+    out.write("   excluded vendored file; main has moved on (admin) since the fork\n")
+    out.write("   (ci-layers plan --event event.json --event-name pull_request)\n")
+    out.write(plan_text(plan) + "\n")
