@@ -218,6 +218,6 @@ def _spec_at(root: Path, comparison: Comparison, spec: Spec, spec_rel: str | Non
     if text is None:
         return parse_spec("version: 1\nlayers: {}\n", filename=spec_rel)
     try:
-        return parse_spec(text, filename=f"{comparison.base[:12]}:{spec_rel}")
+        return parse_spec(text, filename=spec_rel)
     except SpecInvalid:
         return None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import os
 import re
 import shutil
 import tempfile
@@ -52,7 +51,7 @@ class RepoFiles:
         self.paths = sorted(self.entries)
         self.rev = rev  # the commit or tree it was read from
         self.selections: LRUCache[object, object] = LRUCache(maxsize=65536)
-        self._by_name: dict[str, list[str]] | None = None
+        self._by_name: tuple[dict[str, list[str]], dict[str, list[str]]] | None = None
 
     def __contains__(self, path: object) -> bool:
         return path in self.entries
@@ -74,14 +73,19 @@ class RepoFiles:
     def named(self, name: str) -> list[str]:
         """Paths of files, and of files below directories, whose last segment is `name`."""
         if self._by_name is None:
-            index: dict[str, list[str]] = {}
+            files: dict[str, list[str]] = {}
+            dirs: dict[str, list[str]] = {}
             for p in self.paths:
-                index.setdefault(p.rpartition("/")[2], []).append(p)
+                files.setdefault(p.rpartition("/")[2], []).append(p)
             for d in self.trees:
                 if d:
-                    index.setdefault(d.rpartition("/")[2], []).extend(self.under(d + "/"))
-            self._by_name = index
-        return self._by_name.get(name, [])
+                    dirs.setdefault(d.rpartition("/")[2], []).append(d)
+            self._by_name = (files, dirs)
+        files, dirs = self._by_name
+        found = files.get(name, [])
+        for d in dirs.get(name, ()):
+            found = [*found, *self.under(d + "/")]
+        return found
 
     def gitlink_above(self, path: str) -> str | None:
         """The submodule path that contains `path` (or is it), if any."""
@@ -122,20 +126,20 @@ def _git(root: Path) -> git.Git:
         raise GitError(f"{root} is not a git repository; this needs one") from None
 
 
-# One ls-tree record: "<mode> <type> <id>\t<path>\0"
-_RECORD = re.compile(rb"(\d{6}) \w+ ([0-9a-f]{40,64})\t([^\0]*)\0")
-
-
 def parse_ls_tree(out: bytes, *, rev: str | None) -> RepoFiles:
-    """RepoFiles from `git ls-tree -r -t -z` output."""
+    """RepoFiles from `git ls-tree -r -t -z` output: "<mode> <type> <id>\\t<path>\\0"."""
     entries: dict[str, str] = {}
     trees: dict[str, str] = {}
-    for mode, oid, raw in _RECORD.findall(out):
-        path = os.fsdecode(raw)
-        if mode == b"040000":
-            trees[path] = oid.decode()
+    # One decode of the whole listing; surrogateescape keeps non-UTF-8 names exact.
+    for record in out.decode("utf-8", "surrogateescape").split("\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition("\t")
+        oid = meta[meta.rindex(" ") + 1 :]
+        if meta.startswith(TREE):
+            trees[path] = oid
         else:
-            entries[path] = f"{mode.decode()} {oid.decode()}"
+            entries[path] = f"{meta[:6]} {oid}"
     return RepoFiles(entries, trees=trees, rev=rev)
 
 

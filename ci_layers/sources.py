@@ -145,10 +145,10 @@ class InputGlobs:
         return hit  # type: ignore[return-value]
 
     def _select(self, files: RepoFiles) -> list[str]:
-        if self._names is not None:
-            candidates: Iterable[str] = {p for n in self._names for p in files.named(n)}
-        elif self._prefixes is not None:
-            candidates = {p for pre in self._prefixes for p in files.under(pre)}
+        if self._prefixes is not None:
+            candidates: Iterable[str] = {p for pre in self._prefixes for p in files.under(pre)}
+        elif self._names is not None:
+            candidates = {p for n in self._names for p in files.named(n)}
         else:
             candidates = files.paths
         found = {p for p in candidates if self._spec.match_file(p)}

@@ -21,10 +21,11 @@ from typing import Any
 import fastjsonschema
 import jsonschema
 import pathspec
+from cachetools import LRUCache, cached
 
 from .errors import Location, SpecError, SpecInvalid
 from .gcpause import paused_gc
-from .gomatch import compile_segments
+from .gomatch import GLOB_CHARS, compile_segments
 from .graph import CopySpec, ImageLayer, LayerGraph, find_cycles
 from .yamlpos import Map, Seq, load_located, location
 
@@ -87,6 +88,13 @@ def load_spec(path: str | Path, *, display: str | None = None) -> Spec:
 
 def parse_spec(text: str, *, filename: str = DEFAULT_SPEC) -> Spec:
     """Validate spec text; raise SpecInvalid listing every problem found."""
+    return _parse_cached(text, filename)
+
+
+# A plan reads the spec on disk, at head and at base: usually one text. Specs are
+# immutable, so the same text gives back the same Spec; failures are not kept.
+@cached(LRUCache(maxsize=8))
+def _parse_cached(text: str, filename: str) -> Spec:
     with paused_gc():
         return _parse(text, filename)
 
@@ -384,6 +392,8 @@ class _Checker:
                     place = (*at, "src") + ((j,) if isinstance(c["src"], list) else ())
                     self.error(f"copy source '{s}' {problem}", place)
         for j, s in enumerate(src):
+            if not GLOB_CHARS.search(s):
+                continue
             try:
                 compile_segments(s.split("/"))
             except ValueError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def test_plan_matches_brute_force_and_keys(layers: list[ImageLayer], ops: list) 
             elif op == "rename":
                 new = f"files/{target}/moved{seed}.txt"
                 if new not in model:
-                    repo.git("mv", path, new)
+                    os.renames(repo.root / path, repo.root / new)
                     model[new] = model.pop(path)
             elif op == "chmod":
                 put(path, model[path][0], not model[path][1])
