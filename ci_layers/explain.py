@@ -99,8 +99,9 @@ _FILE_MAPS = ("inputs", "global_inputs")
 def _short(value: Any) -> str:
     if value is None:
         return "(absent)"
-    if isinstance(value, str) and len(value) == 47 and value[6] == " ":  # "<mode> <blob id>"
-        return f"{value[7:19]} ({value[:6]})"
+    if isinstance(value, str) and value[:6].isdigit() and value[6:7] == " ":  # a digest
+        mode, _, oid = value.partition(" ")
+        return f"{oid.rpartition(' ')[2][:12]} ({mode})"
     if isinstance(value, str) and len(value) > 60:
         return repr(value[:57] + "...")
     return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)

@@ -10,6 +10,7 @@ and from the definition fields its key recipe differs in.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,18 +178,28 @@ def make_plan(
     history: GitHistory,
 ) -> Plan:
     """Load the spec and files at both ends of `comparison` and build the Plan."""
-    if comparison.head is None:
-        head_files = worktree_files(root)
-    else:
-        head_files = tree_files(root, comparison.head)
-        if spec_rel is not None:
-            text = read_at(root, comparison.head, spec_rel)
-            if text is not None:
-                spec = parse_spec(text, filename=spec_rel)
+    # The three git reads are independent: run them at once (git works while Python
+    # parses the other listing).
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        head_job = (
+            pool.submit(worktree_files, root)
+            if comparison.head is None
+            else pool.submit(tree_files, root, comparison.head)
+        )
+        base_job = pool.submit(tree_files, root, comparison.base) if comparison.base else None
+        diff_job = (
+            pool.submit(history.diff, comparison) if comparison.base and comparison.head else None
+        )
+        head_files = head_job.result()
+        base_files = base_job.result() if base_job else None
+        diff = diff_job.result() if diff_job else None
+    if comparison.head is not None and spec_rel is not None:
+        text = read_at(root, comparison.head, spec_rel)
+        if text is not None:
+            spec = parse_spec(text, filename=spec_rel)
     keys = compute_keys(spec, head_files)
-    if comparison.base is None:
+    if comparison.base is None or base_files is None:
         return build_plan(spec=spec, keys=keys, comparison=comparison)
-    base_files = tree_files(root, comparison.base)
     base_spec = _spec_at(root, comparison, spec, spec_rel)
     if base_spec is None:
         why = f"the spec does not load at base {comparison.base[:12]}: everything is rebuilt"
@@ -196,10 +207,7 @@ def make_plan(
             comparison.base, comparison.head, comparison.mode, why, comparison.event
         )
         return build_plan(spec=spec, keys=keys, comparison=comparison)
-    if comparison.head is None:
-        changes = changes_between(base_files, head_files, comparison)
-    else:
-        changes = history.diff(comparison)
+    changes = diff or changes_between(base_files, head_files, comparison)
     return build_plan(
         spec=spec,
         keys=keys,

@@ -92,7 +92,7 @@ class CopySource:
             if prefix in files:
                 return [[posixpath.basename(prefix), files.digest(prefix)]]
             if prefix in files.trees:
-                return [["", f"{TREE} {files.trees[prefix]}"]]
+                return [["", f"{TREE} tree {files.trees[prefix]}"]]
         if not self.is_glob and prefix in files:
             candidates: Iterable[str] = [prefix]
         else:

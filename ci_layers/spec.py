@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import fastjsonschema
-import jsonschema
 import pathspec
 from cachetools import LRUCache, cached
 
@@ -260,6 +259,8 @@ class _Checker:
             return
         except fastjsonschema.JsonSchemaException:
             pass  # now find every problem, with the slower validator that reports them all
+        import jsonschema  # only an invalid spec needs it; its import costs 60 ms
+
         validator = jsonschema.Draft7Validator(schema())
         seen: set[tuple[tuple[Any, ...], str]] = set()
         for err in validator.iter_errors(self.data):
@@ -269,7 +270,7 @@ class _Checker:
             seen.add((path, err.message))
             self._schema_error(err, path)
 
-    def _schema_error(self, err: jsonschema.ValidationError, path: tuple[Any, ...]) -> None:
+    def _schema_error(self, err: Any, path: tuple[Any, ...]) -> None:
         kind, inst = err.validator, err.instance
         in_layer = len(path) >= 2 and path[0] == "layers"
         label = (_dotted(path[2:]) or "the layer") if in_layer else (_dotted(path) or "the spec")

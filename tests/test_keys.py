@@ -138,10 +138,10 @@ def test_clean_tree_uses_git_blob_ids_and_matches_the_commit(git_repo: GitRepo) 
     }
     # a whole directory is its git tree id; files are "<mode> <blob id>"
     assert at_head["app"].recipe["copy"][0]["files"] == [
-        ["", "040000 " + repo.git("rev-parse", "HEAD:src")]
+        ["", "040000 tree " + repo.git("rev-parse", "HEAD:src")]
     ]
     conf = at_head["base"].recipe["copy"][0]["files"]
-    assert conf == [["a.ini", "100644 " + repo.git("rev-parse", "HEAD:conf/a.ini")]]
+    assert conf == [["a.ini", "100644 blob " + repo.git("rev-parse", "HEAD:conf/a.ini")]]
     assert at_head["app"].recipe["copy"][1]["files"][0][1].startswith("100755 ")
     assert list(at_head["app"].recipe["inputs"]) == ["deps/poetry.lock"]
 
