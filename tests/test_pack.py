@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ci_layers.graph import ImageLayer, LayerGraph
+from ci_layers.pack import pack_stages
+from ci_layers.resolver import DependencyResolver
+
+from .dags import dags
+
+
+def check(graph: LayerGraph, affected: list[str], stages, k: int, p: int) -> None:
+    placed = [n for stage in stages for job in stage for n in job]
+    assert sorted(placed) == sorted(affected)  # every layer exactly once
+    assert len(stages) <= k
+    where = {}
+    for s, stage in enumerate(stages):
+        assert 1 <= len(stage) <= p
+        for j, job in enumerate(stage):
+            for i, n in enumerate(job):
+                where[n] = (s, j, i)
+    for n in affected:
+        for d in graph.parents(n):
+            if d in where:
+                sd, jd, id_ = where[d]
+                sn, jn, in_ = where[n]
+                assert sd < sn or (sd == sn and jd == jn and id_ < in_), (d, n, stages)
+
+
+@given(dags(max_layers=40), st.data(), st.integers(1, 6), st.integers(1, 5))
+def test_packed_stages_hold_everything_once_and_respect_every_edge(
+    layers: list[ImageLayer], data: st.DataObject, k: int, p: int
+) -> None:
+    graph = LayerGraph.from_layers(layers)
+    changed = data.draw(st.lists(st.sampled_from([x.name for x in layers]), min_size=1, max_size=3))
+    affected = DependencyResolver(graph).rebuild_affected_layers(changed)
+    stages = pack_stages(affected, graph.parents, max_stages=k, max_parallel=p)
+    check(graph, affected, stages, k, p)
+
+
+def test_enough_stages_keep_one_layer_per_job() -> None:
+    graph = LayerGraph.from_layers(
+        [
+            ImageLayer(name="base", base="scratch"),
+            ImageLayer(name="a", parent="base"),
+            ImageLayer(name="b", parent="base"),
+            ImageLayer(name="c", parent="a"),
+        ]
+    )
+    order = graph.topological_order()
+    assert pack_stages(order, graph.parents, max_stages=3, max_parallel=256) == [
+        [("base",)],
+        [("a",), ("b",)],
+        [("c",)],
+    ]
+    # two stages for three waves: the chain a -> c shares a job
+    assert pack_stages(order, graph.parents, max_stages=2, max_parallel=256) == [
+        [("base",)],
+        [("a", "c"), ("b",)],
+    ]
+    assert pack_stages(order, graph.parents, max_stages=1, max_parallel=256) == [
+        [("base", "a", "b", "c")],
+    ]
+
+
+def test_wide_stage_is_merged_not_dropped() -> None:
+    layers = [ImageLayer(name="base", base="scratch")]
+    layers += [ImageLayer(name=f"l{i:03}", parent="base") for i in range(300)]
+    graph = LayerGraph.from_layers(layers)
+    stages = pack_stages(graph.topological_order(), graph.parents, max_stages=2, max_parallel=256)
+    assert len(stages[1]) == 256
+    assert sum(len(j) for j in stages[1]) == 300
