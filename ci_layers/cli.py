@@ -25,7 +25,7 @@ from .explain import explain_layer
 from .keys import KEY_VERSION, compute_keys
 from .plan import make_plan
 from .repo import find_repo_root, read_at, tree_files, worktree_files
-from .report import graph_dot, graph_json, graph_mermaid, graph_text, plan_markdown, plan_text
+from .report import graph_dot, graph_json, graph_mermaid, graph_text, plan_report, plan_text
 from .resolver import DependencyResolver
 from .spec import DEFAULT_SPEC, Spec, load_spec, parse_spec, schema
 
@@ -148,7 +148,7 @@ def cmd_plan(
     if fmt == "json":
         _emit_json(plan.to_json(), out)
     elif fmt == "markdown":
-        out.write(plan_markdown(plan) + "\n")
+        out.write(plan_report(plan) + "\n")
     else:
         out.write(plan_text(plan) + "\n")
     return 0

@@ -18,7 +18,7 @@ __all__ = [
     "graph_mermaid",
     "graph_text",
     "plan_headline",
-    "plan_markdown",
+    "plan_report",
     "plan_text",
 ]
 
@@ -160,22 +160,107 @@ def _md(text: str) -> str:
     return "".join(out)
 
 
-def plan_markdown(plan: Plan, *, max_reasons: int = 5) -> str:
+# --- the pull-request comment and the job summary ------------------------------------
+
+COMMENT_LIMIT = 65_000  # characters; GitHub refuses 65,536 and 262,144 bytes
+_MERMAID_NODES = 200
+_MERMAID_EDGES = 500
+_MERMAID_TEXT = 40_000  # Mermaid's maxTextSize is 50,000
+
+
+def affected_mermaid(plan: Plan) -> str | None:
+    """The affected layers and what they are built on, highlighted; None when too big
+    for Mermaid's limits (the caller shows a list instead)."""
+    shown = set(plan.affected)
+    for name in plan.affected:
+        shown.update(plan.layers[name].parents)
+    if not plan.affected or len(shown) > _MERMAID_NODES:
+        return None
+    order = [n for n in plan.layers if n in shown]  # build order
+    ids = {n: f"n{i}" for i, n in enumerate(order)}
+    lines = ["graph TD"]
+    lines += [f'  {ids[n]}["{_mermaid_label(n)}"]' for n in order]
+    edges = [
+        f"  {ids[d]} --> {ids[n]}"
+        for n in order
+        if n in plan.affected
+        for d in plan.layers[n].parents
+    ]
+    if len(edges) > _MERMAID_EDGES:
+        return None
+    lines += edges
+    lines.append("  classDef rebuild fill:#fde68a,stroke:#b45309,stroke-width:2px")
+    lines.append(f"  class {','.join(ids[n] for n in order if n in plan.affected)} rebuild")
+    text = "\n".join(lines)
+    return text if len(text) <= _MERMAID_TEXT else None
+
+
+def plan_report(plan: Plan, *, marker: str = "", limit: int | None = None) -> str:
+    """The plan for people: headline, table, diagram, changed paths, comparison.
+
+    With `limit` (characters), parts are dropped until it fits: the diagram, then the
+    changed paths, then table rows; never the marker, and a note says so.
+    """
+    diagram = affected_mermaid(plan)
+    rows = list(plan.affected)
+    body = _report_body(plan, marker, rows, diagram, paths=True)
+    if limit is None or _fits(body, limit):
+        return body
+    note = "_Shortened to fit a comment: the job summary has the full plan._"
+    attempts = [(rows, None, True), (rows, None, False)]
+    n = len(rows)
+    while n > 1:
+        n //= 2
+        attempts.append((rows[:n], None, False))
+    for r, d, p in attempts:
+        body = _report_body(plan, marker, r, d, paths=p) + "\n\n" + note
+        if _fits(body, limit):
+            return body
+    return f"{marker}\n### ci-layers: {plan_headline(plan)}\n\n{note}"
+
+
+def _fits(body: str, limit: int) -> bool:
+    return len(body) <= limit and len(body.encode()) <= 262_144
+
+
+def _report_body(
+    plan: Plan, marker: str, rows: list[str], diagram: str | None, *, paths: bool
+) -> str:
     c = plan.comparison
-    lines = [f"### ci-layers: {plan_headline(plan)}", ""]
-    if plan.affected:
-        lines += ["| stage | layer | why |", "|---:|---|---|"]
-        for name in plan.affected:
+    out = [marker] if marker else []
+    out += [f"### ci-layers: {plan_headline(plan)}", ""]
+    if rows:
+        out += ["| stage | layer | why |", "|---:|---|---|"]
+        for name in rows:
             lp = plan.layers[name]
-            why = "<br>".join(_md(r) for r in lp.reasons[:max_reasons])
-            if len(lp.reasons) > max_reasons:
-                why += f"<br>… {len(lp.reasons) - max_reasons} more"
-            lines.append(f"| {lp.stage} | `{_md(name)}` | {why} |")
-        lines.append("")
+            why = "<br>".join(_md(r) for r in lp.reasons[:5])
+            if len(lp.reasons) > 5:
+                why += f"<br>… {len(lp.reasons) - 5} more"
+            out.append(f"| {lp.stage} | `{_md(name)}` | {why} |")
+        if len(rows) < len(plan.affected):
+            out.append(
+                f"| | … | {len(plan.affected) - len(rows)} more layers: see the job summary |"
+            )
+        out.append("")
+    if diagram:
+        out += ["```mermaid", diagram, "```", ""]
+    elif plan.affected:
+        out += [
+            "Stages: " + " → ".join(", ".join(f"`{_md(n)}`" for n in s) for s in plan.stages),
+            "",
+        ]
+    with_paths = [n for n in rows if plan.layers[n].paths]
+    if paths and with_paths:
+        out += ["<details><summary>Changed paths per layer</summary>", ""]
+        for name in with_paths:
+            out.append(f"**{_md(name)}**")
+            out += [f"- {_md(p)}" for p in plan.layers[name].paths]
+            out.append("")
+        out += ["</details>", ""]
     if plan.removed:
-        lines += ["Removed: " + ", ".join(f"`{_md(n)}`" for n in plan.removed), ""]
-    lines.append(
+        out += ["Removed: " + ", ".join(f"`{_md(n)}`" for n in plan.removed), ""]
+    out.append(
         f"Compared `{_short(c.base)}`..`{_short(c.head)}` ({_md(c.mode)}: {_md(c.reason)}); "
         f"{len(plan.changed_paths)} changed paths."
     )
-    return "\n".join(lines)
+    return "\n".join(out)

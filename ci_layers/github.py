@@ -1,0 +1,133 @@
+"""The sticky pull-request comment, through PyGithub.
+
+One comment per spec, found again by a hidden marker across every page of comments and
+edited in place. Two runs that raced may both have created one: after writing, copies by
+the same author are deleted and the oldest is kept. Nothing here fails a job: a
+read-only token (fork pull requests), a rate limit that outlasts the retries, or any
+other API failure comes back as a warning. The token is never printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from github import Auth, Github, GithubException
+from github.GithubRetry import GithubRetry
+
+__all__ = ["CommentResult", "marker_for", "upsert_comment"]
+
+_METHODS = frozenset({"GET", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS", "PUT"})
+
+
+@dataclass(frozen=True, slots=True)
+class CommentResult:
+    action: str  # "created" | "updated" | "unchanged" | "skipped" | "failed"
+    url: str | None = None
+    warning: str | None = None
+    deleted_copies: int = 0
+
+
+def marker_for(spec_name: str) -> str:
+    safe = spec_name.replace("--", "- -").replace(">", "")
+    return f"<!-- ci-layers:plan {safe} -->"
+
+
+def _client(api_url: str, token: str, *, retries: int, backoff: float) -> Github:
+    retry = GithubRetry(
+        total=retries,
+        backoff_factor=backoff,
+        secondary_rate_wait=60,
+        max_rate_limit_wait=300,
+        allowed_methods=_METHODS,  # PATCH and DELETE too: an edit is idempotent
+        status_forcelist=[403, 429, 500, 502, 503, 504],
+    )
+    return Github(
+        auth=Auth.Token(token),
+        base_url=api_url.rstrip("/"),
+        retry=retry,
+        per_page=100,
+        lazy=True,
+        timeout=30,
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+    )
+
+
+def upsert_comment(
+    *,
+    api_url: str,
+    token: str,
+    repository: str,
+    number: int,
+    body: str,
+    marker: str,
+    create: bool,
+    retries: int = 5,
+    backoff: float = 0.5,
+) -> CommentResult:
+    """Create or update the marked comment on pull request `number`.
+
+    `create` False only updates an existing comment (an empty plan under
+    `comment: auto` says "nothing to rebuild" where it said something before).
+    """
+    if marker not in body:
+        body = f"{marker}\n{body}"
+    try:
+        gh = _client(api_url, token, retries=retries, backoff=backoff)
+        issue = gh.get_repo(repository, lazy=True).get_issue(number)
+        mine = sorted(
+            (c for c in issue.get_comments() if marker in (c.body or "")), key=lambda c: c.id
+        )
+        if not mine:
+            if not create:
+                return CommentResult("skipped")
+            comment = issue.create_comment(body)
+            action = "created"
+        else:
+            comment = mine[0]
+            if comment.body == body:
+                action = "unchanged"
+            else:
+                comment.edit(body)
+                action = "updated"
+        comment, deleted = _settle(issue, comment, marker, body)
+        return CommentResult(action, url=comment.html_url, deleted_copies=deleted)
+    except GithubException as exc:
+        return CommentResult("failed", warning=_describe(exc))
+    except requests.RequestException as exc:
+        return CommentResult("failed", warning=f"GitHub API unreachable: {type(exc).__name__}")
+
+
+def _settle(issue: Any, ours: Any, marker: str, body: str) -> tuple[Any, int]:
+    """Runs that raced may each have created a comment: the oldest of this author's
+    stays, with this run's body, and the others go."""
+    author = ours.user.login
+    copies = sorted(
+        (c for c in issue.get_comments() if marker in (c.body or "") and c.user.login == author),
+        key=lambda c: c.id,
+    )
+    if not copies:
+        return ours, 0
+    keep = copies[0]
+    if keep.id != ours.id and keep.body != body:
+        keep.edit(body)
+    for c in copies[1:]:
+        c.delete()
+    return keep, len(copies) - 1
+
+
+def _describe(exc: GithubException) -> str:
+    status = exc.status
+    message = ""
+    if isinstance(exc.data, dict):
+        message = str(exc.data.get("message", ""))
+    if status == 403 and "rate limit" not in message.lower():
+        return (
+            "the token may not comment on this pull request (read-only, e.g. a fork's pull "
+            f"request: grant `pull-requests: write`, or comment from a workflow_run job): {message}"
+        )
+    if status in (403, 429):
+        return f"GitHub rate limit: the comment was not written ({message})"
+    return f"GitHub API error {status}: the comment was not written ({message})"

@@ -1,0 +1,114 @@
+"""A plan as GitHub Actions outputs: a matrix, packed stages, and the file they go in.
+
+Every output is one line of compact JSON, written with a random heredoc delimiter, and
+the whole set is checked against GitHub's limit before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import CiLayersError
+from .pack import pack_stages
+from .plan import Plan
+from .spec import Spec
+
+__all__ = ["OUTPUT_LIMIT", "OutputTooLarge", "action_outputs", "write_outputs"]
+
+# "Outputs can be a maximum of 1 MB per job ... approximated based on UTF-16 encoding."
+OUTPUT_LIMIT = 1_000_000
+MATRIX_LIMIT = 256  # jobs one matrix may generate
+
+
+class OutputTooLarge(CiLayersError):
+    exit_code = 1
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def layer_entry(plan: Plan, spec: Spec, name: str) -> dict[str, Any]:
+    """What a build step needs for one layer."""
+    layer = spec.graph[name]
+    tags = [t for img in spec.images.values() if img.layer == name for t in img.tags]
+    entry: dict[str, Any] = {
+        "name": name,
+        "key": plan.layers[name].key,
+        "stage": plan.layers[name].stage,
+        "parent": layer.parent,
+        "from": layer.base,
+        "tags": tags,
+        "build-args": dict(layer.build_args),
+    }
+    return entry
+
+
+def _job_entry(plan: Plan, spec: Spec, job: tuple[str, ...], stage: int) -> dict[str, Any]:
+    layers = [layer_entry(plan, spec, n) for n in job]
+    for entry in layers:
+        entry["stage"] = stage
+    if len(job) == 1:
+        return {**layers[0], "layers": layers}
+    last = layers[-1]
+    return {
+        "name": f"{job[0]} (+{len(job) - 1})",
+        "key": last["key"],
+        "stage": stage,
+        "parent": layers[0]["parent"],
+        "from": layers[0]["from"],
+        "tags": [t for e in layers for t in e["tags"]],
+        "build-args": last["build-args"],
+        "layers": layers,
+    }
+
+
+def action_outputs(
+    plan: Plan,
+    spec: Spec,
+    *,
+    max_stages: int,
+    max_parallel: int,
+    plan_file: Path,
+) -> dict[str, str]:
+    """The outputs of `ci-layers gha`, as the strings written to $GITHUB_OUTPUT."""
+    affected = list(plan.affected)
+    packed = pack_stages(
+        affected, spec.graph.parents, max_stages=max_stages, max_parallel=max_parallel
+    )
+    stages = [[_job_entry(plan, spec, job, i) for job in jobs] for i, jobs in enumerate(packed, 1)]
+    outputs = {
+        "has-changes": "true" if affected else "false",
+        "matrix": _compact({"include": [layer_entry(plan, spec, n) for n in affected]}),
+        "stages": _compact(stages),
+        "stage-count": str(len(stages)),
+        "affected": _compact(affected),
+        "plan-file": str(plan_file),
+    }
+    check_size(outputs)
+    return outputs
+
+
+def check_size(outputs: Mapping[str, str]) -> None:
+    size = sum(len(k.encode("utf-16-le")) + len(v.encode("utf-16-le")) for k, v in outputs.items())
+    if size > OUTPUT_LIMIT:
+        biggest = max(outputs, key=lambda k: len(outputs[k]))
+        raise OutputTooLarge(
+            f"the outputs would take {size:,} bytes, over GitHub's limit of {OUTPUT_LIMIT:,} per "
+            f"job ('{biggest}' is the largest); read the full plan from the plan-file output, "
+            "or lower max-parallel-jobs"
+        )
+
+
+def write_outputs(path: Path, outputs: Mapping[str, str]) -> None:
+    """Append to $GITHUB_OUTPUT, each value behind a delimiter it cannot contain."""
+    with path.open("a", encoding="utf-8") as out:
+        for name, value in outputs.items():
+            delimiter = f"ghadelimiter_{uuid.uuid4()}"
+            while delimiter in value:
+                delimiter = f"ghadelimiter_{uuid.uuid4()}"
+            out.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
