@@ -22,6 +22,7 @@ from . import __version__
 from .changes import Comparison, GitHistory, changes_between, choose_comparison
 from .errors import CiLayersError, SpecError, SpecInvalid, UsageError
 from .explain import explain_layer
+from .gha import run_action
 from .keys import KEY_VERSION, compute_keys
 from .plan import make_plan
 from .repo import find_repo_root, read_at, tree_files, worktree_files
@@ -168,6 +169,19 @@ def _read_event(path: str | None) -> dict[str, Any]:
     return data
 
 
+def cmd_gha(args: argparse.Namespace, *, out: TextIO) -> int:
+    """The action's entry point: everything comes from the environment the runner set."""
+    env = dict(os.environ)
+    spec_arg = args.spec or env.get("INPUT_SPEC") or None
+    root, spec_path, spec_rel = _locate(args.repo, spec_arg)
+    shown = spec_rel if spec_rel is not None else str(spec_path)
+    try:
+        spec, problem = load_spec(spec_path, display=shown), None
+    except SpecInvalid as exc:
+        spec, problem = None, exc
+    return run_action(env=env, root=root, spec=spec, spec_rel=spec_rel, spec_error=problem, out=out)
+
+
 def cmd_demo(*, out: TextIO) -> int:
     from .demo import run_demo  # creates git repositories; only the demo needs it
 
@@ -220,6 +234,9 @@ def _parser() -> argparse.ArgumentParser:
         "--event-name", metavar="NAME", help="the event's name (default: $GITHUB_EVENT_NAME)"
     )
     pl.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    sub.add_parser(
+        "gha", parents=[common], help="run as the GitHub Action (inputs from INPUT_* variables)"
+    )
     sub.add_parser("demo", help="run on the built-in example and show what ci-layers does")
     return p
 
@@ -241,6 +258,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return cmd_schema(out=out)
     if args.command == "demo":
         return cmd_demo(out=out)
+    if args.command == "gha":
+        return cmd_gha(args, out=out)
     root, spec_path, spec_rel = _locate(args.repo, args.spec)
     shown = spec_rel if spec_rel is not None else str(spec_path)
     spec = load_spec(spec_path, display=shown)

@@ -76,7 +76,7 @@ def upsert_comment(
         body = f"{marker}\n{body}"
     try:
         gh = _client(api_url, token, retries=retries, backoff=backoff)
-        issue = gh.get_repo(repository, lazy=True).get_issue(number)
+        issue = gh.get_repo(repository).get_issue(number)
         mine = sorted(
             (c for c in issue.get_comments() if marker in (c.body or "")), key=lambda c: c.id
         )

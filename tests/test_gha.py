@@ -1,0 +1,221 @@
+"""`ci-layers gha` end to end, with the variables a runner sets, in real git repositories."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import FIXTURES
+from .fake_github import FakeGitHub, serve
+from .gitrepo import GitRepo
+
+
+def parse_outputs(text: str) -> dict[str, str]:
+    """$GITHUB_OUTPUT as the runner reads it: name<<DELIM ... DELIM, or name=value."""
+    out: dict[str, str] = {}
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if m := re.match(r"^([\w-]+)<<(ghadelimiter_[0-9a-f-]{36})$", line):
+            end = lines.index(m.group(2), i + 1)
+            out[m.group(1)] = "\n".join(lines[i + 1 : end])
+            i = end + 1
+        elif "=" in line:
+            k, _, v = line.partition("=")
+            out[k] = v
+            i += 1
+        else:
+            assert not line, f"unparsable output line {line!r}"
+            i += 1
+    return out
+
+
+@pytest.fixture
+def gh() -> Iterator[FakeGitHub]:
+    fake = FakeGitHub()
+    server = serve(fake)
+    yield fake
+    server.shutdown()
+
+
+@pytest.fixture
+def mono(git_repo: GitRepo) -> GitRepo:
+    git_repo.copy_fixture(FIXTURES / "monorepo")
+    git_repo.commit("monorepo")
+    return git_repo
+
+
+def run_gha(
+    repo: GitRepo, event_name: str, event: dict, gh: FakeGitHub | None = None, **inputs: str
+):
+    runner = repo.root.parent / "runner"
+    runner.mkdir(exist_ok=True)
+    (runner / "event.json").write_text(json.dumps(event))
+    for f in ("output", "summary"):
+        (runner / f).write_text("")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(runner),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": event_name,
+        "GITHUB_EVENT_PATH": str(runner / "event.json"),
+        "GITHUB_OUTPUT": str(runner / "output"),
+        "GITHUB_STEP_SUMMARY": str(runner / "summary"),
+        "GITHUB_REPOSITORY": "o/r",
+        "GITHUB_WORKSPACE": str(repo.root),
+        "RUNNER_TEMP": str(runner),
+    }
+    if gh is not None:
+        env["GITHUB_API_URL"] = gh.url
+        env["INPUT_GITHUB_TOKEN"] = "ghs_secret_token_value"
+    env.update({f"INPUT_{k.upper()}": v for k, v in inputs.items()})
+    done = subprocess.run(
+        [sys.executable, "-m", "ci_layers.cli", "gha"],
+        cwd=repo.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    outputs = parse_outputs((runner / "output").read_text())
+    return done, outputs, (runner / "summary").read_text()
+
+
+def pr_event(repo: GitRepo, number: int = 5) -> dict:
+    base = repo.git("rev-parse", "main")
+    repo.git("checkout", "-q", "-b", f"pr{number}")
+    repo.write("services/api/poetry.lock", "fastapi==0.115.9\n")
+    repo.write("web/admin/src/index.js", "// admin\n")
+    head = repo.commit("pr")
+    return pr_event_from(repo, number, base=base, head=head)
+
+
+def pr_event_from(repo: GitRepo, number: int, *, base: str, head: str) -> dict:
+    return {
+        "pull_request": {
+            "number": number,
+            "base": {"sha": base, "repo": {"full_name": "o/r"}},
+            "head": {"sha": head, "repo": {"full_name": "o/r"}},
+        },
+        "repository": {"full_name": "o/r", "default_branch": "main"},
+    }
+
+
+def test_pull_request_outputs_summary_and_comment(mono: GitRepo, gh: FakeGitHub) -> None:
+    done, out, summary = run_gha(mono, "pull_request", pr_event(mono), gh)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert out["has-changes"] == "true"
+    assert json.loads(out["affected"]) == ["api-deps", "admin", "api"]  # build order
+    matrix = json.loads(out["matrix"])["include"]
+    assert [e["name"] for e in matrix] == ["api-deps", "admin", "api"]
+    api = next(e for e in matrix if e["name"] == "api")
+    assert api["parent"] == "api-deps"
+    assert api["tags"] == ["registry.example.com/shop/api"]
+    assert api["key"].startswith("sha256:")
+    stages = json.loads(out["stages"])
+    assert out["stage-count"] == str(len(stages)) == "2"
+    assert [[e["name"] for e in s] for s in stages] == [["api-deps", "admin"], ["api"]]
+    plan = json.loads(Path(out["plan-file"]).read_text())
+    assert plan["affected"] == ["api-deps", "admin", "api"]
+    assert "\n" not in out["matrix"]
+    assert summary.startswith("### ci-layers: 3 of 13 layers to rebuild")
+    assert "```mermaid" in summary
+    [body] = gh.bodies(5)
+    assert body.startswith("<!-- ci-layers:plan ci-layers.yaml -->")
+    assert "| 1 | `api-deps` | changed: services/api/poetry.lock |" in body
+    assert "ghs_secret_token_value" not in done.stdout + done.stderr
+    # a second run on the same PR edits the same comment
+    mono.write("services/api/src/api/routes.py", "# more\n")
+    event = pr_event_from(mono, 5, base=mono.git("rev-parse", "main"), head=mono.commit("more"))
+    done, _, _ = run_gha(mono, "pull_request", event, gh)
+    assert done.returncode == 0
+    assert len(gh.bodies(5)) == 1
+    assert "services/api/src/api/routes.py" in gh.bodies(5)[0]
+
+
+def test_push_and_merge_group_and_no_changes(mono: GitRepo) -> None:
+    before = mono.git("rev-parse", "HEAD")
+    mono.write("runtimes/python/requirements-base.txt", "pip==25.0\n")
+    after = mono.commit("pip")
+    done, out, _ = run_gha(
+        mono, "push", {"ref": "refs/heads/main", "before": before, "after": after}
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out["affected"]) == [
+        "python-runtime",
+        "api-deps",
+        "worker-deps",
+        "api",
+        "worker",
+    ]
+    done, out, _ = run_gha(
+        mono, "merge_group", {"merge_group": {"base_sha": before, "head_sha": after}}
+    )
+    assert json.loads(out["stages"])[0][0]["name"] == "python-runtime"
+    mono.write("docs/architecture.md", "only docs\n")
+    docs = mono.commit("docs")
+    done, out, summary = run_gha(
+        mono, "push", {"ref": "refs/heads/main", "before": after, "after": docs}
+    )
+    assert out["has-changes"] == "false"
+    assert out["stage-count"] == "0"
+    assert json.loads(out["stages"]) == []
+    assert "nothing to rebuild" in summary
+
+
+def test_max_stages_packs_chains(mono: GitRepo) -> None:
+    before = mono.git("rev-parse", "HEAD")
+    mono.write("base/os-packages.txt", "ca-certificates\n")
+    after = mono.commit("base")
+    event = {"ref": "refs/heads/main", "before": before, "after": after}
+    done, out, _ = run_gha(mono, "push", event, max_stages="2")
+    assert done.returncode == 0, done.stderr
+    stages = json.loads(out["stages"])
+    assert len(stages) == 2
+    names = [layer["name"] for s in stages for job in s for layer in job["layers"]]
+    assert sorted(names) == sorted(json.loads(out["affected"]))
+    assert len(names) == 13
+
+
+def test_spec_errors_become_annotations_and_fail(mono: GitRepo) -> None:
+    mono.write("ci-layers.yaml", "version: 1\nlayers:\n  a: {parent: nope}\n")
+    done, out, _ = run_gha(mono, "push", {})
+    assert done.returncode == 2
+    assert "::error file=ci-layers.yaml,line=3,col=15::a: unknown parent 'nope'" in done.stdout
+    assert out["has-changes"] == "false"
+    done, _, _ = run_gha(mono, "push", {}, fail_on="never")
+    assert done.returncode == 0
+
+
+def test_bad_input_is_a_clear_error(mono: GitRepo) -> None:
+    done, _, _ = run_gha(mono, "push", {}, max_stages="zero")
+    assert done.returncode == 2
+    assert "input max-stages must be a whole number from 1 to 256, not 'zero'" in done.stderr
+
+
+def test_read_only_token_warns_and_succeeds(mono: GitRepo, gh: FakeGitHub) -> None:
+    gh.read_only = True
+    done, out, _ = run_gha(mono, "pull_request", pr_event(mono), gh)
+    assert done.returncode == 0
+    assert "::warning::PR comment not written: the token may not comment" in done.stdout
+    assert out["has-changes"] == "true"
+
+
+def test_untrusted_paths_cannot_inject_workflow_commands(mono: GitRepo) -> None:
+    before = mono.git("rev-parse", "HEAD")
+    mono.write("services/api/src/api/::error::pwned.py", "x\n")
+    after = mono.commit("evil name")
+    done, _, _ = run_gha(mono, "push", {"ref": "refs/heads/main", "before": before, "after": after})
+    lines = done.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("::stop-commands::"))
+    token = lines[start].split("::")[2]
+    end = lines.index(f"::{token}::")
+    assert any("::error::pwned" in line for line in lines[start:end])

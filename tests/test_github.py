@@ -1,0 +1,123 @@
+"""The sticky comment through PyGithub against a local fake of the GitHub REST API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ci_layers.github import marker_for, upsert_comment
+
+from .fake_github import FakeGitHub, serve
+
+MARK = marker_for("ci-layers.yaml")
+
+
+@pytest.fixture
+def gh() -> Iterator[FakeGitHub]:
+    fake = FakeGitHub()
+    server = serve(fake)
+    yield fake
+    server.shutdown()
+
+
+def upsert(gh: FakeGitHub, body: str, *, create: bool = True, number: int = 7):
+    return upsert_comment(
+        api_url=gh.url,
+        token="ghs_secret_token_value",
+        repository="o/r",
+        number=number,
+        body=f"{MARK}\n{body}",
+        marker=MARK,
+        create=create,
+        retries=4,
+        backoff=0.01,
+    )
+
+
+def test_creates_then_updates_in_place(gh: FakeGitHub) -> None:
+    first = upsert(gh, "plan one")
+    assert first.action == "created"
+    second = upsert(gh, "plan two")
+    assert second.action == "updated"
+    assert upsert(gh, "plan two").action == "unchanged"
+    assert gh.bodies(7) == [f"{MARK}\nplan two"]
+    methods = [(r.method, r.path) for r in gh.requests]
+    assert ("PATCH", f"/repos/o/r/issues/comments/{1001}") in methods
+    assert all(
+        r.headers.get("Authorization") == "token ghs_secret_token_value" for r in gh.requests
+    )
+
+
+def test_finds_the_marker_past_the_first_page(gh: FakeGitHub) -> None:
+    for i in range(250):
+        gh.add_comment(7, f"chatter {i}", login="someone")
+    gh.add_comment(7, f"{MARK}\nold plan")
+    result = upsert(gh, "new plan")
+    assert result.action == "updated"
+    assert gh.bodies(7)[-1] == f"{MARK}\nnew plan"
+    pages = [r.query.get("page", ["1"])[0] for r in gh.requests if r.method == "GET"]
+    assert {"1", "2", "3"} <= set(pages)
+    assert all(r.query.get("per_page") == ["100"] for r in gh.requests if r.method == "GET")
+
+
+def test_raced_copies_are_reduced_to_the_oldest(gh: FakeGitHub) -> None:
+    a = gh.add_comment(7, f"{MARK}\nrun A")
+    gh.add_comment(7, f"{MARK}\nrun B")
+    gh.add_comment(7, f"{MARK}\nspoofed by someone else", login="mallory")
+    result = upsert(gh, "run C")
+    assert result.action == "updated"
+    assert result.deleted_copies == 1
+    ours = [c for c in gh.comments[7] if c["user"]["login"] == gh.login]
+    assert [c["id"] for c in ours] == [a["id"]]
+    assert ours[0]["body"] == f"{MARK}\nrun C"
+
+
+def test_auto_does_not_create_for_an_empty_plan(gh: FakeGitHub) -> None:
+    assert upsert(gh, "nothing to rebuild", create=False).action == "skipped"
+    assert gh.comments.get(7, []) == []
+    upsert(gh, "something")
+    assert upsert(gh, "nothing to rebuild", create=False).action == "updated"
+
+
+def test_read_only_token_is_a_warning(gh: FakeGitHub) -> None:
+    gh.read_only = True
+    result = upsert(gh, "plan")
+    assert result.action == "failed"
+    assert "read-only" in (result.warning or "")
+    assert "ghs_secret_token_value" not in (result.warning or "")
+
+
+def test_server_errors_are_retried(gh: FakeGitHub) -> None:
+    gh.fail_next = [502, 503]
+    assert upsert(gh, "plan").action == "created"
+    assert [r.status for r in gh.requests[:3]] == [502, 503, 200]
+
+
+def test_secondary_rate_limit_waits_for_retry_after(gh: FakeGitHub) -> None:
+    gh.rate_limit_next = 1
+    assert upsert(gh, "plan").action == "created"
+    assert gh.requests[0].status == 403
+    assert gh.bodies(7) == [f"{MARK}\nplan"]
+
+
+def test_unreachable_api_is_a_warning() -> None:
+    result = upsert_comment(
+        api_url="http://127.0.0.1:9",
+        token="t",
+        repository="o/r",
+        number=1,
+        body="x",
+        marker=MARK,
+        create=True,
+        retries=0,
+    )
+    assert result.action == "failed"
+    assert "unreachable" in (result.warning or "")
+
+
+def test_persistent_errors_give_up_with_a_warning(gh: FakeGitHub) -> None:
+    gh.fail_next = [500] * 20
+    result = upsert(gh, "plan")
+    assert result.action == "failed"
+    assert result.warning
