@@ -1,0 +1,69 @@
+"""action.yml and the workflows, validated offline as GitHub would read them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    found = str(path) if path.exists() else shutil.which(name)
+    assert found, f"{name} is not installed: run scripts/test, which installs it"
+    return found
+
+
+@pytest.mark.parametrize(
+    ("schema", "files"),
+    [("vendor.github-workflows", WORKFLOWS), ("vendor.github-actions", [ROOT / "action.yml"])],
+)
+def test_schema(schema: str, files: list[Path]) -> None:
+    cmd = [tool("check-jsonschema"), "--builtin-schema", schema, *map(str, files)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_zizmor_offline_finds_nothing() -> None:
+    done = subprocess.run(
+        [tool("zizmor"), "--offline", "--no-progress", str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _steps(doc: dict) -> list[dict]:
+    if "runs" in doc:
+        return doc["runs"].get("steps", [])
+    return [s for job in doc["jobs"].values() for s in job.get("steps", [])]
+
+
+@pytest.mark.parametrize("path", [ROOT / "action.yml", *WORKFLOWS], ids=lambda p: p.name)
+def test_every_use_is_pinned_and_no_expression_reaches_a_script(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    for step in _steps(doc):
+        uses = step.get("uses")
+        if uses and not uses.startswith("./"):
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", uses), uses
+        assert "${{" not in step.get("run", ""), step.get("run")
+
+
+def test_action_inputs_reach_the_tool_through_env() -> None:
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    plan = next(s for s in action["runs"]["steps"] if s.get("id") == "plan")
+    for name in action["inputs"]:
+        var = "INPUT_" + name.upper().replace("-", "_")
+        assert plan["env"][var] == "${{ inputs." + name + " }}"
+    for name, out in action["outputs"].items():
+        assert out["value"] == "${{ steps.plan.outputs." + name + " }}"
