@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -31,3 +32,48 @@ def seed_repo(git_repo: GitRepo) -> GitRepo:
     git_repo.copy_fixture(FIXTURES / "seed")
     git_repo.commit("seed")
     return git_repo
+
+
+OPENAPI = Path(__file__).resolve().parent.parent / ".cache/github-openapi/api.github.com.json"
+
+
+@pytest.fixture(scope="session")
+def github_openapi():
+    """GitHub's OpenAPI description (from @octokit/openapi, fetched by scripts/setup)."""
+    from openapi_core import Config, OpenAPI
+
+    assert OPENAPI.exists(), f"{OPENAPI} is missing: run scripts/test, which fetches it"
+    spec = json.loads(OPENAPI.read_text())
+    return OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
+
+
+@pytest.fixture
+def gh(github_openapi):
+    """A fake GitHub REST API on loopback; every request must match the OpenAPI."""
+    from openapi_core.testing import MockRequest
+
+    from .fake_github import FakeGitHub, serve
+
+    def validate(rec) -> str | None:
+        args = {k: v[0] for k, v in rec.query.items()}
+        data = None if rec.body is None else json.dumps(rec.body).encode()
+        request = MockRequest(
+            "https://api.github.com",
+            rec.method.lower(),
+            rec.path,
+            args=args,
+            data=data,
+            headers={k.lower(): v for k, v in rec.headers.items()},
+            content_type="application/json" if data is not None else None,
+        )
+        try:
+            github_openapi.validate_request(request)
+        except Exception as exc:  # openapi-core raises many kinds; all mean "invalid"
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    fake = FakeGitHub(validate=validate)
+    server = serve(fake)
+    yield fake
+    server.shutdown()
+    assert fake.violations == [], fake.violations

@@ -38,7 +38,8 @@ class FakeGitHub:
     rate_limit_next: int = 0  # secondary rate limits (403 + Retry-After: 1) to answer first
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
-    validate: Callable[[Recorded, str], None] | None = None
+    validate: Callable[[Recorded], str | None] | None = None  # returns a violation
+    violations: list[str] = field(default_factory=list)
     _next_id: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
     port: int = 0
@@ -98,8 +99,8 @@ def serve(fake: FakeGitHub) -> ThreadingHTTPServer:
             body = json.loads(raw) if raw else None
             rec = Recorded(method, parts.path, parse_qs(parts.query), body, dict(self.headers))
             fake.requests.append(rec)
-            if fake.validate is not None:
-                fake.validate(rec, fake.url)
+            if fake.validate is not None and (problem := fake.validate(rec)):
+                fake.violations.append(f"{method} {self.path}: {problem}")
             if fake.rate_limit_next:
                 fake.rate_limit_next -= 1
                 msg = "You have exceeded a secondary rate limit. Please wait a few minutes."
@@ -110,6 +111,8 @@ def serve(fake: FakeGitHub) -> ThreadingHTTPServer:
                 return self._send(403, {"message": "Resource not accessible by integration"})
             if (m := _LIST.match(parts.path)) and method == "GET":
                 return self._list(int(m.group(3)), rec)
+            if method in ("POST", "PATCH") and not isinstance((body or {}).get("body"), str):
+                return self._send(422, {"message": "Validation Failed"})
             if (m := _LIST.match(parts.path)) and method == "POST":
                 return self._send(201, fake.add_comment(int(m.group(3)), body["body"]))
             if m := _ONE.match(parts.path):

@@ -7,13 +7,12 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .conftest import FIXTURES
-from .fake_github import FakeGitHub, serve
+from .fake_github import FakeGitHub
 from .gitrepo import GitRepo
 
 
@@ -36,14 +35,6 @@ def parse_outputs(text: str) -> dict[str, str]:
             assert not line, f"unparsable output line {line!r}"
             i += 1
     return out
-
-
-@pytest.fixture
-def gh() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub()
-    server = serve(fake)
-    yield fake
-    server.shutdown()
 
 
 @pytest.fixture

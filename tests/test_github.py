@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from ci_layers.github import marker_for, upsert_comment
 
-from .fake_github import FakeGitHub, serve
+from .fake_github import FakeGitHub
 
 MARK = marker_for("ci-layers.yaml")
-
-
-@pytest.fixture
-def gh() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub()
-    server = serve(fake)
-    yield fake
-    server.shutdown()
 
 
 def upsert(gh: FakeGitHub, body: str, *, create: bool = True, number: int = 7):
@@ -121,3 +109,13 @@ def test_persistent_errors_give_up_with_a_warning(gh: FakeGitHub) -> None:
     result = upsert(gh, "plan")
     assert result.action == "failed"
     assert result.warning
+
+
+def test_the_fake_checks_requests_against_github_openapi(gh: FakeGitHub) -> None:
+    import requests
+
+    requests.post(f"{gh.url}/repos/o/r/issues/7/comments", json={"bod": "typo"}, timeout=5)
+    requests.get(f"{gh.url}/repos/o/r/issues/seven/comments", timeout=5)
+    assert len(gh.violations) == 2
+    assert "InvalidRequestBody" in gh.violations[0]
+    gh.violations.clear()
