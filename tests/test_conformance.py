@@ -44,3 +44,33 @@ def test_shell_expansion(case: dict) -> None:
         return
     expected = case["expected"] if case["mode"] == "word" else json.loads(case["expected"])
     assert fn(case["input"], env) == expected
+
+
+from ci_layers.dockerignore import DockerIgnore, DockerignoreError, read_dockerignore  # noqa: E402
+
+_IGNORE = json.loads((DATA / "dockerignore.json").read_text(encoding="utf-8"))
+IGNORE_CASES = [
+    pytest.param(c, id=f"{i}:{c.get('origin', '')}") for i, c in enumerate(_IGNORE["cases"])
+]
+
+
+def test_all_dockerignore_vectors_are_loaded() -> None:
+    assert len(IGNORE_CASES) == 229
+
+
+@pytest.mark.parametrize("case", IGNORE_CASES)
+def test_dockerignore(case: dict) -> None:
+    patterns = read_dockerignore("\n".join(case["patterns"]))
+    if case.get("error"):
+        with pytest.raises(DockerignoreError):
+            DockerIgnore(patterns).ignored(case["path"])
+        return
+    matcher = DockerIgnore(patterns)
+    assert matcher.ignored(case["path"]) is case["ignored"]
+    if "matches_or_parent_matches" in case:
+        assert matcher.matches_or_parent_matches(case["path"]) is case["matches_or_parent_matches"]
+
+
+@pytest.mark.parametrize("case", _IGNORE["read_cases"])
+def test_dockerignore_reader(case: dict) -> None:
+    assert read_dockerignore(case["dockerignore"]) == case["patterns"]
