@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .changes import Comparison, GitHistory, changes_between, choose_comparison
+from .discover import resolve_dockerfiles
 from .errors import CiLayersError, SpecError, SpecInvalid, UsageError
 from .explain import explain_layer
 from .gha import run_action
@@ -112,6 +113,7 @@ def cmd_explain(
             out.write(f"{spec_rel} does not exist at {against}: every layer is new\n")
             return 0
         old_spec = parse_spec(text, filename=f"{against}:{spec_rel}")
+    old_spec = resolve_dockerfiles(old_spec, old_files)
     new_files = worktree_files(root)
     comparison = Comparison(against, None, "working-tree", f"the working tree vs {against}")
     lines = explain_layer(
@@ -263,6 +265,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     root, spec_path, spec_rel = _locate(args.repo, args.spec)
     shown = spec_rel if spec_rel is not None else str(spec_path)
     spec = load_spec(spec_path, display=shown)
+    if spec.dockerfile_rules and args.command != "plan":
+        spec = resolve_dockerfiles(spec, worktree_files(root))
     for warning in spec.warnings:
         _report(warning, err)
     fmt = getattr(args, "format", "text")

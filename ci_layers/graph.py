@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .errors import CycleError, DuplicateLayer, Location, UnknownParent
 
-__all__ = ["CopySpec", "ImageLayer", "LayerGraph", "find_cycles"]
+__all__ = ["CopySpec", "DockerfileNode", "ImageLayer", "LayerGraph", "find_cycles"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,21 @@ class CopySpec:
     chown: str | None = None
     from_layer: str | None = None
     exclude: tuple[str, ...] = ()  # gitignore-style, relative to each src
+
+
+@dataclass(frozen=True, slots=True)
+class DockerfileNode:
+    """What a Dockerfile-built layer reads and says (see discover.py)."""
+
+    file: str  # repository path of the Dockerfile
+    context: str  # repository path of the build context ("" is the root)
+    instructions: tuple[tuple[int, str, tuple[str, ...]], ...]  # (line, text, heredocs)
+    reads: tuple[tuple[int, str, tuple[str, ...]], ...]  # (line, text, context sources)
+    ignore_file: str | None = None
+    ignore: tuple[str, ...] = ()  # .dockerignore patterns, as Docker reads them
+    externals: tuple[str, ...] = ()  # images from outside the repository
+    notes: tuple[str, ...] = ()  # non-reproducible inputs (ADD <url>, git sources)
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +62,8 @@ class ImageLayer:
     labels: tuple[tuple[str, str], ...] = ()
     build_args: tuple[tuple[str, str], ...] = ()
     inputs: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # other layers it reads (a Dockerfile's other stages' images)
+    dockerfile: DockerfileNode | None = None
     where: Location | None = field(default=None, compare=False)
 
     @property
@@ -56,6 +73,7 @@ class ImageLayer:
         for c in self.copy:
             if c.from_layer and c.from_layer not in deps:
                 deps.append(c.from_layer)
+        deps += [n for n in self.needs if n not in deps]
         return tuple(deps)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from .gcpause import paused_gc
 from .graph import ImageLayer
 from .repo import RepoFiles
-from .sources import copy_source, input_globs
+from .sources import context_reads, copy_source, input_globs
 from .spec import Spec
 
 __all__ = ["KEY_VERSION", "LayerKey", "compute_keys"]
@@ -54,12 +54,36 @@ def _compute_keys(spec: Spec, files: RepoFiles) -> dict[str, LayerKey]:
     return keys
 
 
+def _dockerfile_recipe(
+    layer: ImageLayer, keys: Mapping[str, LayerKey], files: RepoFiles
+) -> dict[str, Any]:
+    """A Dockerfile's instructions (not its comments or layout), the in-repo images it
+    builds on, the external ones, its build args and the context files it reads."""
+    node = layer.dockerfile
+    assert node is not None
+    context = sorted({(rel, files.digest(path)) for _i, path, rel in context_reads(node, files)})
+    return {
+        "version": KEY_VERSION,
+        "kind": "dockerfile",
+        "instructions": [[text, *heredocs] for _line, text, heredocs in node.instructions],
+        "deps": [keys[d].digest for d in layer.dependencies],
+        "externals": list(node.externals),
+        "build_args": dict(layer.build_args),
+        "context": [list(item) for item in context],
+    }
+
+
 def _recipe(
     layer: ImageLayer,
     keys: Mapping[str, LayerKey],
     files: RepoFiles,
     global_files: Mapping[str, str],
 ) -> dict[str, Any]:
+    if layer.dockerfile is not None:
+        recipe = _dockerfile_recipe(layer, keys, files)
+        if global_files:
+            recipe["global_inputs"] = dict(global_files)
+        return recipe
     recipe: dict[str, Any] = {"version": KEY_VERSION}
     if layer.parent:
         recipe["parent"] = keys[layer.parent].digest

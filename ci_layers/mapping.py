@@ -11,14 +11,20 @@ from typing import Any
 
 from .graph import ImageLayer
 from .repo import RepoFiles
-from .sources import copy_source, input_globs
+from .sources import context_reads, copy_source, input_globs
 
-__all__ = ["definition_changes", "paths_read"]
+__all__ = ["cache_break", "definition_changes", "paths_read"]
 
 
 def paths_read(layer: ImageLayer, changed: RepoFiles) -> list[str]:
-    """The changed paths that `layer`'s copy sources or `inputs` read."""
+    """The changed paths that `layer`'s copy sources or `inputs` read (for a Dockerfile:
+    the file itself, its .dockerignore, and the context files it reads)."""
     found: set[str] = set()
+    node = layer.dockerfile
+    if node is not None:
+        found.update(path for _i, path, _rel in context_reads(node, changed))
+        found.update(p for p in (node.file, node.ignore_file) if p and p in changed)
+        return sorted(found)
     for c in layer.copy:
         if c.from_layer:
             continue
@@ -28,7 +34,37 @@ def paths_read(layer: ImageLayer, changed: RepoFiles) -> list[str]:
     return sorted(found)
 
 
-_NOT_DEFINITION = ("version", "parent", "global_inputs", "inputs")
+_NOT_DEFINITION = (
+    "version",
+    "parent",
+    "global_inputs",
+    "inputs",
+    "kind",
+    "deps",
+    "context",
+    "instructions",
+)
+
+
+def cache_break(layer: ImageLayer, old: ImageLayer | None, changed: RepoFiles) -> str | None:
+    """The first instruction of a Dockerfile whose build cache the change breaks."""
+    node = layer.dockerfile
+    if node is None:
+        return None
+    candidates: list[tuple[int, str]] = []
+    before = old.dockerfile.instructions if old is not None and old.dockerfile else ()
+    for i, (line, text, heredocs) in enumerate(node.instructions):
+        if i >= len(before) or before[i][1:] != (text, heredocs):
+            candidates.append((line, text))
+            break
+    for index, _path, _rel in context_reads(node, changed):
+        line, text, _sources = node.reads[index]
+        candidates.append((line, text))
+    if not candidates:
+        return None
+    line, text = min(candidates)
+    short = text if len(text) <= 80 else text[:77] + "..."
+    return f"cache breaks at {node.file}:{line} {short}"
 
 
 def definition_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

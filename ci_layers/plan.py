@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .changes import ChangeSet, Comparison, GitHistory, changes_between
+from .discover import resolve_dockerfiles
 from .errors import SpecInvalid
 from .keys import LayerKey, compute_keys
-from .mapping import definition_changes, paths_read
+from .mapping import cache_break, definition_changes, paths_read
 from .repo import RepoFiles, read_at, tree_files, worktree_files
 from .resolver import DependencyResolver
 from .sources import input_globs
@@ -38,6 +39,8 @@ class LayerPlan:
     parents: tuple[str, ...]
     stage: int | None  # 1-based wave among the rebuilt layers
     paths: tuple[str, ...] = ()  # the changed paths this layer reads
+    file: str | None = None  # the Dockerfile, for a Dockerfile-built layer
+    context: str | None = None  # its build context ("." for the repository root)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Plan:
                     "stage": lp.stage,
                     "parents": list(lp.parents),
                     "reasons": list(lp.reasons),
+                    **({"file": lp.file, "context": lp.context} if lp.file else {}),
                 }
                 for n, lp in self.layers.items()
             },
@@ -120,6 +124,8 @@ def build_plan(
             parents=graph.parents(name),
             stage=stage_of.get(name),
             paths=tuple(paths),
+            file=node.file if (node := graph[name].dockerfile) else None,
+            context=(node.context or ".") if node else None,
         )
     removed = sorted(set(base_spec.layers) - set(spec.layers)) if base_spec else []
     return Plan(
@@ -150,6 +156,8 @@ def _why(
     for dep in layer.dependencies:
         if dep in rebuilt:
             what = "parent" if dep == layer.parent else "copies from"
+            if dep in layer.needs:
+                what = "uses image"
             reasons.append(f"{what} '{dep}' is rebuilt")
     recipe = keys[name].recipe
     if old.recipe.get("parent") != recipe.get("parent") and layer.parent not in rebuilt:
@@ -162,7 +170,12 @@ def _why(
         reasons.append(f"changed: {p}")
     if len(paths) > MAX_PATH_REASONS:
         reasons.append(f"and {len(paths) - MAX_PATH_REASONS} more changed paths")
-    if not layer.parent and old.recipe.get("global_inputs") != recipe.get("global_inputs"):
+    old_layer = base_spec.layers.get(name)
+    if (where := cache_break(layer, old_layer, changed)) is not None:
+        reasons.append(where)
+    if layer.dockerfile is None and old_layer is not None and old_layer.dockerfile is not None:
+        reasons.append("was built from a Dockerfile")
+    if old.recipe.get("global_inputs") != recipe.get("global_inputs"):
         reasons += [f"global input changed: {p}" for p in global_paths] or ["global inputs changed"]
     if not reasons:
         reasons.append("the files it reads changed")
@@ -197,10 +210,17 @@ def make_plan(
         text = read_at(root, comparison.head, spec_rel)
         if text is not None:
             spec = parse_spec(text, filename=spec_rel)
+    raw_spec = spec
+    spec = resolve_dockerfiles(spec, head_files)
     keys = compute_keys(spec, head_files)
     if comparison.base is None or base_files is None:
         return build_plan(spec=spec, keys=keys, comparison=comparison)
-    base_spec = _spec_at(root, comparison, spec, spec_rel)
+    base_spec = _spec_at(root, comparison, raw_spec, spec_rel)
+    if base_spec is not None:
+        try:
+            base_spec = resolve_dockerfiles(base_spec, base_files)
+        except SpecInvalid:
+            base_spec = None
     if base_spec is None:
         why = f"the spec does not load at base {comparison.base[:12]}: everything is rebuilt"
         comparison = Comparison(

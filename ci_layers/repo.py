@@ -17,7 +17,7 @@ import itertools
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import git
@@ -55,6 +55,7 @@ class RepoFiles:
         self.paths = paths if all(a < b for a, b in itertools.pairwise(paths)) else sorted(paths)
         self.rev = rev  # the commit or tree it was read from
         self.selections: LRUCache[object, object] = LRUCache(maxsize=65536)
+        self.reader: Callable[[str], bytes | None] | None = None  # file contents, by path
         self._by_name: tuple[dict[str, list[str]], dict[str, list[str]]] | None = None
 
     def __contains__(self, path: object) -> bool:
@@ -65,6 +66,12 @@ class RepoFiles:
 
     def digest(self, path: str) -> str:
         return self.entries[path]
+
+    def read(self, path: str) -> bytes | None:
+        """The content of file `path` in this snapshot (None if absent or unreadable)."""
+        if path not in self.entries or self.reader is None:
+            return None
+        return self.reader(path)
 
     def under(self, prefix: str) -> Iterator[str]:
         """Paths starting with `prefix` (a directory prefix ends with '/'; '' is all)."""
@@ -177,7 +184,32 @@ def _tree_files(g: git.Git, rev: str, *, kind: str) -> RepoFiles:
         raise GitError(f"cannot read the tree of '{rev}': {git_reason(exc)}", rev=rev) from None
     files = parse_ls_tree(out, rev=rev)
     files.trees[""] = root_tree
+    files.reader = _blob_reader(g, files)
     return files
+
+
+def _blob_reader(g: git.Git, files: RepoFiles) -> Callable[[str], bytes | None]:
+    def read(path: str) -> bytes | None:
+        oid = files.entries[path].rpartition(" ")[2]
+        try:
+            data: bytes = g.cat_file(
+                "blob", oid, stdout_as_string=False, strip_newline_in_stdout=False
+            )
+        except git.GitCommandError:
+            return None
+        return data
+
+    return read
+
+
+def _disk_reader(root: Path) -> Callable[[str], bytes | None]:
+    def read(path: str) -> bytes | None:
+        try:
+            return (root / path).read_bytes()
+        except OSError:
+            return None
+
+    return read
 
 
 def worktree_files(root: Path) -> RepoFiles:
@@ -207,7 +239,9 @@ def worktree_files(root: Path) -> RepoFiles:
             with repo.git.custom_environment(**env):
                 _add_all(repo.git)
                 tree = str(repo.git.write_tree())
-                return _tree_files(repo.git, tree, kind="tree")
+                files = _tree_files(repo.git, tree, kind="tree")
+                files.reader = _disk_reader(top)
+                return files
         except git.GitCommandError as exc:
             raise GitError(f"cannot read the working tree of {top}: {git_reason(exc)}") from None
 
@@ -239,7 +273,9 @@ def _plain_files(root: Path) -> RepoFiles:
             with g.custom_environment(GIT_DIR=tmp, GIT_WORK_TREE=str(root)):
                 g.add("-A", "--force", "--", ".")
                 tree = str(g.write_tree())
-                return _tree_files(g, tree, kind="tree")
+                files = _tree_files(g, tree, kind="tree")
+                files.reader = _disk_reader(root)
+                return files
         except git.GitCommandError as exc:
             raise GitError(f"cannot read the files of {root}: {git_reason(exc)}") from None
 

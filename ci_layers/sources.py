@@ -20,10 +20,12 @@ from collections.abc import Iterable, Sequence
 import pathspec
 from cachetools import LRUCache, cached
 
+from .dockerignore import DockerIgnore
 from .gomatch import GLOB_CHARS, compile_segments
+from .graph import DockerfileNode
 from .repo import TREE, RepoFiles
 
-__all__ = ["CopySource", "InputGlobs", "copy_source", "input_globs"]
+__all__ = ["CopySource", "InputGlobs", "context_reads", "copy_source", "input_globs"]
 
 
 class CopySource:
@@ -196,6 +198,35 @@ def _literal_names(patterns: Sequence[str]) -> list[str] | None:
 @cached(LRUCache(maxsize=16384))
 def copy_source(src: str, exclude: tuple[str, ...] = ()) -> CopySource:
     return CopySource(src, exclude)
+
+
+@cached(LRUCache(maxsize=1024))
+def _ignore(patterns: tuple[str, ...]) -> DockerIgnore:
+    return DockerIgnore(list(patterns))
+
+
+def context_reads(node: DockerfileNode, files: RepoFiles) -> list[tuple[int, str, str]]:
+    """(instruction index, repository path, path in the context) of every context file a
+    Dockerfile's COPY/ADD/bind mounts read and its .dockerignore lets through."""
+    key = ("dockerfile", node.context, node.reads, node.ignore)
+    hit = files.selections.get(key)
+    if hit is not None:
+        return hit  # type: ignore[return-value]
+    ignore = _ignore(node.ignore)
+    ctx = node.context
+    out: list[tuple[int, str, str]] = []
+    for index, (_line, _text, sources) in enumerate(node.reads):
+        for src in sources:
+            inner = posixpath.normpath(src.lstrip("/") or ".")
+            if inner == ".." or inner.startswith("../"):
+                continue  # outside the context: Docker refuses it
+            full = inner if not ctx else (ctx if inner == "." else f"{ctx}/{inner}")
+            for path in copy_source(full).paths(files):
+                rel = path[len(ctx) + 1 :] if ctx else path
+                if not ignore.ignored(rel):
+                    out.append((index, path, rel))
+    files.selections[key] = out
+    return out
 
 
 @cached(LRUCache(maxsize=4096))

@@ -28,7 +28,15 @@ from .gomatch import GLOB_CHARS, compile_segments
 from .graph import CopySpec, ImageLayer, LayerGraph, find_cycles
 from .yamlpos import Map, Seq, load_located, location
 
-__all__ = ["DEFAULT_SPEC", "PublishedImage", "Spec", "load_spec", "parse_spec", "schema"]
+__all__ = [
+    "DEFAULT_SPEC",
+    "DockerfileRule",
+    "PublishedImage",
+    "Spec",
+    "load_spec",
+    "parse_spec",
+    "schema",
+]
 
 DEFAULT_SPEC = "ci-layers.yaml"
 _SHELL = ("/bin/sh", "-c")
@@ -41,6 +49,18 @@ class PublishedImage:
     tags: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class DockerfileRule:
+    """A `dockerfiles:` entry (or an `image_overrides:` one, with path and image empty)."""
+
+    path: str
+    image: str
+    context: str | None = None
+    build_args: tuple[tuple[str, str], ...] = ()
+    tags: tuple[str, ...] = ()
+    where: Location | None = field(default=None, compare=False)
+
+
 @dataclass(frozen=True)
 class Spec:
     """A validated spec: definitions, the graph they form, and non-fatal warnings."""
@@ -51,6 +71,8 @@ class Spec:
     global_inputs: tuple[str, ...]
     graph: LayerGraph
     warnings: tuple[SpecError, ...] = field(default=())
+    dockerfile_rules: tuple[DockerfileRule, ...] = ()
+    image_overrides: Mapping[str, DockerfileRule] = field(default_factory=dict)
 
 
 @cache
@@ -106,9 +128,15 @@ def _parse(text: str, filename: str) -> Spec:
     checker = _Checker(data, filename)
     checker.errors.extend(problems)  # duplicate keys: the first definition is checked on
     checker.check_schema()
-    if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
+    if not isinstance(data, dict):
         raise SpecInvalid(checker.errors, checker.warnings)
+    if "layers" not in data and "dockerfiles" not in data:
+        checker.error("the spec needs 'layers', 'dockerfiles' or both", ())
+    if not isinstance(data.get("layers", {}), dict):
+        raise SpecInvalid(checker.errors, checker.warnings)
+    data.setdefault("layers", Map())
     layers = checker.build_layers()
+    rules, overrides = checker.build_dockerfile_rules()
     images = checker.build_images(layers)
     raw_globals = data.get("global_inputs")
     global_inputs = _as_tuple(raw_globals) if _is_strs(raw_globals) else ()
@@ -123,6 +151,8 @@ def _parse(text: str, filename: str) -> Spec:
         global_inputs=global_inputs,
         graph=graph,
         warnings=tuple(checker.warnings),
+        dockerfile_rules=rules,
+        image_overrides=overrides,
     )
 
 
@@ -431,6 +461,37 @@ class _Checker:
         for p in path:
             node = node[p]
         return node
+
+    def build_dockerfile_rules(
+        self,
+    ) -> tuple[tuple[DockerfileRule, ...], dict[str, DockerfileRule]]:
+        rules = []
+        raw_rules = self.data.get("dockerfiles")
+        for i, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
+            if not isinstance(raw, dict) or not _is_strs(raw.get("path")):
+                continue
+            rules.append(self._rule(raw, ("dockerfiles", i)))
+        overrides = {}
+        raw_over = self.data.get("image_overrides")
+        for name, raw in (raw_over if isinstance(raw_over, dict) else {}).items():
+            if isinstance(raw, dict):
+                overrides[name] = self._rule(
+                    {**raw, "path": "", "image": name}, ("image_overrides", name)
+                )
+        return tuple(rules), overrides
+
+    def _rule(self, raw: dict[str, Any], at: tuple[Any, ...]) -> DockerfileRule:
+        path = str(raw["path"])
+        if path.startswith("/") or posixpath.normpath(path or ".").startswith(".."):
+            self.error(f"Dockerfile path '{path}' must be inside the repository", (*at, "path"))
+        return DockerfileRule(
+            path=path,
+            image=str(raw.get("image", "")),
+            context=_str_or_none(raw.get("context")),
+            build_args=_pairs(raw.get("build_args")),
+            tags=_as_tuple(raw.get("tags")) if _is_strs(raw.get("tags")) else (),
+            where=self.where(at),
+        )
 
     def build_images(self, layers: Mapping[str, ImageLayer]) -> dict[str, PublishedImage]:
         images: dict[str, PublishedImage] = {}

@@ -1,0 +1,220 @@
+"""Find the Dockerfiles a spec's `dockerfiles:` rules name, and make them layers.
+
+A rule's `path` has `{placeholders}` (one path segment each) and may use `*` and `?`
+within a segment; the most specific rule wins a file (most literal characters, then
+fewest placeholders, then the first listed). Each Dockerfile becomes an ImageLayer whose
+dependencies are the in-repo images it is built on or copies from: a reference matches
+an image by repository path and tag (implicit `latest`), with or without a registry
+host, ignoring a digest pin.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from .dockerfile import DockerfileError, parse_dockerfile
+from .errors import Location, SpecError, SpecInvalid
+from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
+from .repo import RepoFiles
+from .spec import DockerfileRule, Spec
+
+__all__ = ["image_key", "resolve_dockerfiles"]
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def image_key(ref: str) -> tuple[str, str]:
+    """(repository path, tag) of an image reference, for matching: no registry host,
+    no digest, `latest` when untagged, Docker Hub's `library/` made explicit."""
+    ref = ref.split("@", 1)[0]
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    tag = "latest"
+    if colon > slash:
+        ref, tag = ref[:colon], ref[colon + 1 :]
+    parts = ref.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]
+    if len(parts) == 1:
+        parts = ["library", *parts]
+    return "/".join(parts), tag
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    rule: DockerfileRule
+    regex: re.Pattern[str]
+    literal: int
+    placeholders: int
+    index: int
+
+
+def _compile(rule: DockerfileRule, index: int) -> _Compiled:
+    out, pos, literal = [], 0, 0
+    text = rule.path
+    for m in _PLACEHOLDER.finditer(text):
+        out.append(_glob(text[pos : m.start()]))
+        literal += len(text[pos : m.start()].replace("*", "").replace("?", ""))
+        out.append(f"(?P<{m.group(1)}>[^/]+)")
+        pos = m.end()
+    out.append(_glob(text[pos:]))
+    literal += len(text[pos:].replace("*", "").replace("?", ""))
+    placeholders = len(_PLACEHOLDER.findall(text))
+    return _Compiled(rule, re.compile("".join(out)), literal, placeholders, index)
+
+
+def _glob(text: str) -> str:
+    return "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in text)
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
+    """`spec` with a layer for every Dockerfile its rules find in `files`."""
+    if not spec.dockerfile_rules:
+        return spec
+    # A spec resolved before (over another snapshot) starts again from its own layers.
+    own = {n: layer for n, layer in spec.layers.items() if layer.dockerfile is None}
+    compiled = [_compile(r, i) for i, r in enumerate(spec.dockerfile_rules)]
+    found: dict[str, tuple[_Compiled, dict[str, str]]] = {}
+    for path in files.paths:
+        best = None
+        for c in compiled:
+            m = c.regex.fullmatch(path)
+            if m and (
+                best is None
+                or (c.literal, -c.placeholders, -c.index)
+                > (best[0].literal, -best[0].placeholders, -best[0].index)
+            ):
+                best = (c, m.groupdict())
+        if best is not None:
+            found[path] = best
+    errors: list[SpecError] = []
+    nodes: dict[str, tuple[str, DockerfileRule, dict[str, str]]] = {}
+    for path, (c, values) in found.items():
+        image = _fill(c.rule.image, values)
+        override = spec.image_overrides.get(image)
+        if image in nodes:
+            errors.append(
+                SpecError(
+                    f"{path} and {nodes[image][0]} both build image '{image}'; make the "
+                    "rule's image template tell them apart",
+                    where=c.rule.where or Location(spec.path),
+                )
+            )
+            continue
+        if image in own:
+            errors.append(
+                SpecError(
+                    f"{path} builds '{image}', also a layer of the spec",
+                    where=c.rule.where or Location(spec.path),
+                )
+            )
+            continue
+        rule = c.rule if override is None else _merge(c.rule, override)
+        nodes[image] = (path, rule, values)
+    by_key = {image_key(name): name for name in nodes}
+    for name, (_path, rule, values) in nodes.items():
+        for tag in _tags(rule, values):
+            by_key.setdefault(image_key(tag), name)
+    layers = dict(own)
+    for name, (path, rule, values) in nodes.items():
+        layer = _layer(name, path, rule, values, files, by_key, errors)
+        if layer is not None:
+            layers[name] = layer
+    deps = {n: layer.dependencies for n, layer in layers.items()}
+    for cycle in find_cycles(deps):
+        errors.append(
+            SpecError(
+                "dependency cycle: " + " -> ".join(cycle),
+                where=Location(nodes.get(cycle[0], (spec.path,))[0]),
+                layer=cycle[0],
+            )
+        )
+    if errors:
+        raise SpecInvalid(errors)
+    return replace(spec, layers=layers, graph=LayerGraph.from_layers(layers.values()))
+
+
+def _merge(rule: DockerfileRule, override: DockerfileRule) -> DockerfileRule:
+    return replace(
+        rule,
+        context=override.context or rule.context,
+        build_args=(*rule.build_args, *override.build_args),
+        tags=(*rule.tags, *override.tags),
+    )
+
+
+def _tags(rule: DockerfileRule, values: Mapping[str, str]) -> list[str]:
+    return [_fill(t, values) for t in rule.tags]
+
+
+def _layer(
+    name: str,
+    path: str,
+    rule: DockerfileRule,
+    values: Mapping[str, str],
+    files: RepoFiles,
+    by_key: Mapping[tuple[str, str], str],
+    errors: list[SpecError],
+) -> ImageLayer | None:
+    raw = files.read(path)
+    if raw is None:
+        errors.append(SpecError("cannot read the Dockerfile", where=Location(path), layer=name))
+        return None
+    context = (
+        posixpath.normpath(_fill(rule.context, values)) if rule.context else posixpath.dirname(path)
+    )
+    context = "" if context in (".", "") else context
+    args = dict(rule.build_args)
+    try:
+        parsed = parse_dockerfile(raw.decode("utf-8", errors="replace"), build_args=args)
+    except DockerfileError as exc:
+        errors.append(SpecError(str(exc), where=Location(path, exc.line, 1), layer=name))
+        return None
+    deps = [by_key[image_key(b)] for b in parsed.bases if image_key(b) in by_key]
+    deps = [d for d in dict.fromkeys(deps) if d != name]
+    final = by_key.get(image_key(parsed.final_base)) if parsed.final_base else None
+    parent = final if final in deps else None
+    externals = tuple(b for b in parsed.bases if image_key(b) not in by_key)
+    ignore_file = _ignore_file(path, context, files)
+    ignore = ()
+    if ignore_file is not None:
+        from .dockerignore import read_dockerignore
+
+        text = (files.read(ignore_file) or b"").decode("utf-8", errors="replace")
+        ignore = tuple(read_dockerignore(text))
+    node = DockerfileNode(
+        file=path,
+        context=context,
+        instructions=tuple((i.line, i.text, i.heredocs) for i in parsed.instructions),
+        reads=tuple((r.line, r.text, r.sources) for r in parsed.reads),
+        ignore_file=ignore_file,
+        ignore=ignore,
+        externals=externals,
+        notes=parsed.notes,
+        tags=tuple(_tags(rule, values)),
+    )
+    return ImageLayer(
+        name=name,
+        parent=parent,
+        base=None if parent else (parsed.final_base or "scratch"),
+        build_args=tuple(sorted(args.items())),
+        needs=tuple(d for d in deps if d != parent),
+        dockerfile=node,
+        where=Location(path, 1, 1),
+    )
+
+
+def _ignore_file(path: str, context: str, files: RepoFiles) -> str | None:
+    """BuildKit prefers <Dockerfile>.dockerignore next to the Dockerfile."""
+    own = f"{path}.dockerignore"
+    if own in files:
+        return own
+    shared = f"{context}/.dockerignore" if context else ".dockerignore"
+    return shared if shared in files else None
