@@ -1,0 +1,229 @@
+"""Plans over real histories of the Dockerfile fixture: discovery, edges, contexts."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from ci_layers.cli import main
+from ci_layers.discover import image_key
+
+from .conftest import FIXTURES
+from .gitrepo import GitRepo
+
+R = "registry.example.com/acme/"
+
+
+@pytest.fixture
+def dock(git_repo: GitRepo) -> GitRepo:
+    git_repo.copy_fixture(FIXTURES / "dockerfiles")
+    git_repo.commit("dockerfiles")
+    return git_repo
+
+
+def run(repo: GitRepo, *args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main([*args, "-C", str(repo.root)], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def plan(repo: GitRepo, base: str, *extra: str) -> dict:
+    code, out, err = run(repo, "plan", "--format", "json", "--base", base, "--head", "HEAD", *extra)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def short(names: list[str]) -> list[str]:
+    return [n.removeprefix(R) for n in names]
+
+
+def test_discovery_and_edges(dock: GitRepo) -> None:
+    code, out, _ = run(dock, "graph", "--format", "json")
+    assert code == 0
+    layers = {x["name"].removeprefix(R): x for x in json.loads(out)["layers"]}
+    assert sorted(layers) == sorted(
+        [
+            "base",
+            "python:3.11",
+            "python:3.12",
+            "node:20",
+            "builder",
+            "api",
+            "api:debug",
+            "worker",
+            "web",
+            "web:slim",
+            "tools",
+        ]
+    )
+    assert layers["python:3.11"]["parents"] == [R + "base"]  # FROM ${BASE_IMAGE} built of ARGs
+    assert layers["node:20"]["parents"] == [R + "base"]  # no host, implicit latest
+    assert layers["builder"]["parents"] == [R + "base"]  # ${BASE:-...} default
+    assert layers["api"]["parents"] == [R + "python:3.12", R + "builder"]  # multi-stage
+    assert layers["worker"]["parents"] == [R + "python:3.11"]  # digest pin ignored
+    assert layers["api:debug"]["parents"] == [R + "api"]
+    assert layers["tools"]["parents"] == [R + "builder"]  # a Containerfile
+    assert layers["base"]["from"].startswith("docker.io/library/debian:bookworm-slim@sha256:")
+
+
+def test_a_file_the_image_reads(dock: GitRepo) -> None:
+    base = dock.git("rev-parse", "HEAD")
+    dock.write("images/api/requirements.txt", "fastapi==0.115.9\n")
+    dock.commit("bump")
+    p = plan(dock, base)
+    assert short(p["affected"]) == ["api", "api:debug"]
+    api = p["layers"][R + "api"]
+    assert api["reasons"] == [
+        "changed: images/api/requirements.txt",
+        "cache breaks at images/api/Dockerfile:5 COPY requirements.txt /app/",
+    ]
+    assert (api["file"], api["context"]) == ("images/api/Dockerfile", "images/api")
+    assert p["layers"][R + "api:debug"]["reasons"] == [f"parent '{R}api' is rebuilt"]
+    assert p["layers"][R + "api:debug"]["context"] == "images/api"
+
+
+def test_ignored_and_unread_files_rebuild_nothing(dock: GitRepo) -> None:
+    base = dock.git("rev-parse", "HEAD")
+    dock.write("images/api/docs/guide.md", "new docs\n")  # .dockerignore: docs
+    dock.write("images/api/app/README.md", "x\n")  # .dockerignore: **/*.md
+    dock.write("images/base/README.md", "x\n")  # .dockerignore: *.md
+    dock.write("images/worker/tests/test_worker.py", "x\n")  # .dockerignore: tests/
+    dock.write("images/web/src/legacy.js", "x\n")  # Dockerfile.dockerignore
+    dock.write("images/web/notes.txt", "x\n")  # in the context, never copied
+    dock.write("README.md", "x\n")
+    dock.commit("noise")
+    assert plan(dock, base)["affected"] == []
+
+
+def test_a_middle_dockerfile_edit(dock: GitRepo) -> None:
+    base = dock.git("rev-parse", "HEAD")
+    path = dock.root / "images/python/3.12/Dockerfile"
+    path.write_text(path.read_text() + "RUN pip install uv\n")
+    dock.commit("uv")
+    p = plan(dock, base)
+    assert short(p["affected"]) == ["python:3.12", "api", "api:debug"]
+    assert p["layers"][R + "python:3.12"]["reasons"] == [
+        "changed: images/python/3.12/Dockerfile",
+        "cache breaks at images/python/3.12/Dockerfile:4 RUN pip install uv",
+    ]
+
+
+def test_comments_and_layout_of_a_dockerfile_do_not_matter(dock: GitRepo) -> None:
+    base = dock.git("rev-parse", "HEAD")
+    path = dock.root / "images/base/Dockerfile"
+    path.write_text("# the base of everything\n\n" + path.read_text())
+    dock.commit("comment")
+    assert plan(dock, base)["affected"] == []
+
+
+def test_base_change_reaches_every_image(dock: GitRepo) -> None:
+    base = dock.git("rev-parse", "HEAD")
+    dock.write("images/base/rootfs/etc/motd", "hello\n")
+    dock.commit("motd")
+    p = plan(dock, base)
+    assert len(p["affected"]) == 11
+    assert p["stages"][0] == [R + "base"]
+
+
+def test_heredoc_edit(dock: GitRepo) -> None:
+    base = dock.git("rev-parse", "HEAD")
+    path = dock.root / "images/builder/Dockerfile"
+    path.write_text(path.read_text().replace("echo built", "echo rebuilt"))
+    dock.commit("heredoc")
+    p = plan(dock, base)
+    assert short(p["affected"]) == ["builder", "api", "tools", "api:debug"]
+    assert (
+        "cache breaks at images/builder/Dockerfile:3 RUN <<EOF"
+        in p["layers"][R + "builder"]["reasons"]
+    )
+
+
+def test_wildcard_picks_up_a_new_file_and_copy_dot_reads_everything_not_ignored(
+    dock: GitRepo,
+) -> None:
+    base = dock.git("rev-parse", "HEAD")
+    dock.write("images/web/src/extra.js", "x\n")
+    dock.write("images/worker/helpers.py", "x\n")
+    dock.commit("new files")
+    p = plan(dock, base)
+    assert short(p["affected"]) == ["web", "worker", "web:slim"]
+    assert (
+        "cache breaks at images/worker/Dockerfile:4 COPY . ${APP_HOME}"
+        in p["layers"][R + "worker"]["reasons"]
+    )
+
+
+def test_renaming_a_folder_reuses_the_build(dock: GitRepo) -> None:
+    base = dock.git("rev-parse", "HEAD")
+    dock.git("mv", "images/tools", "images/devtools")
+    dock.commit("rename")
+    p = plan(dock, base)
+    assert p["affected"] == []
+    assert p["layers"][R + "devtools"]["reasons"] == [f"same content as '{R}tools' at base"]
+    assert p["removed"] == [R + "tools"]
+
+
+def test_adding_an_image(dock: GitRepo) -> None:
+    base = dock.git("rev-parse", "HEAD")
+    dock.write(
+        "images/cron/Dockerfile", "FROM registry.example.com/acme/python:3.11\nCOPY jobs /jobs\n"
+    )
+    dock.write("images/cron/jobs/a.sh", "echo\n")
+    dock.commit("cron")
+    p = plan(dock, base)
+    assert short(p["affected"]) == ["cron"]
+    assert p["layers"][R + "cron"]["parents"] == [R + "python:3.11"]
+    assert p["layers"][R + "cron"]["reasons"] == ["new layer"]
+
+
+def test_build_args_from_the_spec_reach_the_key(dock: GitRepo) -> None:
+    base = dock.git("rev-parse", "HEAD")
+    spec = dock.root / "ci-layers.yaml"
+    spec.write_text(spec.read_text().replace('WORKERS: "4"', 'WORKERS: "8"'))
+    dock.commit("workers")
+    p = plan(dock, base)
+    assert short(p["affected"]) == ["worker"]
+    assert p["layers"][R + "worker"]["reasons"] == ["spec: build_args changed"]
+
+
+def test_spec_outside_the_repository(dock: GitRepo, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "try.yaml"
+    elsewhere.write_text((dock.root / "ci-layers.yaml").read_text())
+    dock.remove("ci-layers.yaml")
+    base = dock.commit("no spec in the repo")
+    dock.write("images/web/package.json", '{"v": 2}\n')
+    dock.commit("web")
+    p = plan(dock, base, "--spec", str(elsewhere))
+    assert short(p["affected"]) == ["web", "web:slim"]
+
+
+def test_bad_dockerfile_is_a_located_error(dock: GitRepo) -> None:
+    dock.write("images/node/20/Dockerfile", "FROM ${BROKEN\n")
+    code, _, err = run(dock, "validate")
+    assert code == 2
+    assert f"images/node/20/Dockerfile:1:1: error: layer '{R}node:20': unsupported modifier" in err
+
+
+def test_two_dockerfiles_one_image_is_an_error(dock: GitRepo) -> None:
+    dock.write("images/tools/Dockerfile", "FROM scratch\n")
+    code, _, err = run(dock, "validate")
+    assert code == 2
+    assert f"both build image '{R}tools'" in err
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("registry.example.com/acme/base", "acme/base:latest", True),
+        ("acme/base@sha256:" + "0" * 64, "acme/base", True),
+        ("ubuntu", "docker.io/library/ubuntu:latest", True),
+        ("localhost:5000/x:1", "x:1", True),
+        ("acme/base:1", "acme/base", False),
+        ("acme/base", "other/base", False),
+    ],
+)
+def test_image_reference_matching(a: str, b: str, same: bool) -> None:
+    assert (image_key(a) == image_key(b)) is same
