@@ -141,11 +141,11 @@ class GitHistory:
             return False
 
     def default_branch(self, payload: Mapping[str, Any]) -> str | None:
-        name = (payload.get("repository") or {}).get("default_branch")
+        name = _text(_obj(payload.get("repository")).get("default_branch"))
         if not name and self.remote:
             try:
                 ref = str(self.g.symbolic_ref(f"refs/remotes/{self.remote}/HEAD"))
-                name = ref.rsplit("/", 1)[-1]
+                name = ref.removeprefix(f"refs/remotes/{self.remote}/")
             except git.GitCommandError:
                 name = None
         if not name:
@@ -222,6 +222,15 @@ def changes_between(old: RepoFiles, new: RepoFiles, comparison: Comparison) -> C
 # --- choosing the comparison ----------------------------------------------------------
 
 
+def _obj(value: Any) -> Mapping[str, Any]:
+    """A payload field that should be an object; anything else reads as empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def choose_comparison(
     history: GitHistory,
     *,
@@ -233,13 +242,19 @@ def choose_comparison(
     """The base and head to compare, by the rules of the README."""
     if base or (head and not event_name):
         return _explicit(history, base=base, head=head, event=event_name)
+    if head:  # the event chooses the base, the caller the head
+        chosen = choose_comparison(
+            history, event_name=event_name, payload=payload, base=None, head=None
+        )
+        if chosen.base:
+            return _explicit(history, base=chosen.base, head=head, event=event_name)
     if event_name in ("pull_request", "pull_request_target"):
         return _pull_request(history, payload, event_name)
     if event_name == "push":
         return _push(history, payload)
     if event_name == "merge_group":
-        group = payload.get("merge_group") or {}
-        b, h = group.get("base_sha"), group.get("head_sha")
+        group = _obj(payload.get("merge_group"))
+        b, h = _text(group.get("base_sha")), _text(group.get("head_sha"))
         return _range(history, b, h, event_name, "merge queue: base_sha..head_sha")
     if event_name:
         return Comparison(
@@ -298,9 +313,9 @@ def _range(
 
 
 def _pull_request(history: GitHistory, payload: Mapping[str, Any], event: str) -> Comparison:
-    pr = payload.get("pull_request") or {}
-    b = (pr.get("base") or {}).get("sha")
-    h = (pr.get("head") or {}).get("sha")
+    pr = _obj(payload.get("pull_request"))
+    b = _text(_obj(pr.get("base")).get("sha"))
+    h = _text(_obj(pr.get("head")).get("sha"))
     number = pr.get("number", "?")
     head_id = history.ensure(h) if h else history.resolve("HEAD")
     base_id = history.ensure(b) if b else None
@@ -332,8 +347,8 @@ def _pull_request(history: GitHistory, payload: Mapping[str, Any], event: str) -
 
 
 def _push(history: GitHistory, payload: Mapping[str, Any]) -> Comparison:
-    before, after = payload.get("before") or ZERO, payload.get("after") or ""
-    ref = str(payload.get("ref") or "")
+    before, after = _text(payload.get("before")) or ZERO, _text(payload.get("after")) or ""
+    ref = _text(payload.get("ref")) or ""
     if ref.startswith("refs/tags/"):
         return Comparison(
             None, history.ensure(after), "all", f"tag push {ref}: everything is affected", "push"
@@ -357,7 +372,8 @@ def _push(history: GitHistory, payload: Mapping[str, Any]) -> Comparison:
                     f"first push of {branch}: merge-base with {default}",
                     "push",
                 )
-        first = ((payload.get("commits") or [{}])[0] or {}).get("id")
+        commits = payload.get("commits")
+        first = _text(_obj(commits[0]).get("id")) if isinstance(commits, list) and commits else None
         parent = history.ensure(f"{first}^") if first else None
         if first and parent is None and history.ensure(first):
             parent = history.resolve(f"{first}^")

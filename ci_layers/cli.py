@@ -247,7 +247,8 @@ def _locate(repo: str, spec: str | None) -> tuple[Path, Path, str | None]:
     """(repository root, spec path, spec path relative to the root or None if outside)."""
     start = Path(repo).resolve()
     root = find_repo_root(start) or start
-    spec_path = Path(spec).resolve() if spec else root / DEFAULT_SPEC
+    # resolve() follows a symlinked spec to the file git stores
+    spec_path = (start / spec if spec else root / DEFAULT_SPEC).resolve()
     try:
         rel: str | None = spec_path.relative_to(root).as_posix()
     except ValueError:

@@ -57,7 +57,7 @@ def inputs_from_env(env: Mapping[str, str]) -> ActionInputs:
     numbers = {}
     for name, default, top in (("max-stages", "4", 256), ("max-parallel-jobs", "256", 256)):
         raw = _input(env, name, default)
-        if not raw.isdigit() or not 1 <= int(raw) <= top:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= top:
             raise UsageError(f"input {name} must be a whole number from 1 to {top}, not {raw!r}")
         numbers[name] = int(raw)
     return ActionInputs(
@@ -129,6 +129,7 @@ def run_action(
     plan = make_plan(
         root=root, spec=spec, spec_rel=spec_rel, comparison=comparison, history=history
     )
+    spec = plan.spec or spec  # the spec at head, which may differ from the one on disk
 
     plan_file = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "ci-layers-plan.json"
     plan_file.write_text(json.dumps(plan.to_json(), indent=2, ensure_ascii=True) + "\n")
@@ -152,7 +153,8 @@ def run_action(
             + "\n"
         )
     if env.get("GITHUB_STEP_SUMMARY"):
-        with Path(env["GITHUB_STEP_SUMMARY"]).open("a", encoding="utf-8") as summary:
+        summary_path = Path(env["GITHUB_STEP_SUMMARY"])
+        with summary_path.open("a", encoding="utf-8", errors="replace") as summary:
             summary.write(plan_report(plan, limit=SUMMARY_LIMIT) + "\n")
     _comment(plan, inputs, env, event_name, payload, spec, out)
     if inputs.fail_on == "warning" and spec.warnings:
@@ -191,8 +193,8 @@ def _comment(
     spec: Spec,
     out: TextIO,
 ) -> None:
-    pr = payload.get("pull_request") or {}
-    number = pr.get("number")
+    pr = payload.get("pull_request")
+    number = pr.get("number") if isinstance(pr, dict) else None
     if inputs.comment == "never" or event_name not in ("pull_request", "pull_request_target"):
         return
     if not isinstance(number, int):

@@ -101,6 +101,8 @@ def _recipe(
         if c.from_layer:
             entry["from_layer"] = keys[c.from_layer].digest
             entry["src"] = list(c.src)
+            if c.exclude:
+                entry["exclude"] = list(c.exclude)
         else:
             # In source order: where two sources land on one path, the later one wins.
             entry["files"] = [

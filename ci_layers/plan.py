@@ -51,6 +51,7 @@ class Plan:
     stages: tuple[tuple[str, ...], ...]
     removed: tuple[str, ...] = ()
     changed_paths: tuple[str, ...] = field(default=())
+    spec: Spec | None = field(default=None, compare=False)  # the head spec it was made from
 
     def to_json(self) -> dict[str, Any]:
         c = self.comparison
@@ -135,6 +136,7 @@ def build_plan(
         stages=tuple(tuple(s) for s in stages),
         removed=tuple(removed),
         changed_paths=tuple(sorted(changes.paths())) if changes else (),
+        spec=spec,
     )
 
 

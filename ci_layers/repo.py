@@ -227,7 +227,8 @@ def worktree_files(root: Path) -> RepoFiles:
         index = Path(tmp) / "index"
         real_index = Path(repo.git_dir) / "index"
         if real_index.exists():
-            shutil.copyfile(real_index, index)
+            # copy2 keeps the mtime, which git needs to see same-second edits as racy
+            shutil.copy2(real_index, index)
         objects = Path(tmp) / "objects"
         objects.mkdir()
         env = {

@@ -144,13 +144,13 @@ def plan_text(plan: Plan, *, max_reasons: int = 8) -> str:
                 lines.append(f"    - … {len(lp.reasons) - max_reasons} more")
     if plan.removed:
         lines.append(f"removed: {', '.join(plan.removed)}")
-    return "\n".join(lines)
+    return _printable("\n".join(lines))
 
 
 def _md(text: str) -> str:
     """Text safe inside a markdown table cell: no markup, no pipes, no HTML."""
     out = []
-    for ch in text:
+    for ch in _printable(text):
         if ch in "\\`*_{}[]<>()#+!|~&\"'":
             out.append(f"&#{ord(ch)};")
         elif ch in "\r\n":
@@ -220,7 +220,17 @@ def plan_report(plan: Plan, *, marker: str = "", limit: int | None = None) -> st
 
 
 def _fits(body: str, limit: int) -> bool:
-    return len(body) <= limit and len(body.encode()) <= 262_144
+    return len(body) <= limit and len(body.encode("utf-8", "replace")) <= 262_144
+
+
+def _printable(text: str) -> str:
+    """A file name that is not UTF-8 reaches Python with lone surrogates: show U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _code(name: str) -> str:
+    """A layer name inside a code span: nothing escaped but what would end the span."""
+    return _printable(name).replace("`", "'").replace("\n", " ").replace("|", "\\|")
 
 
 def _report_body(
@@ -236,7 +246,7 @@ def _report_body(
             why = "<br>".join(_md(r) for r in lp.reasons[:5])
             if len(lp.reasons) > 5:
                 why += f"<br>… {len(lp.reasons) - 5} more"
-            out.append(f"| {lp.stage} | `{_md(name)}` | {why} |")
+            out.append(f"| {lp.stage} | `{_code(name)}` | {why} |")
         if len(rows) < len(plan.affected):
             out.append(
                 f"| | … | {len(plan.affected) - len(rows)} more layers: see the job summary |"
@@ -246,7 +256,7 @@ def _report_body(
         out += ["```mermaid", diagram, "```", ""]
     elif plan.affected:
         out += [
-            "Stages: " + " → ".join(", ".join(f"`{_md(n)}`" for n in s) for s in plan.stages),
+            "Stages: " + " → ".join(", ".join(f"`{_code(n)}`" for n in s) for s in plan.stages),
             "",
         ]
     with_paths = [n for n in rows if plan.layers[n].paths]
@@ -258,7 +268,7 @@ def _report_body(
             out.append("")
         out += ["</details>", ""]
     if plan.removed:
-        out += ["Removed: " + ", ".join(f"`{_md(n)}`" for n in plan.removed), ""]
+        out += ["Removed: " + ", ".join(f"`{_code(n)}`" for n in plan.removed), ""]
     out.append(
         f"Compared `{_short(c.base)}`..`{_short(c.head)}` ({_md(c.mode)}: {_md(c.reason)}); "
         f"{len(plan.changed_paths)} changed paths."

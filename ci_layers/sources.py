@@ -23,7 +23,7 @@ from cachetools import LRUCache, cached
 from .dockerignore import DockerIgnore
 from .gomatch import GLOB_CHARS, compile_segments
 from .graph import DockerfileNode
-from .repo import TREE, RepoFiles
+from .repo import GITLINK, TREE, RepoFiles
 
 __all__ = ["CopySource", "InputGlobs", "context_reads", "copy_source", "input_globs"]
 
@@ -43,6 +43,7 @@ class CopySource:
         self.prefix = "/".join(literal)
         self._depth = len(segments)
         self._regex = compile_segments(segments) if self.is_glob else None
+        self._segments = [compile_segments([s]) for s in segments] if self.is_glob else []
         self._excluded = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
 
     def relative(self, path: str) -> str | None:
@@ -90,6 +91,12 @@ class CopySource:
 
     def _entries(self, files: RepoFiles) -> list[list[str]]:
         prefix = self.prefix
+        if not self.is_glob and (target := _follow(files, prefix)) != prefix and target:
+            # COPY follows a symlink given as the source: the target's content counts
+            inner = copy_source(target, self.exclude).entries(files)
+            if target in files:  # a file: it lands under the link's name
+                return [[posixpath.basename(prefix), digest] for _rel, digest in inner]
+            return inner
         if not self.is_glob and self._excluded is None:
             if prefix in files:
                 return [[posixpath.basename(prefix), files.digest(prefix)]]
@@ -102,11 +109,27 @@ class CopySource:
         found = sorted(
             [rel, files.digest(p)] for p in candidates if (rel := self.relative(p)) is not None
         )
+        if self.is_glob:
+            found += self._gitlinks_below(files)
         if not found and prefix:
             gitlink = files.gitlink_above(prefix)
             if gitlink is not None:  # a source inside a submodule: its commit is the content
                 return [[prefix[len(gitlink) :].lstrip("/"), files.digest(gitlink)]]
         return found
+
+    def _gitlinks_below(self, files: RepoFiles) -> list[list[str]]:
+        """Submodules a wildcard reaches into: a glob segment may match the submodule's
+        path while the files it would copy lie in the submodule's own tree."""
+        out = []
+        for path in files.under(self.prefix + "/" if self.prefix else ""):
+            if not files.entries[path].startswith(GITLINK):
+                continue
+            parts = path.split("/")
+            if len(parts) < self._depth and all(
+                rx.fullmatch(part) for rx, part in zip(self._segments, parts, strict=False)
+            ):
+                out.append([path, files.digest(path)])
+        return out
 
     def paths(self, files: RepoFiles) -> list[str]:
         """Repository paths this source reads (for reasons and mapping)."""
@@ -114,6 +137,8 @@ class CopySource:
         candidates = [prefix] if (prefix and prefix in files) else []
         candidates += files.under(prefix + "/" if prefix else "")
         found = [p for p in candidates if self.relative(p) is not None]
+        if self.is_glob:
+            found += [p for p, _digest in self._gitlinks_below(files)]
         if not found and prefix and (gitlink := files.gitlink_above(prefix)):
             found = [gitlink]
         return found
@@ -193,6 +218,24 @@ def _literal_names(patterns: Sequence[str]) -> list[str] | None:
             return None
         names.append(last)
     return names
+
+
+def _follow(files: RepoFiles, path: str) -> str | None:
+    """Where a chain of symlinks at `path` ends, inside the repository; `path` itself when
+    it is no symlink, None when a link leaves the repository or loops."""
+    for _ in range(40):
+        if not files.entries.get(path, "").startswith("120000"):
+            return path
+        target = files.read(path)
+        if target is None:
+            return path  # no content to follow (a synthetic snapshot)
+        link = target.decode("utf-8", "surrogateescape")
+        if link.startswith("/"):
+            return None
+        path = posixpath.normpath(posixpath.join(posixpath.dirname(path), link))
+        if path == ".." or path.startswith("../"):
+            return None
+    return None
 
 
 @cached(LRUCache(maxsize=16384))

@@ -210,3 +210,40 @@ def test_untrusted_paths_cannot_inject_workflow_commands(mono: GitRepo) -> None:
     token = lines[start].split("::")[2]
     end = lines.index(f"::{token}::")
     assert any("::error::pwned" in line for line in lines[start:end])
+
+
+def test_outputs_follow_the_spec_at_head_not_the_one_on_disk(mono: GitRepo) -> None:
+    old = mono.git("rev-parse", "HEAD")
+    spec = (mono.root / "ci-layers.yaml").read_text()
+    mono.write(
+        "ci-layers.yaml",
+        spec.replace("  admin:\n    parent: web-deps", "  admin:\n    parent: storefront"),
+    )
+    mono.write("web/storefront/src/index.js", "// changed\n")
+    new = mono.commit("admin on storefront")
+    mono.git("checkout", "-q", old)  # the disk has the old spec; the plan is for `new`
+    done, out, _ = run_gha(mono, "workflow_dispatch", {}, base=old, head=new)
+    assert done.returncode == 0, done.stderr
+    stages = [[e["name"] for e in s] for s in json.loads(out["stages"])]
+    assert stages == [["storefront"], ["admin"]]
+
+
+def test_odd_inputs_and_payloads_are_clear_errors_or_ignored(mono: GitRepo) -> None:
+    done, _, _ = run_gha(mono, "push", {}, max_stages="²")
+    assert done.returncode == 2
+    assert "input max-stages must be a whole number" in done.stderr
+    done, out, _ = run_gha(mono, "pull_request", {"pull_request": "x"})
+    assert done.returncode == 0, done.stderr
+    assert out["has-changes"] == "true"  # nothing to compare with: everything, never nothing
+
+
+def test_non_utf8_file_names_do_not_crash_the_action(mono: GitRepo) -> None:
+    before = mono.git("rev-parse", "HEAD")
+    (mono.root / os.fsdecode(b"services/api/src/api/x\xff.py")).write_text("x")
+    after = mono.commit("odd bytes")
+    done, out, summary = run_gha(
+        mono, "push", {"ref": "refs/heads/main", "before": before, "after": after}
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out["affected"]) == ["api"]
+    assert "x\ufffd.py" in summary

@@ -416,3 +416,75 @@ def test_fixture_is_usable_outside_the_source_tree(tmp_path: Path) -> None:
     shutil.copytree(FIXTURES / "monorepo", tmp_path / "m")
     out = io.StringIO()
     assert main(["validate", "-C", str(tmp_path / "m")], out=out) == 0
+
+
+def test_a_symlinked_source_is_followed(mono: GitRepo) -> None:
+    mono.git("mv", "services/api/src", "services/api/realsrc")
+    (mono.root / "services/api/src").symlink_to("realsrc")
+    base = mono.commit("src is a link")
+    mono.write("services/api/realsrc/api/routes.py", "# through the link\n")
+    mono.commit("edit the target")
+    assert plan(mono, "--base", base, "--head", "HEAD")["affected"] == ["api"]
+
+
+def test_exclude_on_a_from_layer_copy_is_part_of_the_key(mono: GitRepo) -> None:
+    base = mono.git("rev-parse", "HEAD")
+    spec = (mono.root / "ci-layers.yaml").read_text()
+    mono.write(
+        "ci-layers.yaml",
+        spec.replace(
+            "dest: /usr/local/lib/, from_layer: native-libs}",
+            'dest: /usr/local/lib/, from_layer: native-libs, exclude: ["*.a"]}',
+        ),
+    )
+    mono.commit("exclude")
+    assert plan(mono, "--base", base, "--head", "HEAD")["affected"] == ["worker-deps", "worker"]
+
+
+def test_a_symlinked_spec_is_read_through_the_link(mono: GitRepo) -> None:
+    (mono.root / "infra").mkdir()
+    mono.git("mv", "ci-layers.yaml", "infra/layers.yaml")
+    (mono.root / "ci-layers.yaml").symlink_to("infra/layers.yaml")
+    base = mono.commit("spec moved behind a link")
+    assert plan(mono)["affected"] == []
+    mono.write("services/api/src/api/routes.py", "# x\n")
+    mono.commit("x")
+    assert plan(mono, "--base", base, "--head", "HEAD")["affected"] == ["api"]
+
+
+def test_an_edit_in_the_same_second_as_staging_is_seen(mono: GitRepo) -> None:
+    target = "services/api/src/api/routes.py"
+    original = (mono.root / target).read_text()
+    mono.write(target, "AAAA\n")
+    mono.git("add", target)
+    mono.write(target, "BBBB\n")  # same size, same second: only content tells
+    assert plan(mono)["affected"] == ["api"]
+    mono.write(target, original)
+
+
+def test_a_wildcard_reaching_into_a_submodule(mono: GitRepo, tmp_path: Path) -> None:
+    lib = GitRepo(tmp_path / "libsub")
+    lib.write("foo.c", "int foo;\n")
+    lib.commit("1")
+    mono.git(
+        "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib.root), "vendor/sub"
+    )
+    spec = (
+        (mono.root / "ci-layers.yaml")
+        .read_text()
+        .replace(
+            "  api-deps:",
+            "  globby:\n    parent: os-base\n    copy:\n      - {src: 'vendor/*/foo.c', dest: /src/}\n\n  api-deps:",
+        )
+    )
+    mono.write("ci-layers.yaml", spec)
+    base = mono.commit("submodule")
+    lib.write("foo.c", "int foo = 2;\n")
+    lib.commit("2")
+    subprocess.run(
+        ["git", "-C", str(mono.root / "vendor/sub"), "pull", "-q", "origin", "main"],
+        check=True,
+        capture_output=True,
+    )
+    mono.commit("bump")
+    assert plan(mono, "--base", base, "--head", "HEAD")["affected"] == ["globby"]
