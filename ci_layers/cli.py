@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from . import __version__
 from .changes import Comparison, GitHistory, changes_between, choose_comparison
 from .discover import resolve_dockerfiles
+from .docker import bake_file
 from .errors import CiLayersError, SpecError, SpecInvalid, UsageError
 from .explain import explain_layer
 from .gha import run_action
@@ -148,7 +149,9 @@ def cmd_plan(
     plan = make_plan(
         root=root, spec=spec, spec_rel=spec_rel, comparison=comparison, history=history
     )
-    if fmt == "json":
+    if fmt == "bake":
+        _emit_json(bake_file(plan, plan.spec or spec), out)
+    elif fmt == "json":
         _emit_json(plan.to_json(), out)
     elif fmt == "markdown":
         out.write(plan_report(plan) + "\n")
@@ -226,16 +229,28 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", parents=[common], help="why LAYER's key differs from REF's")
     e.add_argument("layer", metavar="LAYER")
     e.add_argument("--against", metavar="REF", required=True, help="commit to compare with")
-    pl = sub.add_parser("plan", parents=[common], help="what to rebuild between two commits")
-    pl.add_argument(
+    planning = argparse.ArgumentParser(add_help=False)
+    planning.add_argument(
         "--base", metavar="REF", help="compare with this commit (merge-base with --head)"
     )
-    pl.add_argument("--head", metavar="REF", help="the commit to plan for (default: working tree)")
-    pl.add_argument("--event", metavar="FILE", help="a GitHub event payload (GITHUB_EVENT_PATH)")
-    pl.add_argument(
+    planning.add_argument(
+        "--head", metavar="REF", help="the commit to plan for (default: working tree)"
+    )
+    planning.add_argument(
+        "--event", metavar="FILE", help="a GitHub event payload (GITHUB_EVENT_PATH)"
+    )
+    planning.add_argument(
         "--event-name", metavar="NAME", help="the event's name (default: $GITHUB_EVENT_NAME)"
     )
+    pl = sub.add_parser(
+        "plan", parents=[common, planning], help="what to rebuild between two commits"
+    )
     pl.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    sub.add_parser(
+        "bake",
+        parents=[common, planning],
+        help="docker-bake.json (to stdout) building the affected Dockerfile images in one call",
+    )
     sub.add_parser(
         "gha", parents=[common], help="run as the GitHub Action (inputs from INPUT_* variables)"
     )
@@ -266,7 +281,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     root, spec_path, spec_rel = _locate(args.repo, args.spec)
     shown = spec_rel if spec_rel is not None else str(spec_path)
     spec = load_spec(spec_path, display=shown)
-    if spec.dockerfile_rules and args.command != "plan":
+    if spec.dockerfile_rules and args.command not in ("plan", "bake"):
         spec = resolve_dockerfiles(spec, worktree_files(root))
     for warning in spec.warnings:
         _report(warning, err)
@@ -282,7 +297,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return cmd_affected(spec=spec, changed=args.changed, fmt=fmt, out=out)
         case "keys":
             return cmd_keys(spec=spec, root=root, fmt=fmt, recipe=args.recipe, out=out)
-        case "plan":
+        case "plan" | "bake":
             event_name = args.event_name
             if args.event and not event_name:
                 event_name = os.environ.get("GITHUB_EVENT_NAME")
@@ -296,7 +311,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 head=args.head,
                 event_name=event_name,
                 payload=_read_event(args.event),
-                fmt=fmt,
+                fmt="bake" if args.command == "bake" else fmt,
                 out=out,
             )
         case "explain":

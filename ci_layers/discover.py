@@ -171,7 +171,7 @@ def _layer(
         posixpath.normpath(_fill(rule.context, values)) if rule.context else posixpath.dirname(path)
     )
     context = "" if context in (".", "") else context
-    args = dict(rule.build_args)
+    args = {k: _fill(v, values) for k, v in rule.build_args}
     try:
         parsed = parse_dockerfile(raw.decode("utf-8", errors="replace"), build_args=args)
     except DockerfileError as exc:
@@ -199,6 +199,8 @@ def _layer(
         externals=externals,
         notes=parsed.notes,
         tags=tuple(_tags(rule, values)),
+        bases=tuple((b, by_key[image_key(b)]) for b in parsed.bases if image_key(b) in by_key),
+        base_args=parsed.base_args,
     )
     return ImageLayer(
         name=name,

@@ -58,6 +58,7 @@ class ParsedDockerfile:
     final_base: str | None  # the image the last stage is built on, if not a stage
     reads: tuple[ContextRead, ...]
     notes: tuple[str, ...] = field(default=())  # non-reproducible inputs
+    base_args: tuple[tuple[str, str], ...] = ()  # (image, global ARG its FROM is written with)
 
 
 def _instructions(text: str) -> list[Instruction]:
@@ -126,6 +127,7 @@ def parse_dockerfile(text: str, *, build_args: Mapping[str, str]) -> ParsedDocke
     bases: list[str] = []
     reads: list[ContextRead] = []
     notes: list[str] = []
+    base_args: list[tuple[str, str]] = []
     final_base: str | None = None
     env: dict[str, str] = {}
     seen_from = False
@@ -153,6 +155,8 @@ def parse_dockerfile(text: str, *, build_args: Mapping[str, str]) -> ParsedDocke
                 image = expand_word(words[0], global_args)
             except ExpansionError as exc:
                 raise DockerfileError(str(exc), ins.line) from None
+            if m := re.match(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)", words[0]):
+                base_args.append((image, m.group(1)))
             if image.lower() in stages:
                 final_base = None
             else:
@@ -197,6 +201,7 @@ def parse_dockerfile(text: str, *, build_args: Mapping[str, str]) -> ParsedDocke
         final_base=final_base,
         reads=tuple(reads),
         notes=tuple(notes),
+        base_args=tuple(base_args),
     )
 
 

@@ -43,6 +43,8 @@ class DockerfileNode:
     externals: tuple[str, ...] = ()  # images from outside the repository
     notes: tuple[str, ...] = ()  # non-reproducible inputs (ADD <url>, git sources)
     tags: tuple[str, ...] = ()
+    bases: tuple[tuple[str, str], ...] = ()  # (reference as written, in-repo image it names)
+    base_args: tuple[tuple[str, str], ...] = ()  # (reference, the global ARG that wrote it)
 
 
 @dataclass(frozen=True, slots=True)

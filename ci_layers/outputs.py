@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .docker import docker_inputs
 from .errors import CiLayersError
 from .pack import pack_stages
 from .plan import Plan
@@ -45,6 +46,10 @@ def layer_entry(plan: Plan, spec: Spec, name: str) -> dict[str, Any]:
         "tags": tags,
         "build-args": dict(layer.build_args),
     }
+    if layer.dockerfile is not None:
+        docker = docker_inputs(plan, spec, name)
+        entry.update(context=docker["context"], file=docker["file"], docker=docker)
+        entry["tags"] = docker["tags"].split("\n")
     return entry
 
 

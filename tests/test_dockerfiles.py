@@ -227,3 +227,62 @@ def test_two_dockerfiles_one_image_is_an_error(dock: GitRepo) -> None:
 )
 def test_image_reference_matching(a: str, b: str, same: bool) -> None:
     assert (image_key(a) == image_key(b)) is same
+
+
+def test_bake_file_builds_the_affected_dag_through_target_contexts(dock: GitRepo) -> None:
+    base = dock.git("rev-parse", "HEAD")
+    dock.write("images/builder/toolchain.cfg", "cc=clang\n")
+    dock.commit("clang")
+    code, out, err = run(dock, "bake", "--base", base, "--head", "HEAD")
+    assert code == 0, err
+    bake = json.loads(out)
+    assert bake["group"]["default"]["targets"] == [
+        "registry-example-com-acme-builder",
+        "registry-example-com-acme-api",
+        "registry-example-com-acme-tools",
+        "registry-example-com-acme-api-debug",
+    ]
+    api = bake["target"]["registry-example-com-acme-api"]
+    assert api["context"] == "images/api"
+    assert api["dockerfile"] == "Dockerfile"
+    assert api["contexts"] == {f"{R}builder": "target:registry-example-com-acme-builder"}
+    assert bake["target"]["registry-example-com-acme-tools"]["dockerfile"] == "Containerfile"
+    assert bake["target"]["registry-example-com-acme-api-debug"]["contexts"] == {
+        f"{R}api": "target:registry-example-com-acme-api"
+    }
+
+
+def test_matrix_entries_carry_build_push_action_inputs(dock: GitRepo) -> None:
+    from ci_layers.changes import GitHistory, choose_comparison
+    from ci_layers.outputs import action_outputs
+    from ci_layers.plan import make_plan
+    from ci_layers.spec import load_spec
+
+    base = dock.git("rev-parse", "HEAD")
+    dock.write("images/base/rootfs/etc/motd", "hi\n")
+    dock.commit("base")
+    history = GitHistory(dock.root)
+    comparison = choose_comparison(history, event_name=None, payload={}, base=base, head="HEAD")
+    spec = load_spec(dock.root / "ci-layers.yaml", display="ci-layers.yaml")
+    plan = make_plan(
+        root=dock.root, spec=spec, spec_rel="ci-layers.yaml", comparison=comparison, history=history
+    )
+    outputs = action_outputs(
+        plan, plan.spec, max_stages=8, max_parallel=256, plan_file=dock.root / "p.json"
+    )
+    matrix = {e["name"]: e for e in json.loads(outputs["matrix"])["include"]}
+    base_key = plan.layers[R + "base"].key.removeprefix("sha256:")[:16]
+    py311 = matrix[R + "python:3.11"]
+    assert (py311["context"], py311["file"]) == (
+        "images/python/3.11",
+        "images/python/3.11/Dockerfile",
+    )
+    # FROM ${BASE_IMAGE}: both the named context and the ARG point at the rebuilt base
+    assert (
+        py311["docker"]["build-contexts"] == f"{R}base=docker-image://{R}base:ci-layers-{base_key}"
+    )
+    assert f"BASE_IMAGE={R}base:ci-layers-{base_key}" in py311["docker"]["build-args"].split("\n")
+    assert "PYTHON_VERSION=3.11" in py311["docker"]["build-args"].split("\n")
+    worker = matrix[R + "worker"]
+    assert f"{R}worker:stable" in worker["tags"]
+    assert worker["tags"][-1].startswith(f"{R}worker:ci-layers-")

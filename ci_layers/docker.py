@@ -1,0 +1,100 @@
+"""What Docker needs to build a plan's Dockerfile images: build-push-action inputs per
+image, and a docker-bake.json for the whole affected set.
+
+A child is pointed at its parent rebuilt earlier in the same run through a named build
+context (`<reference as written>=docker-image://<parent>:<key tag>`) and, where its FROM
+is written with a global ARG, through that build arg too. The key tag is content
+addressed (`ci-layers-<first 16 hex digits of the key>`), so a parent pushed by an
+earlier run with the same content is the same image.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .plan import Plan
+from .spec import Spec
+
+__all__ = ["bake_file", "docker_inputs", "key_tag"]
+
+
+def key_tag(image: str, key: str) -> str:
+    """`image`'s repository with a tag naming its content."""
+    repo = image.split("@", 1)[0]
+    if repo.rfind(":") > repo.rfind("/"):
+        repo = repo[: repo.rfind(":")]
+    return f"{repo}:ci-layers-{key.removeprefix('sha256:')[:16]}"
+
+
+def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(build contexts, build args) that send a child to its rebuilt parents."""
+    node = spec.graph[name].dockerfile
+    assert node is not None
+    contexts: dict[str, str] = {}
+    args: dict[str, str] = {}
+    for ref, dep in node.bases:
+        if plan.layers[dep].status != "rebuild":
+            continue  # the published image it names is current
+        built = key_tag(dep, plan.layers[dep].key)
+        contexts[ref.split("@", 1)[0]] = f"docker-image://{built}"
+        for written, arg in node.base_args:
+            if written == ref:
+                args[arg] = built
+    return contexts, args
+
+
+def docker_inputs(plan: Plan, spec: Spec, name: str) -> dict[str, Any]:
+    """docker/build-push-action's inputs for one Dockerfile-built image."""
+    node = spec.graph[name].dockerfile
+    assert node is not None
+    contexts, redirect_args = _redirects(plan, spec, name)
+    args = {**dict(spec.graph[name].build_args), **redirect_args}
+    tags = [name, *node.tags, key_tag(name, plan.layers[name].key)]
+    return {
+        "context": node.context or ".",
+        "file": node.file,
+        "tags": "\n".join(dict.fromkeys(tags)),
+        "build-args": "\n".join(f"{k}={v}" for k, v in args.items()),
+        "build-contexts": "\n".join(f"{k}={v}" for k, v in contexts.items()),
+    }
+
+
+def _target(name: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "image"
+    target, n = base, 2
+    while target in taken:
+        target, n = f"{base}-{n}", n + 1
+    taken.add(target)
+    return target
+
+
+def bake_file(plan: Plan, spec: Spec) -> dict[str, Any]:
+    """docker-bake.json for the affected Dockerfile images: each child gets its rebuilt
+    parents through `contexts` ("<reference>": "target:<parent>"), so one `docker buildx
+    bake` builds the affected DAG in order."""
+    images = [n for n in plan.affected if spec.graph[n].dockerfile is not None]
+    taken: set[str] = set()
+    targets = {n: _target(n, taken) for n in images}
+    out: dict[str, Any] = {}
+    for name in images:
+        node = spec.graph[name].dockerfile
+        assert node is not None
+        context = node.context or "."
+        dockerfile = node.file[len(node.context) + 1 :] if node.context else node.file
+        entry: dict[str, Any] = {
+            "context": context,
+            "dockerfile": dockerfile,
+            "tags": list(dict.fromkeys([name, *node.tags, key_tag(name, plan.layers[name].key)])),
+        }
+        if spec.graph[name].build_args:
+            entry["args"] = dict(spec.graph[name].build_args)
+        contexts = {
+            ref.split("@", 1)[0]: f"target:{targets[dep]}"
+            for ref, dep in node.bases
+            if dep in targets
+        }
+        if contexts:
+            entry["contexts"] = contexts
+        out[targets[name]] = entry
+    return {"group": {"default": {"targets": [targets[n] for n in images]}}, "target": out}
