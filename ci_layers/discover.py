@@ -15,7 +15,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from .dockerfile import DockerfileError, parse_dockerfile
+from cachetools import LRUCache, cached
+
+from .dockerfile import DockerfileError, ParsedDockerfile, parse_dockerfile
 from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
 from .repo import RepoFiles
@@ -173,7 +175,7 @@ def _layer(
     context = "" if context in (".", "") else context
     args = {k: _fill(v, values) for k, v in rule.build_args}
     try:
-        parsed = parse_dockerfile(raw.decode("utf-8", errors="replace"), build_args=args)
+        parsed = _parse(raw.decode("utf-8", errors="replace"), tuple(sorted(args.items())))
     except DockerfileError as exc:
         errors.append(SpecError(str(exc), where=Location(path, exc.line, 1), layer=name))
         return None
@@ -211,6 +213,12 @@ def _layer(
         dockerfile=node,
         where=Location(path, 1, 1),
     )
+
+
+@cached(LRUCache(maxsize=8192))
+def _parse(text: str, args: tuple[tuple[str, str], ...]) -> ParsedDockerfile:
+    # base and head mostly hold the same Dockerfiles: parse each text once
+    return parse_dockerfile(text, build_args=dict(args))
 
 
 def _ignore_file(path: str, context: str, files: RepoFiles) -> str | None:

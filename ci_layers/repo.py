@@ -188,15 +188,26 @@ def _tree_files(g: git.Git, rev: str, *, kind: str) -> RepoFiles:
     return files
 
 
+# Blobs read by id (Dockerfiles, .dockerignore files): both ends of a plan mostly share
+# them, and a blob id names its content for good.
+_BLOBS: LRUCache[tuple[str, str], bytes] = LRUCache(maxsize=32 * 1024 * 1024, getsizeof=len)
+
+
 def _blob_reader(g: git.Git, files: RepoFiles) -> Callable[[str], bytes | None]:
+    """Blob contents through one long-lived `git cat-file --batch` (GitPython's object
+    database), not a process per file."""
+    odb = git.Repo(g.working_dir).odb
+    where = str(g.working_dir)
+
     def read(path: str) -> bytes | None:
         oid = files.entries[path].rpartition(" ")[2]
-        try:
-            data: bytes = g.cat_file(
-                "blob", oid, stdout_as_string=False, strip_newline_in_stdout=False
-            )
-        except git.GitCommandError:
-            return None
+        data = _BLOBS.get((where, oid))
+        if data is None:
+            try:
+                data = odb.stream(bytes.fromhex(oid)).read()
+            except (ValueError, git.GitCommandError, OSError):
+                return None
+            _BLOBS[(where, oid)] = data
         return data
 
     return read

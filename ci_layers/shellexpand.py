@@ -285,11 +285,19 @@ def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
     return _trim_prefix(_reverse_pattern(pattern), value[::-1], greedy)[::-1]
 
 
+def _plain(word: str, escape: str) -> bool:
+    return not any(c in word for c in ("$", "'", '"', escape))
+
+
 def expand_word(word: str, env: Mapping[str, str], *, escape: str = "\\") -> str:
     """BuildKit's ProcessWord: one string, quotes removed, variables expanded."""
+    if _plain(word, escape):  # nothing to expand or unquote
+        return word
     return _Lexer(word, env, escape).process(_EOF, False)[0]
 
 
 def expand_words(word: str, env: Mapping[str, str], *, escape: str = "\\") -> list[str]:
     """BuildKit's ProcessWords: split on unquoted whitespace after expansion."""
+    if _plain(word, escape):
+        return word.split()
     return _Lexer(word, env, escape).process(_EOF, False)[1]

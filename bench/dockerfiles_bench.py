@@ -1,0 +1,110 @@
+"""Discovery and planning over a generated tree of Dockerfiles, next to `git ls-files`.
+
+2,000 Dockerfiles (`images/<name>/Dockerfile`, each FROM an earlier image or an external
+base, each copying a few context files, some with a .dockerignore) and a commit that
+changes 200 context files. Prints the time of `ci-layers plan` (a fresh process: discovery,
+parsing, keys at both ends, the plan) and of `git ls-files` on the same tree, and the
+ratio.
+
+    .venv/bin/python bench/dockerfiles_bench.py [--images 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SPEC = """version: 1
+dockerfiles:
+  - path: "images/{name}/Dockerfile"
+    image: "registry.example.com/bench/{name}"
+"""
+
+
+def generate(root: Path, images: int, changed: int, seed: int) -> None:
+    rng = random.Random(seed)
+    out: list[str] = []
+
+    def blob(path: str, text: str) -> None:
+        out.append(f"M 100644 inline {path}\ndata {len(text.encode())}\n{text}")
+
+    out.append("commit refs/heads/main\ncommitter B <b@x> 1700000000 +0000\ndata 4\nbase\n")
+    blob("ci-layers.yaml", SPEC)
+    context_files = []
+    for i in range(images):
+        if i == 0 or rng.random() < 0.05:
+            base = "debian:bookworm-slim@sha256:" + "a" * 64
+        else:
+            base = f"registry.example.com/bench/img{rng.randrange(max(0, i - 200), i)}"
+        lines = [f"ARG BASE={base}", "FROM ${BASE}", "COPY app/ /app/", "COPY config.yaml /etc/"]
+        lines.append(f"RUN make -C /app target-{i}")
+        blob(f"images/img{i}/Dockerfile", "\n".join(lines) + "\n")
+        if i % 3 == 0:
+            blob(f"images/img{i}/.dockerignore", "**/*.md\ntests/\n")
+        for f in range(4):
+            path = f"images/img{i}/app/src{f}.py"
+            blob(path, f"print({i}, {f})\n")
+            context_files.append(path)
+        blob(f"images/img{i}/config.yaml", f"id: {i}\n")
+        blob(f"images/img{i}/README.md", "docs\n")
+    out.append("\ncommit refs/heads/main\ncommitter B <b@x> 1700000100 +0000\ndata 7\nchange\n")
+    for path in rng.sample(context_files, changed):
+        blob(path, "changed\n")
+    out.append("\n")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
+    stream = "".join(out).encode()
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=root, input=stream, check=True)
+    subprocess.run(["git", "checkout", "-q", "main"], cwd=root, check=True)
+
+
+def best(cmd: list[str], cwd: Path, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--changed", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ci-layers-dfbench-") as tmp:
+        root = Path(tmp) / "repo"
+        generate(root, args.images, args.changed, seed=1)
+        ls = best(["git", "ls-files"], root, args.repeat)
+        plan_cmd = [
+            sys.executable,
+            "-m",
+            "ci_layers.cli",
+            "plan",
+            "--format",
+            "json",
+            "--base",
+            "HEAD~1",
+            "--head",
+            "HEAD",
+        ]
+        t_plan = best(plan_cmd, root, args.repeat)
+        out = subprocess.run(plan_cmd, cwd=root, check=True, capture_output=True, text=True)
+        plan = json.loads(out.stdout)
+        print(f"{args.images} Dockerfiles, {args.changed} changed context files")
+        print(f"git ls-files:     {ls:.3f}s")
+        print(
+            f"ci-layers plan:   {t_plan:.3f}s  ({len(plan['layers'])} images found, "
+            f"{len(plan['affected'])} to rebuild)"
+        )
+        print(f"ratio plan/ls-files: {t_plan / ls:.1f}")
+
+
+if __name__ == "__main__":
+    main()
