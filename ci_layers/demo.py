@@ -12,6 +12,7 @@ from typing import TextIO
 import git
 
 from .changes import Comparison, GitHistory, changes_between, choose_comparison
+from .docker import bake_file
 from .explain import explain_layer
 from .keys import compute_keys
 from .plan import make_plan
@@ -86,7 +87,34 @@ def run_demo(*, out: TextIO) -> int:
         reused = [n for n in spec.graph if n not in affected]
         out.write(f"  reused from cache: {', '.join(reused) or 'nothing'}\n\n")
         _monorepo_pull_request(Path(tmp) / "monorepo", out)
+        _dockerfiles(Path(tmp) / "dockerfiles", out)
     return 0
+
+
+def _dockerfiles(root: Path, out: TextIO) -> None:
+    """Existing Dockerfiles, found by rules in ci-layers.yaml: a change to one file."""
+    shutil.copytree(fixture_path("dockerfiles"), root)
+    repo = git.Repo.init(root, initial_branch="main")
+    g = repo.git
+    with g.custom_environment(**_IDENTITY):
+        g.add("-A")
+        g.commit("-q", "--no-gpg-sign", "--no-verify", "-m", "images")
+        base = str(g.rev_parse("HEAD"))
+        (root / "images/builder/toolchain.cfg").write_text("cc=clang\n")
+        (root / "images/api/docs/guide.md").write_text("ignored by .dockerignore\n")
+        g.add("-A")
+        g.commit("-q", "--no-gpg-sign", "--no-verify", "-m", "clang; docs")
+    spec = load_spec(root / "ci-layers.yaml", display="ci-layers.yaml")
+    history = GitHistory(root)
+    comparison = choose_comparison(history, event_name=None, payload={}, base=base, head="HEAD")
+    plan = make_plan(
+        root=root, spec=spec, spec_rel="ci-layers.yaml", comparison=comparison, history=history
+    )
+    out.write("\n== fixtures/dockerfiles: 11 Dockerfiles found by 5 rules; edit a file the\n")
+    out.write("   builder image copies, and a doc its .dockerignore leaves out\n")
+    out.write(plan_text(plan) + "\n")
+    bake = bake_file(plan, plan.spec or spec)
+    out.write("   ci-layers bake: " + ", ".join(bake["group"]["default"]["targets"]) + "\n")
 
 
 def _monorepo_pull_request(root: Path, out: TextIO) -> None:

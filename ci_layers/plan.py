@@ -157,10 +157,11 @@ def _why(
     reasons = []
     for dep in layer.dependencies:
         if dep in rebuilt:
-            what = "parent" if dep == layer.parent else "copies from"
-            if dep in layer.needs:
-                what = "uses image"
-            reasons.append(f"{what} '{dep}' is rebuilt")
+            if dep == layer.parent:
+                reasons.append(f"parent '{dep}' is rebuilt")
+            else:
+                what = "uses image" if dep in layer.needs else "copies from"
+                reasons.append(f"{what} '{dep}', which is rebuilt")
     recipe = keys[name].recipe
     if old.recipe.get("parent") != recipe.get("parent") and layer.parent not in rebuilt:
         reasons.append(f"now built on '{layer.parent}'")

@@ -270,7 +270,7 @@ def test_excluded_and_unread_files_rebuild_nothing(mono: GitRepo) -> None:
     mono.commit("code")
     p = plan(mono, "--base", base, "--head", "HEAD")
     assert p["affected"] == ["native-libs", "worker-deps", "worker"]
-    assert p["layers"]["worker-deps"]["reasons"] == ["copies from 'native-libs' is rebuilt"]
+    assert p["layers"]["worker-deps"]["reasons"] == ["copies from 'native-libs', which is rebuilt"]
 
 
 def test_a_wildcard_that_matches_a_new_file(mono: GitRepo) -> None:
