@@ -8,6 +8,7 @@ says *everything* is affected and why: never an empty plan because the diff fail
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping
@@ -91,17 +92,23 @@ class GitHistory:
         except git.GitCommandError:
             return None
 
-    def ensure(self, rev: str) -> str | None:
-        """The commit id of `rev`, fetching it by id if this clone lacks it."""
+    def ensure(self, rev: str, *, depth: int = 1) -> str | None:
+        """The commit id of `rev`, fetching it by id if this clone lacks it (with `depth`
+        commits of its history)."""
         found = self.resolve(rev)
         if found or not self.remote:
             return found
         ref = rev if _SHA.match(rev) else f"+refs/heads/{rev}:refs/remotes/{self.remote}/{rev}"
         try:
-            self.g.fetch("--no-tags", "--quiet", "--depth=1", self.remote, ref)
+            self.g.fetch("--no-tags", "--quiet", f"--depth={depth}", self.remote, ref)
         except git.GitCommandError:
             return None
         return self.resolve(rev if _SHA.match(rev) else f"{self.remote}/{rev}")
+
+    def deepen(self, rev: str, by: int = 1) -> None:
+        # on failure the caller sees that the commit is still missing
+        with contextlib.suppress(git.GitCommandError):
+            self.g.fetch("--no-tags", "--quiet", f"--deepen={by}", self.remote or "origin", rev)
 
     def is_shallow(self) -> bool:
         return str(self.g.rev_parse("--is-shallow-repository")) == "true"
@@ -374,9 +381,12 @@ def _push(history: GitHistory, payload: Mapping[str, Any]) -> Comparison:
                 )
         commits = payload.get("commits")
         first = _text(_obj(commits[0]).get("id")) if isinstance(commits, list) and commits else None
-        parent = history.ensure(f"{first}^") if first else None
-        if first and parent is None and history.ensure(first):
+        parent = None
+        if first and (history.ensure(first, depth=2) or history.resolve(first)):
             parent = history.resolve(f"{first}^")
+            if parent is None and history.is_shallow():  # the clone stops at `first`
+                history.deepen(first)
+                parent = history.resolve(f"{first}^")
         if parent:
             return Comparison(
                 parent,

@@ -178,7 +178,10 @@ def cmd_gha(args: argparse.Namespace, *, out: TextIO) -> int:
     """The action's entry point: everything comes from the environment the runner set."""
     env = dict(os.environ)
     spec_arg = args.spec or env.get("INPUT_SPEC") or None
-    root, spec_path, spec_rel = _locate(args.repo, spec_arg)
+    repo = args.repo
+    if repo == "." and env.get("INPUT_WORKING_DIRECTORY"):
+        repo = env["INPUT_WORKING_DIRECTORY"]
+    root, spec_path, spec_rel = _locate(repo, spec_arg)
     shown = spec_rel if spec_rel is not None else str(spec_path)
     try:
         spec, problem = load_spec(spec_path, display=shown), None

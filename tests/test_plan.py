@@ -488,3 +488,37 @@ def test_a_wildcard_reaching_into_a_submodule(mono: GitRepo, tmp_path: Path) -> 
     )
     mono.commit("bump")
     assert plan(mono, "--base", base, "--head", "HEAD")["affected"] == ["globby"]
+
+
+def test_first_push_in_a_shallow_clone_fetches_the_parent(mono: GitRepo, tmp_path: Path) -> None:
+    parent = mono.git("rev-parse", "HEAD")
+    mono.git("checkout", "-q", "-b", "lonely")
+    mono.write("tools/cli/main.go", "package main // lonely\n")
+    first = mono.commit("first on lonely")
+    clone = tmp_path / "shallow"
+    subprocess.run(
+        [
+            "git",
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            "--branch",
+            "lonely",
+            f"file://{mono.root}",
+            str(clone),
+        ],
+        check=True,
+    )
+    cloned = GitRepo.__new__(GitRepo)
+    cloned.root = clone
+    event = {
+        "ref": "refs/heads/lonely",
+        "before": "0" * 40,
+        "after": first,
+        "commits": [{"id": first}],
+        "repository": {"default_branch": "no-such-branch"},
+    }
+    p = plan(cloned, event=event, name="push")
+    assert (p["mode"], p["base"]) == ("range", parent)
+    assert p["affected"] == ["cli"]
