@@ -38,9 +38,11 @@ def image_key(ref: str) -> tuple[str, str]:
     if colon > slash:
         ref, tag = ref[:colon], ref[colon + 1 :]
     parts = ref.split("/")
+    hub = True
     if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        hub = parts[0] in ("docker.io", "index.docker.io", "registry-1.docker.io")
         parts = parts[1:]
-    if len(parts) == 1:
+    if len(parts) == 1 and hub:  # Docker Hub's official images live under library/
         parts = ["library", *parts]
     return "/".join(parts), tag
 

@@ -196,7 +196,7 @@ _BLOBS: LRUCache[tuple[str, str], bytes] = LRUCache(maxsize=32 * 1024 * 1024, ge
 def _blob_reader(g: git.Git, files: RepoFiles) -> Callable[[str], bytes | None]:
     """Blob contents through one long-lived `git cat-file --batch` (GitPython's object
     database), not a process per file."""
-    odb = git.Repo(g.working_dir).odb
+    repo = git.Repo(g.working_dir)  # held by the closure: freeing it stops its cat-file
     where = str(g.working_dir)
 
     def read(path: str) -> bytes | None:
@@ -204,7 +204,7 @@ def _blob_reader(g: git.Git, files: RepoFiles) -> Callable[[str], bytes | None]:
         data = _BLOBS.get((where, oid))
         if data is None:
             try:
-                data = odb.stream(bytes.fromhex(oid)).read()
+                data = repo.odb.stream(bytes.fromhex(oid)).read()
             except (ValueError, git.GitCommandError, OSError):
                 return None
             _BLOBS[(where, oid)] = data

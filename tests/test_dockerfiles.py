@@ -220,7 +220,8 @@ def test_two_dockerfiles_one_image_is_an_error(dock: GitRepo) -> None:
         ("registry.example.com/acme/base", "acme/base:latest", True),
         ("acme/base@sha256:" + "0" * 64, "acme/base", True),
         ("ubuntu", "docker.io/library/ubuntu:latest", True),
-        ("localhost:5000/x:1", "x:1", True),
+        ("localhost:5000/acme/x:1", "acme/x:1", True),
+        ("registry.example.com/alpine", "alpine", False),  # "alpine" is Docker Hub's
         ("acme/base:1", "acme/base", False),
         ("acme/base", "other/base", False),
     ],
