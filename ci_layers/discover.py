@@ -18,9 +18,11 @@ from dataclasses import dataclass, replace
 from cachetools import LRUCache, cached
 
 from .dockerfile import DockerfileError, ParsedDockerfile, parse_dockerfile
+from .dockerignore import DockerIgnore, DockerignoreError, read_dockerignore
 from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
 from .repo import RepoFiles
+from .sources import follow_symlinks
 from .spec import DockerfileRule, Spec
 
 __all__ = ["image_key", "resolve_dockerfiles"]
@@ -131,6 +133,15 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
         layer = _layer(name, path, rule, values, files, by_key, errors)
         if layer is not None:
             layers[name] = layer
+    unused = sorted(set(spec.image_overrides) - set(nodes))
+    warnings = [
+        SpecError(
+            f"image_overrides names '{name}', which no Dockerfile builds",
+            where=spec.image_overrides[name].where or Location(spec.path),
+            severity="warning",
+        )
+        for name in unused
+    ]
     deps = {n: layer.dependencies for n, layer in layers.items()}
     for cycle in find_cycles(deps):
         errors.append(
@@ -142,7 +153,12 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
         )
     if errors:
         raise SpecInvalid(errors)
-    return replace(spec, layers=layers, graph=LayerGraph.from_layers(layers.values()))
+    return replace(
+        spec,
+        layers=layers,
+        graph=LayerGraph.from_layers(layers.values()),
+        warnings=(*spec.warnings, *warnings),
+    )
 
 
 def _merge(rule: DockerfileRule, override: DockerfileRule) -> DockerfileRule:
@@ -167,7 +183,8 @@ def _layer(
     by_key: Mapping[tuple[str, str], str],
     errors: list[SpecError],
 ) -> ImageLayer | None:
-    raw = files.read(path)
+    real = follow_symlinks(files, path)  # a symlinked Dockerfile is read through the link
+    raw = files.read(real) if real else None
     if raw is None:
         errors.append(SpecError("cannot read the Dockerfile", where=Location(path), layer=name))
         return None
@@ -189,15 +206,18 @@ def _layer(
     ignore_file = _ignore_file(path, context, files)
     ignore = ()
     if ignore_file is not None:
-        from .dockerignore import read_dockerignore
-
         text = (files.read(ignore_file) or b"").decode("utf-8", errors="replace")
         ignore = tuple(read_dockerignore(text))
+        try:
+            DockerIgnore(list(ignore))
+        except DockerignoreError as exc:
+            errors.append(SpecError(str(exc), where=Location(ignore_file), layer=name))
+            return None
     node = DockerfileNode(
         file=path,
         context=context,
         instructions=tuple((i.line, i.text, i.heredocs) for i in parsed.instructions),
-        reads=tuple((r.line, r.text, r.sources) for r in parsed.reads),
+        reads=tuple((r.line, r.text, r.sources, r.exclude) for r in parsed.reads),
         ignore_file=ignore_file,
         ignore=ignore,
         externals=externals,

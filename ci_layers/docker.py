@@ -10,6 +10,7 @@ earlier run with the same content is the same image.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any
 
@@ -37,7 +38,7 @@ def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[
         if plan.layers[dep].status != "rebuild":
             continue  # the published image it names is current
         built = key_tag(dep, plan.layers[dep].key)
-        contexts[ref.split("@", 1)[0]] = f"docker-image://{built}"
+        contexts[ref] = f"docker-image://{built}"  # BuildKit looks the name up as written
         for written, arg in node.base_args:
             if written == ref:
                 args[arg] = built
@@ -81,7 +82,7 @@ def bake_file(plan: Plan, spec: Spec) -> dict[str, Any]:
         node = spec.graph[name].dockerfile
         assert node is not None
         context = node.context or "."
-        dockerfile = node.file[len(node.context) + 1 :] if node.context else node.file
+        dockerfile = posixpath.relpath(node.file, context)  # bake reads it from the context
         entry: dict[str, Any] = {
             "context": context,
             "dockerfile": dockerfile,
@@ -89,11 +90,7 @@ def bake_file(plan: Plan, spec: Spec) -> dict[str, Any]:
         }
         if spec.graph[name].build_args:
             entry["args"] = dict(spec.graph[name].build_args)
-        contexts = {
-            ref.split("@", 1)[0]: f"target:{targets[dep]}"
-            for ref, dep in node.bases
-            if dep in targets
-        }
+        contexts = {ref: f"target:{targets[dep]}" for ref, dep in node.bases if dep in targets}
         if contexts:
             entry["contexts"] = contexts
         out[targets[name]] = entry

@@ -20,7 +20,31 @@ from .shellexpand import ExpansionError, expand_word, expand_words
 
 __all__ = ["ContextRead", "DockerfileError", "Instruction", "ParsedDockerfile", "parse_dockerfile"]
 
-_HEREDOC = re.compile(r"<<(-?)(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
+# A heredoc is a whole word `<<EOF`, `<<-EOF`, `<<"EOF"` of RUN, COPY or ADD (not `<<<`).
+_HEREDOC = re.compile(r"(?:^|\s)<<(-?)(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2(?=\s|$)")
+_HEREDOC_INSTRUCTIONS = ("RUN", "COPY", "ADD")
+_DIRECTIVE = re.compile(r"^\s*#\s*(syntax|escape|check)\s*=\s*(.*?)\s*$", re.IGNORECASE)
+KNOWN = {
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+}
+_WHOLE_ARG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-[^}]*)?\}")
 _URL = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
 
 
@@ -49,6 +73,7 @@ class ContextRead:
     line: int
     text: str
     sources: tuple[str, ...]
+    exclude: tuple[str, ...] = ()  # COPY --exclude patterns
 
 
 @dataclass(frozen=True)
@@ -66,24 +91,37 @@ def _instructions(text: str) -> list[Instruction]:
     lines = text.splitlines()
     out: list[Instruction] = []
     skip_until = -1
+    for line in lines:  # parser directives: only at the very top, before anything else
+        m = _DIRECTIVE.match(line)
+        if not m:
+            break
+        out.append(Instruction(len(out) + 1, "#" + m.group(1).upper(), m.group(2)))
     for item in parser.structure:
         if item["startline"] <= skip_until or item["instruction"] == "COMMENT":
             continue
+        keyword = item["instruction"].upper()
         value = item["value"]
+        line_no = item["startline"] + 1
+        if keyword not in KNOWN:
+            raise DockerfileError(f"unknown instruction: {keyword}", line_no)
         bodies: list[str] = []
         cursor = item["endline"] + 1
-        for strip_tabs, _quote, word in _HEREDOC.findall(value):
+        words = _HEREDOC.findall(value) if keyword in _HEREDOC_INSTRUCTIONS else []
+        for strip_tabs, _quote, word in words:
             body: list[str] = []
-            while cursor < len(lines) and lines[cursor].strip() != word:
+            while (
+                cursor < len(lines)
+                and (lines[cursor].lstrip("\t") if strip_tabs else lines[cursor]) != word
+            ):
                 line = lines[cursor]
                 body.append(line.lstrip("\t") if strip_tabs else line)
                 cursor += 1
+            if cursor >= len(lines):
+                raise DockerfileError(f"heredoc <<{word} is never closed", line_no)
             bodies.append("\n".join(body))
             skip_until = cursor
             cursor += 1
-        out.append(
-            Instruction(item["startline"] + 1, item["instruction"].upper(), value, tuple(bodies))
-        )
+        out.append(Instruction(line_no, keyword, value, tuple(bodies)))
     return out
 
 
@@ -99,118 +137,159 @@ def _flags(value: str) -> tuple[dict[str, list[str]], str]:
     return flags, rest
 
 
-def _arguments(rest: str, env: Mapping[str, str], line: int) -> list[str]:
+def _arguments(rest: str, env: Mapping[str, str]) -> list[str]:
+    """COPY/ADD arguments: JSON form (each element expanded) or shell words."""
     stripped = rest.strip()
     if stripped.startswith("["):
         try:
             items = json.loads(stripped)
-            if isinstance(items, list) and all(isinstance(x, str) for x in items):
-                return items
         except json.JSONDecodeError:
-            pass
-    try:
-        return expand_words(rest, env)
-    except ExpansionError as exc:
-        raise DockerfileError(str(exc), line) from None
+            items = None
+        if isinstance(items, list) and all(isinstance(x, str) for x in items):
+            return [expand_word(x, env) for x in items]
+    return expand_words(rest, env)
 
 
-def _key_value(value: str) -> tuple[str, str | None]:
-    name, eq, default = value.strip().partition("=")
-    return name.strip(), (default if eq else None)
+def _split_words(value: str) -> list[str]:
+    """Split on whitespace outside quotes, keeping the quotes (ARG a="x y" b=1)."""
+    words, word, quote, escaped = [], "", "", False
+    for ch in value:
+        if escaped:
+            word, escaped = word + ch, False
+            continue
+        if ch == "\\":
+            word, escaped = word + ch, True
+            continue
+        if quote:
+            quote = "" if ch == quote else quote
+            word += ch
+        elif ch in "'\"":
+            quote, word = ch, word + ch
+        elif ch.isspace():
+            if word:
+                words.append(word)
+            word = ""
+        else:
+            word += ch
+    if word:
+        words.append(word)
+    return words
 
 
 def parse_dockerfile(text: str, *, build_args: Mapping[str, str]) -> ParsedDockerfile:
     """Instructions, bases and context reads; DockerfileError with the line on bad input."""
     instructions = _instructions(text)
-    global_args: dict[str, str] = {}
-    stages: list[str] = []  # stage names (lower case), in order
-    bases: list[str] = []
-    reads: list[ContextRead] = []
-    notes: list[str] = []
-    base_args: list[tuple[str, str]] = []
-    final_base: str | None = None
-    env: dict[str, str] = {}
-    seen_from = False
+    state = _State(dict(build_args))
     for ins in instructions:
-        if ins.keyword == "ARG":
-            for word in ins.value.split():
-                name, default = _key_value(word)
-                scope = env if seen_from else global_args
-                if name in build_args:
-                    scope[name] = build_args[name]
-                elif default is not None:
-                    try:
-                        scope[name] = expand_word(default, {**global_args, **env})
-                    except ExpansionError as exc:
-                        raise DockerfileError(str(exc), ins.line) from None
-                elif seen_from and name in global_args:
-                    scope[name] = global_args[name]
-        elif ins.keyword == "FROM":
-            seen_from = True
-            flags, rest = _flags(ins.value)
-            words = rest.split()
-            if not words:
-                raise DockerfileError("FROM needs an image", ins.line)
-            try:
-                image = expand_word(words[0], global_args)
-            except ExpansionError as exc:
-                raise DockerfileError(str(exc), ins.line) from None
-            if m := re.match(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)", words[0]):
-                base_args.append((image, m.group(1)))
-            if image.lower() in stages:
-                final_base = None
-            else:
-                bases.append(image)
-                final_base = image
-            stages.append(words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else "")
-            env = {}
-        elif ins.keyword == "ENV":
-            _env(ins, env)
-        elif ins.keyword in ("COPY", "ADD"):
-            flags, rest = _flags(ins.value)
-            source = (flags.get("from") or [None])[-1]
-            if source is not None:
-                source = expand_word(source, {**global_args, **env})
-                if source.lower() not in stages and not source.isdigit():
-                    bases.append(source)
-                continue
-            args = _arguments(rest, {**global_args, **env}, ins.line)
-            sources = [a for a in args[:-1] if not a.startswith("<<")]
-            if ins.keyword == "ADD":
-                remote = [s for s in sources if _URL.search(s)]
-                notes.extend(f"line {ins.line}: ADD {s} is not reproducible" for s in remote)
-                sources = [s for s in sources if s not in remote]
-            if sources:
-                reads.append(ContextRead(ins.line, ins.text, tuple(sources)))
-        elif ins.keyword == "RUN":
-            flags, _ = _flags(ins.value)
-            for mount in flags.get("mount", []):
-                opts = dict(p.partition("=")[::2] for p in mount.split(","))
-                if "from" in opts:
-                    ref = expand_word(opts["from"], {**global_args, **env})
-                    if ref.lower() not in stages and not ref.isdigit():
-                        bases.append(ref)
-                elif opts.get("type") == "bind":
-                    src = opts.get("source") or opts.get("src") or "."
-                    reads.append(ContextRead(ins.line, ins.text, (src,)))
-    if not seen_from:
+        try:
+            state.step(ins)
+        except ExpansionError as exc:
+            raise DockerfileError(str(exc), ins.line) from None
+    if not state.stages:
         raise DockerfileError("no FROM instruction", 1)
     return ParsedDockerfile(
         instructions=tuple(instructions),
-        bases=tuple(dict.fromkeys(bases)),
-        final_base=final_base,
-        reads=tuple(reads),
-        notes=tuple(notes),
-        base_args=tuple(base_args),
+        bases=tuple(dict.fromkeys(state.bases)),
+        final_base=state.final_base,
+        reads=tuple(state.reads),
+        notes=tuple(state.notes),
+        base_args=tuple(state.base_args),
     )
 
 
-def _env(ins: Instruction, env: dict[str, str]) -> None:
-    """ENV a=b c=d, or the legacy ENV a b."""
-    words = expand_words(ins.value, env)
-    if words and "=" not in words[0]:
-        env[words[0]] = " ".join(words[1:])
-        return
-    for word in words:
-        name, _, value = word.partition("=")
-        env[name] = value
+@dataclass
+class _State:
+    """What BuildKit knows while it reads a Dockerfile top to bottom."""
+
+    build_args: dict[str, str]
+    global_args: dict[str, str] = field(default_factory=dict)
+    stages: list[str] = field(default_factory=list)  # names, lower case ("" if unnamed)
+    stage_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # this stage's ARGs and ENVs
+    bases: list[str] = field(default_factory=list)
+    reads: list[ContextRead] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    base_args: list[tuple[str, str]] = field(default_factory=list)
+    final_base: str | None = None
+
+    def internal(self, ref: str) -> bool:
+        return ref.lower() in self.stages or ref.isdigit()
+
+    def step(self, ins: Instruction) -> None:
+        handler = getattr(self, f"_{ins.keyword.lower()}", None)
+        if handler is not None:
+            handler(ins)
+
+    def _arg(self, ins: Instruction) -> None:
+        for word in _split_words(ins.value):
+            name, eq, default = word.partition("=")
+            scope = self.env if self.stages else self.global_args
+            if name in self.build_args:
+                scope[name] = self.build_args[name]
+            elif eq:
+                scope[name] = expand_word(default, {**self.global_args, **self.env})
+            elif self.stages and name in self.global_args:
+                scope[name] = self.global_args[name]  # ARG NAME re-declares a global one
+
+    def _from(self, ins: Instruction) -> None:
+        rest = _flags(ins.value)[1]
+        words = rest.split()
+        if not words:
+            raise DockerfileError("FROM needs an image", ins.line)
+        image = expand_word(words[0], self.global_args)
+        if not image:
+            raise DockerfileError(f"FROM {words[0]} expands to nothing", ins.line)
+        if m := _WHOLE_ARG.fullmatch(words[0]):
+            self.base_args.append((image, m.group(1) or m.group(2)))
+        if self.internal(image):
+            self.final_base = None
+            self.env = dict(self.stage_env.get(image.lower(), {}))  # a stage inherits ENV
+        else:
+            self.bases.append(image)
+            self.final_base = image
+            self.env = {}
+        name = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else ""
+        self.stages.append(name)
+        if name:
+            self.stage_env[name] = self.env
+
+    def _env(self, ins: Instruction) -> None:
+        words = expand_words(ins.value, self.env)
+        if words and "=" not in words[0]:  # the legacy ENV name value
+            self.env[words[0]] = " ".join(words[1:])
+            return
+        for word in words:
+            name, _, value = word.partition("=")
+            self.env[name] = value
+
+    def _copy(self, ins: Instruction) -> None:
+        flags, rest = _flags(ins.value)
+        source = (flags.get("from") or [None])[-1]
+        if source is not None:
+            ref = expand_word(source, self.env)
+            if not self.internal(ref):
+                self.bases.append(ref)
+            return
+        args = _arguments(rest, self.env)
+        sources = [a for a in args[:-1] if not a.startswith("<<")]
+        if ins.keyword == "ADD":
+            remote = [s for s in sources if _URL.search(s)]
+            self.notes.extend(f"line {ins.line}: ADD {s} is not reproducible" for s in remote)
+            sources = [s for s in sources if s not in remote]
+        if sources:
+            exclude = tuple(expand_word(x, self.env) for x in flags.get("exclude", []))
+            self.reads.append(ContextRead(ins.line, ins.text, tuple(sources), exclude))
+
+    _add = _copy
+
+    def _run(self, ins: Instruction) -> None:
+        flags, _ = _flags(ins.value)
+        for mount in flags.get("mount", []):
+            opts = dict(p.partition("=")[::2] for p in mount.split(","))
+            if "from" in opts:
+                ref = expand_word(opts["from"], self.env)
+                if not self.internal(ref):
+                    self.bases.append(ref)
+            elif opts.get("type", "bind") == "bind":  # a mount without type= is a bind
+                src = opts.get("source") or opts.get("src") or "."
+                self.reads.append(ContextRead(ins.line, ins.text, (expand_word(src, self.env),)))

@@ -37,7 +37,7 @@ class DockerfileNode:
     file: str  # repository path of the Dockerfile
     context: str  # repository path of the build context ("" is the root)
     instructions: tuple[tuple[int, str, tuple[str, ...]], ...]  # (line, text, heredocs)
-    reads: tuple[tuple[int, str, tuple[str, ...]], ...]  # (line, text, context sources)
+    reads: tuple[tuple[int, str, tuple[str, ...], tuple[str, ...]], ...]  # + --exclude
     ignore_file: str | None = None
     ignore: tuple[str, ...] = ()  # .dockerignore patterns, as Docker reads them
     externals: tuple[str, ...] = ()  # images from outside the repository

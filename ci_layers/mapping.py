@@ -58,7 +58,7 @@ def cache_break(layer: ImageLayer, old: ImageLayer | None, changed: RepoFiles) -
             candidates.append((line, text))
             break
     for index, _path, _rel in context_reads(node, changed):
-        line, text, _sources = node.reads[index]
+        line, text = node.reads[index][:2]
         candidates.append((line, text))
     if not candidates:
         return None

@@ -25,7 +25,14 @@ from .gomatch import GLOB_CHARS, compile_segments
 from .graph import DockerfileNode
 from .repo import GITLINK, TREE, RepoFiles
 
-__all__ = ["CopySource", "InputGlobs", "context_reads", "copy_source", "input_globs"]
+__all__ = [
+    "CopySource",
+    "InputGlobs",
+    "context_reads",
+    "copy_source",
+    "follow_symlinks",
+    "input_globs",
+]
 
 
 class CopySource:
@@ -134,6 +141,8 @@ class CopySource:
     def paths(self, files: RepoFiles) -> list[str]:
         """Repository paths this source reads (for reasons and mapping)."""
         prefix = self.prefix
+        if not self.is_glob and (target := _follow(files, prefix)) != prefix and target:
+            return [prefix, *copy_source(target, self.exclude).paths(files)]
         candidates = [prefix] if (prefix and prefix in files) else []
         candidates += files.under(prefix + "/" if prefix else "")
         found = [p for p in candidates if self.relative(p) is not None]
@@ -220,6 +229,11 @@ def _literal_names(patterns: Sequence[str]) -> list[str] | None:
     return names
 
 
+def follow_symlinks(files: RepoFiles, path: str) -> str | None:
+    """Where a chain of symlinks at `path` ends, inside the repository."""
+    return _follow(files, path)
+
+
 def _follow(files: RepoFiles, path: str) -> str | None:
     """Where a chain of symlinks at `path` ends, inside the repository; `path` itself when
     it is no symlink, None when a link leaves the repository or loops."""
@@ -258,16 +272,20 @@ def context_reads(node: DockerfileNode, files: RepoFiles) -> list[tuple[int, str
     ignore = _ignore(node.ignore)
     ctx = node.context
     out: list[tuple[int, str, str]] = []
-    for index, (_line, _text, sources) in enumerate(node.reads):
+    for index, (_line, _text, sources, exclude) in enumerate(node.reads):
+        skip = _ignore(exclude) if exclude else None
         for src in sources:
-            inner = posixpath.normpath(src.lstrip("/") or ".")
-            if inner == ".." or inner.startswith("../"):
-                continue  # outside the context: Docker refuses it
+            # BuildKit resolves a source inside the context: `../x` is `x`
+            inner = posixpath.normpath("/" + src).lstrip("/") or "."
             full = inner if not ctx else (ctx if inner == "." else f"{ctx}/{inner}")
-            for path in copy_source(full).paths(files):
+            source = copy_source(full)
+            for path in source.paths(files):
                 rel = path[len(ctx) + 1 :] if ctx else path
-                if not ignore.ignored(rel):
-                    out.append((index, path, rel))
+                if ignore.ignored(rel):
+                    continue
+                if skip is not None and skip.ignored(source.relative(path) or rel):
+                    continue  # COPY --exclude, relative to what the source copies
+                out.append((index, path, rel))
     files.selections[key] = out
     return out
 

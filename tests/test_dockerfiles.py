@@ -114,9 +114,14 @@ def test_a_middle_dockerfile_edit(dock: GitRepo) -> None:
 def test_comments_and_layout_of_a_dockerfile_do_not_matter(dock: GitRepo) -> None:
     base = dock.git("rev-parse", "HEAD")
     path = dock.root / "images/base/Dockerfile"
-    path.write_text("# the base of everything\n\n" + path.read_text())
+    first, rest = path.read_text().split("\n", 1)  # the # syntax= directive stays first
+    path.write_text(first + "\n# the base of everything\n\n" + rest.replace("COPY", "copy"))
     dock.commit("comment")
     assert plan(dock, base)["affected"] == []
+    # a parser directive is part of the build: moving it below a comment disables it
+    path.write_text("# a comment first\n" + path.read_text())
+    dock.commit("directive lost")
+    assert len(plan(dock, base)["affected"]) == 11
 
 
 def test_base_change_reaches_every_image(dock: GitRepo) -> None:
@@ -287,3 +292,64 @@ def test_matrix_entries_carry_build_push_action_inputs(dock: GitRepo) -> None:
     worker = matrix[R + "worker"]
     assert f"{R}worker:stable" in worker["tags"]
     assert worker["tags"][-1].startswith(f"{R}worker:ci-layers-")
+
+
+def test_symlinks_in_the_context_and_parent_paths(dock: GitRepo) -> None:
+    dock.write(
+        "images/ctx/Dockerfile",
+        "FROM scratch\nCOPY cfg /etc/cfg\nCOPY dir/ /d/\nCOPY ../up.txt /u\n",
+    )
+    dock.write("images/ctx/real.cfg", "a\n")
+    dock.write("images/ctx/real/x.txt", "x\n")
+    dock.write("images/ctx/up.txt", "u\n")
+    (dock.root / "images/ctx/cfg").symlink_to("real.cfg")
+    (dock.root / "images/ctx/dir").symlink_to("real")
+    base = dock.commit("ctx")
+    for path in ("images/ctx/real.cfg", "images/ctx/real/x.txt", "images/ctx/up.txt"):
+        dock.write(path, "changed\n")
+        dock.commit(path)
+        assert short(plan(dock, base)["affected"]) == ["ctx"], path
+        base = dock.git("rev-parse", "HEAD")
+
+
+def test_a_symlinked_dockerfile(dock: GitRepo) -> None:
+    (dock.root / "images/lnk").mkdir()
+    (dock.root / "images/lnk/Dockerfile").symlink_to("../builder/Dockerfile")
+    dock.write("images/lnk/toolchain.cfg", "cc=tcc\n")
+    base = dock.commit("lnk")
+    dock.write("images/lnk/toolchain.cfg", "cc=zig\n")
+    dock.commit("zig")
+    assert short(plan(dock, base)["affected"]) == ["lnk"]
+
+
+def test_a_bad_dockerignore_and_an_unused_override(dock: GitRepo) -> None:
+    spec = dock.root / "ci-layers.yaml"
+    spec.write_text(spec.read_text() + "  registry.example.com/acme/wroker:\n    tags: [x]\n")
+    code, _, err = run(dock, "validate")
+    assert code == 0
+    assert (
+        "warning: image_overrides names 'registry.example.com/acme/wroker', which no Dockerfile builds"
+        in err
+    )
+    dock.write("images/web/Dockerfile.dockerignore", "[\n")
+    code, _, err = run(dock, "validate")
+    assert code == 2
+    assert "images/web/Dockerfile.dockerignore: error:" in err
+
+
+def test_bake_names_contexts_as_written_and_paths_from_the_context(dock: GitRepo) -> None:
+    spec = dock.root / "ci-layers.yaml"
+    spec.write_text(spec.read_text() + "  registry.example.com/acme/tools:\n    context: images\n")
+    base = dock.commit("tools built from images/")
+    dock.write("images/base/rootfs/etc/motd", "x\n")
+    dock.commit("base")
+    code, out, err = run(dock, "bake", "--base", base, "--head", "HEAD")
+    assert code == 0, err
+    targets = json.loads(out)["target"]
+    worker = targets["registry-example-com-acme-worker"]
+    assert list(worker["contexts"]) == [f"{R}python:3.11@sha256:" + "0" * 64]  # as written
+    assert targets["registry-example-com-acme-python-3-12"]["contexts"] == {
+        f"{R}base:latest": "target:registry-example-com-acme-base"
+    }
+    tools = targets["registry-example-com-acme-tools"]
+    assert (tools["context"], tools["dockerfile"]) == ("images", "tools/Containerfile")

@@ -1,0 +1,83 @@
+"""One Dockerfile at a time: what it is built on and what it reads, as BuildKit sees it."""
+
+from __future__ import annotations
+
+import pytest
+
+from ci_layers.dockerfile import DockerfileError, parse_dockerfile
+
+
+def reads(text: str, **args: str) -> list[tuple[str, ...]]:
+    return [r.sources for r in parse_dockerfile(text, build_args=args).reads]
+
+
+def test_only_whole_word_heredocs_of_run_copy_add() -> None:
+    text = "FROM a\nRUN sed -i 's/<<VERSION>>/1/' f\nRUN cat <<<hi\nCOPY app.txt /\n"
+    assert reads(text) == [("app.txt",)]
+    text = "FROM a\nRUN <<EOF\necho <<X\nEOF\nCOPY <<EOF /etc/x\nhello\nEOF\nCOPY b.txt /\n"
+    parsed = parse_dockerfile(text, build_args={})
+    assert [r.sources for r in parsed.reads] == [("b.txt",)]
+    assert parsed.instructions[1].heredocs == ("echo <<X",)
+
+
+def test_dash_heredoc_strips_tabs_and_an_open_heredoc_is_an_error() -> None:
+    parsed = parse_dockerfile("FROM a\nRUN <<-EOT\n\techo hi\n\tEOT\nCOPY x /\n", build_args={})
+    assert parsed.instructions[1].heredocs == ("echo hi",)
+    with pytest.raises(DockerfileError, match="never closed") as info:
+        parse_dockerfile("FROM a\nRUN <<EOF\necho\n", build_args={})
+    assert info.value.line == 2
+
+
+def test_json_form_is_expanded_and_stage_args_do_not_see_globals() -> None:
+    assert reads('FROM a\nARG CFG=cfg.txt\nCOPY ["${CFG}", "/etc/"]\n') == [("cfg.txt",)]
+    # a global ARG is not visible in a stage unless declared again
+    assert reads("ARG SRC=a.txt\nFROM alpine\nCOPY ${SRC:-b.txt} /x\n") == [("b.txt",)]
+    assert reads("ARG SRC=a.txt\nFROM alpine\nARG SRC\nCOPY ${SRC:-b.txt} /x\n") == [("a.txt",)]
+    assert reads("FROM alpine\nARG SRC=x\nCOPY $SRC /x\n", SRC="from-args") == [("from-args",)]
+
+
+def test_env_carries_into_a_stage_built_on_a_stage() -> None:
+    text = "FROM base AS a\nENV SRC=conf\nFROM a\nCOPY $SRC /etc/\n"
+    assert reads(text) == [("conf",)]
+
+
+def test_mounts_and_excludes() -> None:
+    parsed = parse_dockerfile(
+        "FROM a\nRUN --mount=source=setup.sh,target=/s.sh sh /s.sh\n"
+        "RUN --mount=type=cache,target=/c true\nCOPY --exclude=*.md src/ /src/\n",
+        build_args={},
+    )
+    assert [(r.sources, r.exclude) for r in parsed.reads] == [
+        (("setup.sh",), ()),
+        (("src/",), ("*.md",)),
+    ]
+
+
+def test_quoted_arg_values() -> None:
+    parsed = parse_dockerfile('ARG MSG="hello world" N=1\nFROM img:$N\n', build_args={})
+    assert parsed.bases == ("img:1",)
+
+
+def test_from_arguments() -> None:
+    parsed = parse_dockerfile(
+        "ARG REGISTRY=r.example\nARG BASE=$REGISTRY/acme/base\nFROM ${BASE}\nFROM $REGISTRY/acme/x\n",
+        build_args={},
+    )
+    assert parsed.bases == ("r.example/acme/base", "r.example/acme/x")
+    assert parsed.base_args == (("r.example/acme/base", "BASE"),)  # only a whole-word ARG
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "line"),
+    [
+        ("FROM ${UNDEF}\n", "expands to nothing", 1),
+        ("FROM a\nBOGUS x\n", "unknown instruction: BOGUS", 2),
+        ("FROM a\nCOPY --from=${Y:?y} /a /b\n", "Y: y", 2),
+        ('FROM a\nENV A="x\n', "double-quote", 2),
+        ("# just a comment\n", "no FROM instruction", 1),
+    ],
+)
+def test_bad_dockerfiles_name_the_line(text: str, message: str, line: int) -> None:
+    with pytest.raises(DockerfileError, match=message) as info:
+        parse_dockerfile(text, build_args={})
+    assert info.value.line == line
