@@ -17,8 +17,9 @@ import random
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import best, fast_import
 
 SPEC = """version: 1
 dockerfiles:
@@ -57,19 +58,7 @@ def generate(root: Path, images: int, changed: int, seed: int) -> None:
     for path in rng.sample(context_files, changed):
         blob(path, "changed\n")
     out.append("\n")
-    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
-    stream = "".join(out).encode()
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=root, input=stream, check=True)
-    subprocess.run(["git", "checkout", "-q", "main"], cwd=root, check=True)
-
-
-def best(cmd: list[str], cwd: Path, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t)
-    return min(times)
+    fast_import(root, "".join(out))
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import yaml
+from timing import best, fast_import
 
 
 def generate(root: Path, layers: int, files: int, changed: int, seed: int) -> None:
@@ -56,21 +57,7 @@ def generate(root: Path, layers: int, files: int, changed: int, seed: int) -> No
     for f in rng.sample(range(files), changed):
         blob(paths[f], f"changed {f}\n")
     w("\n")
-    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
-    subprocess.run(
-        ["git", "fast-import", "--quiet"], cwd=root, input="".join(out).encode(), check=True
-    )
-    subprocess.run(["git", "checkout", "-q", "main"], cwd=root, check=True)
-
-
-def best(cmd: list[str], cwd: Path, repeat: int) -> tuple[float, int]:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t)
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return min(times), peak_kib
+    fast_import(root, "".join(out))
 
 
 def main() -> None:
@@ -89,7 +76,7 @@ def main() -> None:
             f"in {time.perf_counter() - t:.1f}s"
         )
         diff = ["git", "diff", "--name-status", "-z", "HEAD~1", "HEAD"]
-        t_diff, _ = best(diff, root, args.repeat)
+        t_diff = best(diff, root, args.repeat)
         plan = [
             sys.executable,
             "-m",
@@ -102,7 +89,8 @@ def main() -> None:
             "--head",
             "HEAD",
         ]
-        t_plan, peak = best(plan, root, args.repeat)
+        t_plan = best(plan, root, args.repeat)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB, largest child
         out = subprocess.run(plan, cwd=root, check=True, capture_output=True, text=True).stdout
         import json
 

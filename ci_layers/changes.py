@@ -368,17 +368,19 @@ def _push(history: GitHistory, payload: Mapping[str, Any]) -> Comparison:
     branch = ref.removeprefix("refs/heads/")
     default = history.default_branch(payload)
     on_default = branch == default
-    if before == ZERO or payload.get("created"):
+
+    def with_default(what: str) -> Comparison | None:
+        """The merge-base with the default branch, for a branch other than it."""
         if default and not on_default and (tip := history.branch_tip(default)):
             merge_base = history.merge_base(tip, head_id)
             if merge_base:
-                return Comparison(
-                    merge_base,
-                    head_id,
-                    "merge-base",
-                    f"first push of {branch}: merge-base with {default}",
-                    "push",
-                )
+                why = f"{what}: merge-base with {default}"
+                return Comparison(merge_base, head_id, "merge-base", why, "push")
+        return None
+
+    if before == ZERO or payload.get("created"):
+        if found := with_default(f"first push of {branch}"):
+            return found
         commits = payload.get("commits")
         first = _text(_obj(commits[0]).get("id")) if isinstance(commits, list) and commits else None
         parent = None
@@ -403,16 +405,8 @@ def _push(history: GitHistory, payload: Mapping[str, Any]) -> Comparison:
     if before_id is not None and not forced:
         return Comparison(before_id, head_id, "range", f"push to {branch}: before..after", "push")
     what = "force push" if forced else f"push: before {before[:12]} is unreachable"
-    if default and not on_default and (tip := history.branch_tip(default)):
-        merge_base = history.merge_base(tip, head_id)
-        if merge_base:
-            return Comparison(
-                merge_base,
-                head_id,
-                "merge-base",
-                f"{what} to {branch}: merge-base with {default}",
-                "push",
-            )
+    if found := with_default(f"{what} to {branch}"):
+        return found
     if before_id is not None:  # a force push to the default branch: what was built is before
         return Comparison(before_id, head_id, "range", f"{what} to {branch}: before..after", "push")
     return Comparison(None, head_id, "all", f"{what} to {branch}: everything is affected", "push")

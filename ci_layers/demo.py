@@ -39,11 +39,7 @@ def fixture_path(name: str) -> Path:
 def run_demo(*, out: TextIO) -> int:
     with tempfile.TemporaryDirectory(prefix="ci-layers-demo-") as tmp:
         root = Path(tmp) / "repo"
-        shutil.copytree(fixture_path("seed"), root)
-        repo = git.Repo.init(root, initial_branch="main")
-        with repo.git.custom_environment(**_IDENTITY):
-            repo.git.add("-A")
-            repo.git.commit("-q", "--no-gpg-sign", "--no-verify", "-m", "seed example")
+        _fixture_repo("seed", root)
         spec = load_spec(root / "ci-layers.yaml", display="ci-layers.yaml")
         resolver = DependencyResolver(spec.graph)
 
@@ -91,19 +87,28 @@ def run_demo(*, out: TextIO) -> int:
     return 0
 
 
-def _dockerfiles(root: Path, out: TextIO) -> None:
-    """Existing Dockerfiles, found by rules in ci-layers.yaml: a change to one file."""
-    shutil.copytree(fixture_path("dockerfiles"), root)
-    repo = git.Repo.init(root, initial_branch="main")
-    g = repo.git
+def _fixture_repo(name: str, root: Path) -> git.Git:
+    """A copy of fixtures/NAME as a git repository with one commit on main."""
+    shutil.copytree(fixture_path(name), root)
+    g = git.Repo.init(root, initial_branch="main").git
+    _commit(g, name)
+    return g
+
+
+def _commit(g: git.Git, message: str) -> str:
     with g.custom_environment(**_IDENTITY):
         g.add("-A")
-        g.commit("-q", "--no-gpg-sign", "--no-verify", "-m", "images")
-        base = str(g.rev_parse("HEAD"))
-        (root / "images/builder/toolchain.cfg").write_text("cc=clang\n")
-        (root / "images/api/docs/guide.md").write_text("ignored by .dockerignore\n")
-        g.add("-A")
-        g.commit("-q", "--no-gpg-sign", "--no-verify", "-m", "clang; docs")
+        g.commit("-q", "--no-gpg-sign", "--no-verify", "-m", message)
+    return str(g.rev_parse("HEAD"))
+
+
+def _dockerfiles(root: Path, out: TextIO) -> None:
+    """Existing Dockerfiles, found by rules in ci-layers.yaml: a change to one file."""
+    g = _fixture_repo("dockerfiles", root)
+    base = str(g.rev_parse("HEAD"))
+    (root / "images/builder/toolchain.cfg").write_text("cc=clang\n")
+    (root / "images/api/docs/guide.md").write_text("ignored by .dockerignore\n")
+    _commit(g, "clang; docs")
     spec = load_spec(root / "ci-layers.yaml", display="ci-layers.yaml")
     history = GitHistory(root)
     comparison = choose_comparison(history, event_name=None, payload={}, base=base, head="HEAD")
@@ -119,24 +124,15 @@ def _dockerfiles(root: Path, out: TextIO) -> None:
 
 def _monorepo_pull_request(root: Path, out: TextIO) -> None:
     """A pull request on the sample monorepo, planned as the GitHub Action plans it."""
-    shutil.copytree(fixture_path("monorepo"), root)
-    repo = git.Repo.init(root, initial_branch="main")
-    g = repo.git
-    with g.custom_environment(**_IDENTITY):
-        g.add("-A")
-        g.commit("-q", "--no-gpg-sign", "--no-verify", "-m", "monorepo")
-        g.checkout("-q", "-b", "feature")
-        (root / "services/api/poetry.lock").write_text("fastapi==0.115.2\nuvicorn==0.30.6\n")
-        (root / "vendor/libfoo/docs/design.md").write_text("Excluded from the image.\n")
-        (root / "docs/architecture.md").write_text("Not in any image.\n")
-        g.add("-A")
-        g.commit("-q", "--no-gpg-sign", "--no-verify", "-m", "bump fastapi; docs")
-        head = str(g.rev_parse("HEAD"))
-        g.checkout("-q", "main")
-        (root / "web/admin/src/index.js").write_text("// main moved on meanwhile\n")
-        g.add("-A")
-        g.commit("-q", "--no-gpg-sign", "--no-verify", "-m", "admin fix")
-        base = str(g.rev_parse("HEAD"))
+    g = _fixture_repo("monorepo", root)
+    g.checkout("-q", "-b", "feature")
+    (root / "services/api/poetry.lock").write_text("fastapi==0.115.2\nuvicorn==0.30.6\n")
+    (root / "vendor/libfoo/docs/design.md").write_text("Excluded from the image.\n")
+    (root / "docs/architecture.md").write_text("Not in any image.\n")
+    head = _commit(g, "bump fastapi; docs")
+    g.checkout("-q", "main")
+    (root / "web/admin/src/index.js").write_text("// main moved on meanwhile\n")
+    base = _commit(g, "admin fix")
     event = {"pull_request": {"number": 42, "base": {"sha": base}, "head": {"sha": head}}}
     spec = load_spec(root / "ci-layers.yaml", display="ci-layers.yaml")
     history = GitHistory(root)
