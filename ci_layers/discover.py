@@ -204,7 +204,7 @@ def _layer(
     parent = final if final in deps else None
     externals = tuple(b for b in parsed.bases if image_key(b) not in by_key)
     ignore_file = _ignore_file(path, context, files)
-    ignore = ()
+    ignore: tuple[str, ...] = ()
     if ignore_file is not None:
         text = (files.read(ignore_file) or b"").decode("utf-8", errors="replace")
         ignore = tuple(read_dockerignore(text))

@@ -264,8 +264,8 @@ class _State:
 
     def _copy(self, ins: Instruction) -> None:
         flags, rest = _flags(ins.value)
-        source = (flags.get("from") or [None])[-1]
-        if source is not None:
+        if "from" in flags:
+            source = flags["from"][-1]
             ref = expand_word(source, self.env)
             if not self.internal(ref):
                 self.bases.append(ref)

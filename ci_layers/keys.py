@@ -80,10 +80,10 @@ def _recipe(
     global_files: Mapping[str, str],
 ) -> dict[str, Any]:
     if layer.dockerfile is not None:
-        recipe = _dockerfile_recipe(layer, keys, files)
+        built = _dockerfile_recipe(layer, keys, files)
         if global_files:
-            recipe["global_inputs"] = dict(global_files)
-        return recipe
+            built["global_inputs"] = dict(global_files)
+        return built
     recipe: dict[str, Any] = {"version": KEY_VERSION}
     if layer.parent:
         recipe["parent"] = keys[layer.parent].digest

@@ -385,8 +385,8 @@ class _Checker:
             hint = f"; did you mean 'parent: {base}'?" if base in all_layers else ""
             self.warn(f"base image '{base}' is not pinned by digest{hint}", (*at, "from"))
         copies: list[CopySpec] = []
-        raw_copies = raw.get("copy") if isinstance(raw.get("copy"), list) else []
-        for i, c in enumerate(raw_copies):
+        raw_copies = raw.get("copy")
+        for i, c in enumerate(raw_copies if isinstance(raw_copies, list) else []):
             if isinstance(c, dict):
                 copies.append(self._copy(c, (*at, "copy", i), all_layers))
         inputs = _as_tuple(raw.get("inputs")) if _is_strs(raw.get("inputs")) else ()
@@ -546,13 +546,14 @@ def _scalar_text(mapping: dict[str, Any], key: str) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    raw = getattr(mapping, "raw", {})
+    raw: dict[str, str] = getattr(mapping, "raw", {})
     return raw.get(key, str(value))
 
 
 def _raw_dependencies(raw: dict[str, Any]) -> list[str]:
     deps = [raw["parent"]] if isinstance(raw.get("parent"), str) else []
-    for c in raw.get("copy") if isinstance(raw.get("copy"), list) else ():
+    copies = raw.get("copy")
+    for c in copies if isinstance(copies, list) else []:
         if isinstance(c, dict) and isinstance(c.get("from_layer"), str):
             deps.append(c["from_layer"])
     return deps

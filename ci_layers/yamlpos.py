@@ -35,7 +35,7 @@ class Seq(list):  # type: ignore[type-arg]
 _Base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_Base):  # type: ignore[misc,valid-type]
+class _Loader(_Base):  # type: ignore[misc]
     problems: list[tuple[str, Any]]
 
 
