@@ -28,6 +28,7 @@ __all__ = [
     "GitHistory",
     "changes_between",
     "choose_comparison",
+    "files_at_base",
 ]
 
 ZERO = "0" * 40
@@ -51,6 +52,8 @@ class FileChange:
     path: str
     old_path: str | None = None  # the path at base, for renames and copies
     submodule: bool = False  # a gitlink: everything below `path` changed
+    old: str | None = None  # "<mode> <type> <id>" at base (of old_path when renamed)
+    new: str | None = None  # the same at head; None where the path is gone
 
 
 @dataclass(frozen=True)
@@ -200,17 +203,56 @@ def _parse_raw(out: bytes) -> list[FileChange]:
         if not meta.startswith(":"):
             i += 1
             continue
-        old_mode, new_mode, _old, _new, status = meta[1:].split(" ")
+        old_mode, new_mode, old_oid, new_oid, status = meta[1:].split(" ")
         letter = status[0]
         sub = GITLINK in (old_mode, new_mode)
+        before, after = _digest(old_mode, old_oid), _digest(new_mode, new_oid)
         if letter in "RC":
             old, new = os.fsdecode(parts[i + 1]), os.fsdecode(parts[i + 2])
-            changes.append(FileChange(letter, new, old_path=old if letter == "R" else None))
+            renamed = old if letter == "R" else None
+            changes.append(
+                FileChange(letter, new, renamed, sub, before if renamed else None, after)
+            )
             i += 3
         else:
-            changes.append(FileChange(letter, os.fsdecode(parts[i + 1]), submodule=sub))
+            path = os.fsdecode(parts[i + 1])
+            changes.append(FileChange(letter, path, None, sub, before, after))
             i += 2
     return changes
+
+
+def _digest(mode: str, oid: str) -> str | None:
+    """A diff side as ls-tree prints it; None for "no file here" (mode 000000)."""
+    if mode == "000000":
+        return None
+    kind = "commit" if mode == GITLINK else "blob"
+    return f"{mode} {kind} {oid}"
+
+
+def files_at_base(head: RepoFiles, changes: ChangeSet, *, trees: dict[str, str]) -> RepoFiles:
+    """The base commit's files: head's listing with the diff undone. Exact, since the raw
+    diff names every path whose mode or content differs, with both sides' ids; `trees`
+    (the base's directories, from a trees-only listing) are not in the diff."""
+    entries = dict(head.entries)
+    moved = False
+    for c in changes.changes:
+        if c.old_path is not None:  # a rename: gone from its new path, back at its old
+            entries.pop(c.path, None)
+            if c.old is not None:
+                entries[c.old_path] = c.old
+            moved = True
+        elif c.old is None:
+            entries.pop(c.path, None)
+            moved = True
+        else:
+            moved = moved or c.path not in entries
+            entries[c.path] = c.old
+    if not moved:  # the same paths: reuse the sorted list
+        files = RepoFiles({}, trees=trees, rev=changes.comparison.base)
+        files.entries, files.paths = entries, head.paths
+    else:
+        files = RepoFiles(dict(sorted(entries.items())), trees=trees, rev=changes.comparison.base)
+    return files
 
 
 def changes_between(old: RepoFiles, new: RepoFiles, comparison: Comparison) -> ChangeSet:

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .changes import ChangeSet, Comparison, GitHistory, changes_between
+from .changes import ChangeSet, Comparison, GitHistory, changes_between, files_at_base
 from .discover import resolve_dockerfiles
 from .errors import SpecInvalid
 from .keys import LayerKey, compute_keys
 from .mapping import cache_break, definition_changes, paths_read
-from .repo import RepoFiles, read_at, tree_files, worktree_files
+from .repo import RepoFiles, attach_reader, read_at, tree_dirs, tree_files, worktree_files
 from .resolver import DependencyResolver
 from .sources import input_globs
 from .spec import Spec, parse_spec
@@ -196,19 +196,28 @@ def make_plan(
     """Load the spec and files at both ends of `comparison` and build the Plan."""
     # The three git reads are independent: run them at once (git works while Python
     # parses the other listing).
+    # Between two commits, the base's files are head's listing with the diff undone (only
+    # its directories are listed); against the working tree, both are listed.
+    both_commits = comparison.base is not None and comparison.head is not None
     with ThreadPoolExecutor(max_workers=3) as pool:
         head_job = (
             pool.submit(worktree_files, root)
             if comparison.head is None
             else pool.submit(tree_files, root, comparison.head)
         )
-        base_job = pool.submit(tree_files, root, comparison.base) if comparison.base else None
-        diff_job = (
-            pool.submit(history.diff, comparison) if comparison.base and comparison.head else None
-        )
+        base_job = None
+        if comparison.base is not None:
+            lister = tree_dirs if both_commits else tree_files
+            base_job = pool.submit(lister, root, comparison.base)
+        diff_job = pool.submit(history.diff, comparison) if both_commits else None
         head_files = head_job.result()
-        base_files = base_job.result() if base_job else None
+        base_listing = base_job.result() if base_job else None
         diff = diff_job.result() if diff_job else None
+    base_files: RepoFiles | None = None
+    if diff is not None and isinstance(base_listing, dict):
+        base_files = attach_reader(root, files_at_base(head_files, diff, trees=base_listing))
+    elif isinstance(base_listing, RepoFiles):
+        base_files = base_listing
     if comparison.head is not None and spec_rel is not None:
         text = read_at(root, comparison.head, spec_rel)
         if text is not None:

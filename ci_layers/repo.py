@@ -27,10 +27,12 @@ from .errors import GitError
 
 __all__ = [
     "RepoFiles",
+    "attach_reader",
     "blob_id",
     "find_repo_root",
     "git_reason",
     "read_at",
+    "tree_dirs",
     "tree_files",
     "worktree_files",
 ]
@@ -168,6 +170,26 @@ def _verify_commit(g: git.Git, rev: str, *, kind: str = "commit") -> str:
             "(fetch it; a shallow clone may need more history)",
             rev=rev,
         ) from None
+
+
+def tree_dirs(root: Path, rev: str) -> dict[str, str]:
+    """Directory path -> tree id of commit `rev` ("" is the root), from git's trees alone."""
+    g = _git(root)
+    oid = _verify_commit(g, rev)
+    try:
+        out = g.ls_tree("-r", "-d", "-z", "--full-tree", oid, stdout_as_string=False)
+        root_tree = str(g.rev_parse(f"{oid}^{{tree}}"))
+    except git.GitCommandError as exc:
+        raise GitError(f"cannot read the tree of '{rev}': {git_reason(exc)}", rev=rev) from None
+    dirs = parse_ls_tree(out, rev=rev).trees
+    dirs[""] = root_tree
+    return dirs
+
+
+def attach_reader(root: Path, files: RepoFiles) -> RepoFiles:
+    """Let `files` read blob contents from the repository at `root`."""
+    files.reader = _blob_reader(_git(root), files)
+    return files
 
 
 def tree_files(root: Path, rev: str, *, kind: str = "commit") -> RepoFiles:

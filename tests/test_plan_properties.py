@@ -12,10 +12,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ci_layers.changes import Comparison, GitHistory, files_at_base
 from ci_layers.cli import main
 from ci_layers.graph import ImageLayer
 from ci_layers.keys import compute_keys
-from ci_layers.repo import tree_files
+from ci_layers.repo import tree_dirs, tree_files
 from ci_layers.spec import parse_spec
 
 from .dags import brute_descendants, dags
@@ -104,6 +105,19 @@ def test_plan_matches_brute_force_and_keys(layers: list[ImageLayer], ops: list) 
         changed = {p for p in set(before) | set(model) if before.get(p) != model.get(p)}
         touched = {o for p in changed if (o := owner(p)) in names} | edited
         assert set(affected) == brute_descendants(layers, touched)
+
+        # the base listing rebuilt from head and the diff is exactly git's own
+        history = GitHistory(repo.root)
+        comparison = Comparison(base, repo.git("rev-parse", "HEAD"), "range", "test")
+        rebuilt = files_at_base(
+            tree_files(repo.root, "HEAD"),
+            history.diff(comparison),
+            trees=tree_dirs(repo.root, base),
+        )
+        listed = tree_files(repo.root, base)
+        assert rebuilt.entries == listed.entries
+        assert rebuilt.paths == listed.paths
+        assert rebuilt.trees == listed.trees
 
         old = compute_keys(parse_spec(spec_for(layers, set())), tree_files(repo.root, base))
         new = compute_keys(parse_spec(spec_for(layers, edited)), tree_files(repo.root, "HEAD"))
