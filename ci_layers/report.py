@@ -111,8 +111,8 @@ def graph_dot(graph: LayerGraph, *, highlight: Collection[str] = ()) -> str:
 # --- plans -----------------------------------------------------------------------------
 
 
-def _short(sha: str | None) -> str:
-    return sha[:12] if sha else "working tree"
+def _short(sha: str | None, *, missing: str = "working tree") -> str:
+    return sha[:12] if sha else missing
 
 
 def plan_headline(plan: Plan) -> str:
@@ -130,7 +130,7 @@ def plan_text(plan: Plan, *, max_reasons: int = 8) -> str:
     c = plan.comparison
     lines = [
         plan_headline(plan),
-        f"  compare: {_short(c.base)}..{_short(c.head)} ({c.mode}: {c.reason})",
+        f"  compare: {_short(c.base, missing='nothing')}..{_short(c.head)} ({c.mode}: {c.reason})",
         f"  changed paths: {len(plan.changed_paths)}",
     ]
     for i, stage in enumerate(plan.stages, 1):
@@ -270,7 +270,7 @@ def _report_body(
     if plan.removed:
         out += ["Removed: " + ", ".join(f"`{_code(n)}`" for n in plan.removed), ""]
     out.append(
-        f"Compared `{_short(c.base)}`..`{_short(c.head)}` ({_md(c.mode)}: {_md(c.reason)}); "
+        f"Compared `{_short(c.base, missing='nothing')}`..`{_short(c.head)}` ({_md(c.mode)}: {_md(c.reason)}); "
         f"{len(plan.changed_paths)} changed paths."
     )
     return "\n".join(out)
