@@ -269,8 +269,9 @@ def _report_body(
         out += ["</details>", ""]
     if plan.removed:
         out += ["Removed: " + ", ".join(f"`{_code(n)}`" for n in plan.removed), ""]
+    base = _short(c.base, missing="nothing")
     out.append(
-        f"Compared `{_short(c.base, missing='nothing')}`..`{_short(c.head)}` ({_md(c.mode)}: {_md(c.reason)}); "
+        f"Compared `{base}`..`{_short(c.head)}` ({_md(c.mode)}: {_md(c.reason)}); "
         f"{len(plan.changed_paths)} changed paths."
     )
     return "\n".join(out)
