@@ -24,7 +24,7 @@ from .discover import resolve_dockerfiles
 from .docker import bake_file
 from .errors import CiLayersError, SpecError, SpecInvalid, UsageError
 from .explain import explain_layer
-from .gha import run_action
+from .gha import read_event, run_action
 from .keys import KEY_VERSION, compute_keys
 from .plan import make_plan
 from .repo import find_repo_root, read_at, tree_files, worktree_files
@@ -158,20 +158,6 @@ def cmd_plan(
     else:
         out.write(plan_text(plan) + "\n")
     return 0
-
-
-def _read_event(path: str | None) -> dict[str, Any]:
-    if not path:
-        return {}
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"event file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"event file {path} is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"event file {path} does not hold a JSON object")
-    return data
 
 
 def cmd_gha(args: argparse.Namespace, *, out: TextIO) -> int:
@@ -313,7 +299,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 base=args.base,
                 head=args.head,
                 event_name=event_name,
-                payload=_read_event(args.event),
+                payload=read_event(args.event),
                 fmt="bake" if args.command == "bake" else fmt,
                 out=out,
             )

@@ -24,7 +24,7 @@ from .plan import Plan, make_plan
 from .report import COMMENT_LIMIT, plan_report, plan_text
 from .spec import Spec
 
-__all__ = ["ActionInputs", "annotation", "inputs_from_env", "run_action"]
+__all__ = ["ActionInputs", "annotation", "inputs_from_env", "read_event", "run_action"]
 
 SUMMARY_LIMIT = 1024 * 1024 - 1024  # 1 MiB per step, with room for the runner's own lines
 ANNOTATIONS_PER_KIND = 10  # GitHub shows 10 warnings and 10 errors per step
@@ -121,7 +121,7 @@ def run_action(
     _annotate(list(spec.warnings), out)
 
     event_name = env.get("GITHUB_EVENT_NAME") or None
-    payload = _payload(env.get("GITHUB_EVENT_PATH"))
+    payload = read_event(env.get("GITHUB_EVENT_PATH"))
     history = GitHistory(root)
     comparison = choose_comparison(
         history, event_name=event_name, payload=payload, base=inputs.base, head=inputs.head
@@ -163,15 +163,18 @@ def run_action(
     return 0
 
 
-def _payload(path: str | None) -> dict[str, Any]:
+def read_event(path: str | None) -> dict[str, Any]:
+    """A GitHub event payload file (GITHUB_EVENT_PATH); {} when there is none."""
     if not path:
         return {}
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"event file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot read the event payload {path}: {exc}") from None
+        raise UsageError(f"event file {path} is not JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise UsageError(f"the event payload {path} is not a JSON object")
+        raise UsageError(f"event file {path} does not hold a JSON object")
     return data
 
 
