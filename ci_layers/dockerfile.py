@@ -137,7 +137,7 @@ def _flags(value: str) -> tuple[dict[str, list[str]], str]:
     return flags, rest
 
 
-def _arguments(rest: str, env: Mapping[str, str]) -> list[str]:
+def _arguments(rest: str, env: Mapping[str, str], escape: str) -> list[str]:
     """COPY/ADD arguments: JSON form (each element expanded) or shell words."""
     stripped = rest.strip()
     if stripped.startswith("["):
@@ -146,8 +146,8 @@ def _arguments(rest: str, env: Mapping[str, str]) -> list[str]:
         except json.JSONDecodeError:
             items = None
         if isinstance(items, list) and all(isinstance(x, str) for x in items):
-            return [expand_word(x, env) for x in items]
-    return expand_words(rest, env)
+            return [expand_word(x, env, escape=escape) for x in items]
+    return expand_words(rest, env, escape=escape)
 
 
 def _split_words(value: str) -> list[str]:
@@ -179,7 +179,10 @@ def _split_words(value: str) -> list[str]:
 def parse_dockerfile(text: str, *, build_args: Mapping[str, str]) -> ParsedDockerfile:
     """Instructions, bases and context reads; DockerfileError with the line on bad input."""
     instructions = _instructions(text)
-    state = _State(dict(build_args))
+    escape = next((i.value for i in instructions if i.keyword == "#ESCAPE"), "\\")
+    if escape not in ("\\", "`"):
+        raise DockerfileError(f"invalid escape token {escape!r}: use \\ or `", 1)
+    state = _State(dict(build_args), escape=escape)
     for ins in instructions:
         try:
             state.step(ins)
@@ -202,6 +205,7 @@ class _State:
     """What BuildKit knows while it reads a Dockerfile top to bottom."""
 
     build_args: dict[str, str]
+    escape: str = "\\"  # the `# escape=` directive
     global_args: dict[str, str] = field(default_factory=dict)
     stages: list[str] = field(default_factory=list)  # names, lower case ("" if unnamed)
     stage_env: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -227,7 +231,9 @@ class _State:
             if name in self.build_args:
                 scope[name] = self.build_args[name]
             elif eq:
-                scope[name] = expand_word(default, {**self.global_args, **self.env})
+                scope[name] = expand_word(
+                    default, {**self.global_args, **self.env}, escape=self.escape
+                )
             elif self.stages and name in self.global_args:
                 scope[name] = self.global_args[name]  # ARG NAME re-declares a global one
 
@@ -236,7 +242,7 @@ class _State:
         words = rest.split()
         if not words:
             raise DockerfileError("FROM needs an image", ins.line)
-        image = expand_word(words[0], self.global_args)
+        image = expand_word(words[0], self.global_args, escape=self.escape)
         if not image:
             raise DockerfileError(f"FROM {words[0]} expands to nothing", ins.line)
         if m := _WHOLE_ARG.fullmatch(words[0]):
@@ -254,7 +260,7 @@ class _State:
             self.stage_env[name] = self.env
 
     def _env(self, ins: Instruction) -> None:
-        words = expand_words(ins.value, self.env)
+        words = expand_words(ins.value, self.env, escape=self.escape)
         if words and "=" not in words[0]:  # the legacy ENV name value
             self.env[words[0]] = " ".join(words[1:])
             return
@@ -266,18 +272,20 @@ class _State:
         flags, rest = _flags(ins.value)
         if "from" in flags:
             source = flags["from"][-1]
-            ref = expand_word(source, self.env)
+            ref = expand_word(source, self.env, escape=self.escape)
             if not self.internal(ref):
                 self.bases.append(ref)
             return
-        args = _arguments(rest, self.env)
+        args = _arguments(rest, self.env, self.escape)
         sources = [a for a in args[:-1] if not a.startswith("<<")]
         if ins.keyword == "ADD":
             remote = [s for s in sources if _URL.search(s)]
             self.notes.extend(f"line {ins.line}: ADD {s} is not reproducible" for s in remote)
             sources = [s for s in sources if s not in remote]
         if sources:
-            exclude = tuple(expand_word(x, self.env) for x in flags.get("exclude", []))
+            exclude = tuple(
+                expand_word(x, self.env, escape=self.escape) for x in flags.get("exclude", [])
+            )
             self.reads.append(ContextRead(ins.line, ins.text, tuple(sources), exclude))
 
     _add = _copy
@@ -287,9 +295,13 @@ class _State:
         for mount in flags.get("mount", []):
             opts = dict(p.partition("=")[::2] for p in mount.split(","))
             if "from" in opts:
-                ref = expand_word(opts["from"], self.env)
+                ref = expand_word(opts["from"], self.env, escape=self.escape)
                 if not self.internal(ref):
                     self.bases.append(ref)
             elif opts.get("type", "bind") == "bind":  # a mount without type= is a bind
                 src = opts.get("source") or opts.get("src") or "."
-                self.reads.append(ContextRead(ins.line, ins.text, (expand_word(src, self.env),)))
+                self.reads.append(
+                    ContextRead(
+                        ins.line, ins.text, (expand_word(src, self.env, escape=self.escape),)
+                    )
+                )

@@ -41,6 +41,7 @@ class LayerPlan:
     paths: tuple[str, ...] = ()  # the changed paths this layer reads
     file: str | None = None  # the Dockerfile, for a Dockerfile-built layer
     context: str | None = None  # its build context ("." for the repository root)
+    notes: tuple[str, ...] = ()  # inputs no key can see (ADD <url>, git sources)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Plan:
                     "parents": list(lp.parents),
                     "reasons": list(lp.reasons),
                     **({"file": lp.file, "context": lp.context} if lp.file else {}),
+                    **({"notes": list(lp.notes)} if lp.notes else {}),
                 }
                 for n, lp in self.layers.items()
             },
@@ -127,6 +129,7 @@ def build_plan(
             paths=tuple(paths),
             file=node.file if (node := graph[name].dockerfile) else None,
             context=(node.context or ".") if node else None,
+            notes=node.notes if node else (),
         )
     removed = sorted(set(base_spec.layers) - set(spec.layers)) if base_spec else []
     return Plan(

@@ -142,6 +142,7 @@ def plan_text(plan: Plan, *, max_reasons: int = 8) -> str:
                 lines.append(f"    - {reason}")
             if len(lp.reasons) > max_reasons:
                 lines.append(f"    - … {len(lp.reasons) - max_reasons} more")
+            lines.extend(f"    ! {note}" for note in lp.notes)
     if plan.removed:
         lines.append(f"removed: {', '.join(plan.removed)}")
     return _printable("\n".join(lines))

@@ -81,3 +81,11 @@ def test_bad_dockerfiles_name_the_line(text: str, message: str, line: int) -> No
     with pytest.raises(DockerfileError, match=message) as info:
         parse_dockerfile(text, build_args={})
     assert info.value.line == line
+
+
+def test_the_escape_directive_changes_the_escape_token() -> None:
+    text = "# escape=`\nFROM a\nRUN echo a `\n  b\nCOPY c:\\dir\\x /y\n"
+    parsed = parse_dockerfile(text, build_args={})
+    assert parsed.instructions[0].keyword == "#ESCAPE"  # part of the key
+    assert parsed.instructions[2].value == "echo a   b"
+    assert [r.sources for r in parsed.reads] == [("c:\\dir\\x",)]
