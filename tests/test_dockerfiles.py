@@ -357,3 +357,29 @@ def test_bake_names_contexts_as_written_and_paths_from_the_context(dock: GitRepo
     }
     tools = targets["registry-example-com-acme-tools"]
     assert (tools["context"], tools["dockerfile"]) == ("images", "tools/Containerfile")
+
+
+def test_docker_library_layout(git_repo: GitRepo) -> None:
+    """The issue's own example: {family}/{version}/{os}/{variant}/Dockerfile."""
+    git_repo.write(
+        "ci-layers.yaml",
+        'version: 1\ndockerfiles:\n  - path: "{family}/{version}/{os}/{variant}/Dockerfile"\n'
+        '    image: "{family}:{version}-{variant}-{os}"\n',
+    )
+    git_repo.write("python/3.12/bookworm/slim/Dockerfile", "FROM debian:bookworm-slim\nCOPY x /\n")
+    git_repo.write("python/3.12/bookworm/slim/x", "1\n")
+    git_repo.write("python/3.12/bookworm/full/Dockerfile", "FROM python:3.12-slim-bookworm\n")
+    git_repo.write(
+        "tools/1/bookworm/base/Dockerfile",
+        "FROM python:3.12-full-bookworm@sha256:" + "1" * 64 + "\n",
+    )
+    base = git_repo.commit("library")
+    git_repo.write("python/3.12/bookworm/slim/x", "2\n")
+    git_repo.commit("x")
+    p = plan(git_repo, base)
+    assert p["affected"] == [
+        "python:3.12-slim-bookworm",
+        "python:3.12-full-bookworm",
+        "tools:1-base-bookworm",
+    ]
+    assert p["layers"]["python:3.12-slim-bookworm"]["parents"] == []
