@@ -141,6 +141,7 @@ def cmd_plan(
     payload: dict[str, Any],
     fmt: str,
     out: TextIO,
+    err: TextIO,
 ) -> int:
     history = GitHistory(root)
     comparison = choose_comparison(
@@ -149,6 +150,10 @@ def cmd_plan(
     plan = make_plan(
         root=root, spec=spec, spec_rel=spec_rel, comparison=comparison, history=history
     )
+    if plan.spec is not None:  # what resolving Dockerfiles at head found
+        for warning in plan.spec.warnings:
+            if warning not in spec.warnings:
+                _report(warning, err)
     if fmt == "bake":
         _emit_json(bake_file(plan, plan.spec or spec), out)
     elif fmt == "json":
@@ -302,6 +307,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 payload=read_event(args.event),
                 fmt="bake" if args.command == "bake" else fmt,
                 out=out,
+                err=err,
             )
         case "explain":
             return cmd_explain(

@@ -118,7 +118,6 @@ def run_action(
         if output_path:
             write_outputs(output_path, {"has-changes": "false", "stage-count": "0"})
         return 0 if inputs.fail_on == "never" else spec_error.exit_code
-    _annotate(list(spec.warnings), out)
 
     event_name = env.get("GITHUB_EVENT_NAME") or None
     payload = read_event(env.get("GITHUB_EVENT_PATH"))
@@ -130,6 +129,7 @@ def run_action(
         root=root, spec=spec, spec_rel=spec_rel, comparison=comparison, history=history
     )
     spec = plan.spec or spec  # the spec at head, which may differ from the one on disk
+    _annotate(list(spec.warnings), out)  # with what resolving its Dockerfiles found
 
     plan_file = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "ci-layers-plan.json"
     plan_file.write_text(json.dumps(plan.to_json(), indent=2, ensure_ascii=True) + "\n")
