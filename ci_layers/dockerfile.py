@@ -87,6 +87,7 @@ class ParsedDockerfile:
 
 
 def _instructions(text: str) -> list[Instruction]:
+    text = text.removeprefix("\ufeff")  # BuildKit skips a UTF-8 byte order mark
     parser = DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8")))
     lines = text.splitlines()
     out: list[Instruction] = []

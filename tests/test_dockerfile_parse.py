@@ -89,3 +89,11 @@ def test_the_escape_directive_changes_the_escape_token() -> None:
     assert parsed.instructions[0].keyword == "#ESCAPE"  # part of the key
     assert parsed.instructions[2].value == "echo a   b"
     assert [r.sources for r in parsed.reads] == [("c:\\dir\\x",)]
+
+
+def test_crlf_line_ends_and_a_byte_order_mark() -> None:
+    parsed = parse_dockerfile(
+        "\ufeffFROM a\r\nCOPY x.txt /y\r\nRUN echo \\\r\n  hi\r\n", build_args={}
+    )
+    assert [i.keyword for i in parsed.instructions] == ["FROM", "COPY", "RUN"]
+    assert [r.sources for r in parsed.reads] == [("x.txt",)]
