@@ -9,6 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ci_layers.cli import main
 from ci_layers.errors import SpecInvalid
@@ -466,3 +469,85 @@ def test_pinning_needs_a_whole_digest_and_drive_letters_only_count_with_a_slash(
     ]
     with pytest.raises(SpecInvalid, match="is absolute"):
         parse_spec("version: 1\nlayers:\n  a: {from: scratch, copy: [{src: 'C:/x', dest: /}]}\n")
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=False, width=16),
+    st.sampled_from(
+        ["", "x", "../x", "/abs", "a@sha256:" + "0" * 64, "scratch", "[z-a]", "*", "!", "b"]
+    ),
+)
+_KEYS = st.sampled_from(
+    [
+        "version",
+        "layers",
+        "images",
+        "global_inputs",
+        "dockerfiles",
+        "image_overrides",
+        "a",
+        "b",
+        "parent",
+        "from",
+        "run",
+        "copy",
+        "src",
+        "dest",
+        "from_layer",
+        "exclude",
+        "env",
+        "inputs",
+        "layer",
+        "tags",
+        "path",
+        "image",
+        "context",
+        "build_args",
+        "chmod",
+        "user",
+        "cmd",
+    ]
+)
+_DOCS = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_KEYS, inner, max_size=5)),
+    max_leaves=30,
+)
+
+
+_LAYER = st.dictionaries(
+    st.sampled_from(["parent", "from", "run", "copy", "env", "inputs", "user", "cmd", "labels"]),
+    st.one_of(
+        _SCALARS,
+        st.lists(_SCALARS, max_size=3),
+        st.lists(st.dictionaries(_KEYS, _SCALARS, max_size=4), max_size=3),
+        st.dictionaries(_KEYS, _SCALARS, max_size=3),
+    ),
+    max_size=5,
+)
+_SPECS = st.fixed_dictionaries(
+    {"version": st.just(1), "layers": st.dictionaries(st.sampled_from(["a", "b", "c"]), _LAYER)},
+    optional={"images": _DOCS, "global_inputs": _DOCS, "dockerfiles": _DOCS},
+)
+
+
+def _load(text: str) -> SpecInvalid | None:
+    try:
+        parse_spec(text)
+    except SpecInvalid as exc:
+        return exc
+    return None
+
+
+@given(st.one_of(_DOCS, _SPECS))
+def test_any_document_is_a_spec_or_a_located_error(doc) -> None:
+    """No input makes the loader fail in any other way (that would be exit 3)."""
+    if isinstance(doc, dict):
+        doc.setdefault("version", 1)
+    problem = _load(yaml.safe_dump(doc))
+    if problem is not None:
+        assert problem.errors
+        assert all(e.where.file == "ci-layers.yaml" for e in problem.errors)
