@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ci_layers.dockerfile import DockerfileError, parse_dockerfile
 
@@ -97,3 +99,50 @@ def test_crlf_line_ends_and_a_byte_order_mark() -> None:
     )
     assert [i.keyword for i in parsed.instructions] == ["FROM", "COPY", "RUN"]
     assert [r.sources for r in parsed.reads] == [("x.txt",)]
+
+
+_LINES = st.sampled_from(
+    [
+        "FROM a",
+        "FROM ${X:-b} AS s",
+        "FROM s",
+        "ARG X=1",
+        'ARG Y="a b"',
+        "ARG",
+        "ENV A=1 B=$A",
+        "ENV A",
+        "COPY x /y",
+        'COPY ["$X", "/y"]',
+        "COPY --from=s /a /b",
+        "COPY --from=${Z:?z} /a /b",
+        "ADD https://e.x/f /f",
+        "RUN <<EOF",
+        "EOF",
+        "RUN <<-T",
+        "\tT",
+        "RUN --mount=source=q,target=/q x",
+        "COPY --exclude=*.md src/ /s/",
+        "# escape=`",
+        "# comment",
+        "",
+        "RUN echo \\",
+        "  more",
+        'COPY "unclosed /x',
+        "WORKDIR /w",
+        "BOGUS",
+        "COPY ${",
+        "FROM",
+        "COPY <<EOF /e",
+    ]
+)
+
+
+@given(st.lists(_LINES, max_size=12))
+def test_any_dockerfile_parses_or_names_its_line(lines: list[str]) -> None:
+    text = "\n".join(lines) + "\n"
+    line = None
+    try:
+        parse_dockerfile(text, build_args={})
+    except DockerfileError as exc:  # the only way it may fail
+        line = exc.line
+    assert line is None or 1 <= line <= max(1, len(lines))
