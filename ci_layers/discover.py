@@ -10,6 +10,7 @@ host, ignoring a digest pin.
 
 from __future__ import annotations
 
+import graphlib
 import posixpath
 import re
 from collections.abc import Mapping
@@ -130,9 +131,10 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
             by_key.setdefault(image_key(tag), name)
     layers = dict(own)
     for name, (path, rule, values) in nodes.items():
-        layer = _layer(name, path, rule, values, files, by_key, errors)
+        layer = _layer(name, path, rule, values, files, by_key, errors, inherited=())
         if layer is not None:
             layers[name] = layer
+    _inherit_env(layers, nodes, files, by_key)
     unused = sorted(set(spec.image_overrides) - set(nodes))
     warnings = [
         SpecError(
@@ -182,6 +184,8 @@ def _layer(
     files: RepoFiles,
     by_key: Mapping[tuple[str, str], str],
     errors: list[SpecError],
+    *,
+    inherited: tuple[tuple[str, tuple[tuple[str, str], ...]], ...],
 ) -> ImageLayer | None:
     real = follow_symlinks(files, path)  # a symlinked Dockerfile is read through the link
     raw = files.read(real) if real else None
@@ -194,7 +198,8 @@ def _layer(
     context = "" if context in (".", "") else context
     args = {k: _fill(v, values) for k, v in rule.build_args}
     try:
-        parsed = _parse(raw.decode("utf-8", errors="replace"), tuple(sorted(args.items())))
+        text = raw.decode("utf-8", errors="replace")
+        parsed = _parse(text, tuple(sorted(args.items())), inherited)
     except DockerfileError as exc:
         errors.append(SpecError(str(exc), where=Location(path, exc.line, 1), layer=name))
         return None
@@ -225,6 +230,7 @@ def _layer(
         tags=tuple(_tags(rule, values)),
         bases=tuple((b, by_key[image_key(b)]) for b in parsed.bases if image_key(b) in by_key),
         base_args=parsed.base_args,
+        env=parsed.final_env,
     )
     return ImageLayer(
         name=name,
@@ -238,9 +244,44 @@ def _layer(
 
 
 @cached(LRUCache(maxsize=8192))
-def _parse(text: str, args: tuple[tuple[str, str], ...]) -> ParsedDockerfile:
+def _parse(
+    text: str,
+    args: tuple[tuple[str, str], ...],
+    inherited: tuple[tuple[str, tuple[tuple[str, str], ...]], ...],
+) -> ParsedDockerfile:
     # base and head mostly hold the same Dockerfiles: parse each text once
-    return parse_dockerfile(text, build_args=dict(args))
+    envs = {ref: dict(env) for ref, env in inherited}
+    return parse_dockerfile(text, build_args=dict(args), image_env=envs.get)
+
+
+def _inherit_env(
+    layers: dict[str, ImageLayer],
+    nodes: Mapping[str, tuple[str, DockerfileRule, dict[str, str]]],
+    files: RepoFiles,
+    by_key: Mapping[tuple[str, str], str],
+) -> None:
+    """Parse again, parents first, the Dockerfiles built on in-repo images whose ENV is
+    now known: BuildKit expands a child's instructions with its base image's ENV."""
+    deps = {n: [d for d in layers[n].dependencies if d in nodes] for n in nodes if n in layers}
+    try:
+        order = list(graphlib.TopologicalSorter(deps).static_order())
+    except graphlib.CycleError:
+        return  # reported as a cycle by the caller
+    for name in order:
+        node = layers[name].dockerfile if name in layers else None
+        if node is None or not node.bases:
+            continue
+        inherited = tuple(
+            (ref, parent.env)
+            for ref, dep in node.bases
+            if dep in layers and (parent := layers[dep].dockerfile) is not None and parent.env
+        )
+        if not inherited:
+            continue
+        path, rule, values = nodes[name]
+        again = _layer(name, path, rule, values, files, by_key, [], inherited=inherited)
+        if again is not None:
+            layers[name] = again
 
 
 def _ignore_file(path: str, context: str, files: RepoFiles) -> str | None:

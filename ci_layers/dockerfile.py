@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from dockerfile_parse import DockerfileParser
@@ -84,6 +84,7 @@ class ParsedDockerfile:
     reads: tuple[ContextRead, ...]
     notes: tuple[str, ...] = field(default=())  # non-reproducible inputs
     base_args: tuple[tuple[str, str], ...] = ()  # (image, global ARG its FROM is written with)
+    final_env: tuple[tuple[str, str], ...] = ()  # the ENV the built image carries
 
 
 def _instructions(text: str) -> list[Instruction]:
@@ -177,13 +178,22 @@ def _split_words(value: str) -> list[str]:
     return words
 
 
-def parse_dockerfile(text: str, *, build_args: Mapping[str, str]) -> ParsedDockerfile:
-    """Instructions, bases and context reads; DockerfileError with the line on bad input."""
+def parse_dockerfile(
+    text: str,
+    *,
+    build_args: Mapping[str, str],
+    image_env: Callable[[str], Mapping[str, str] | None] | None = None,
+) -> ParsedDockerfile:
+    """Instructions, bases and context reads; DockerfileError with the line on bad input.
+
+    `image_env(reference)` gives the ENV an image built on carries, where it is known (an
+    image built in the same repository): BuildKit expands later instructions with it.
+    """
     instructions = _instructions(text)
     escape = next((i.value for i in instructions if i.keyword == "#ESCAPE"), "\\")
     if escape not in ("\\", "`"):
         raise DockerfileError(f"invalid escape token {escape!r}: use \\ or `", 1)
-    state = _State(dict(build_args), escape=escape)
+    state = _State(dict(build_args), escape=escape, image_env=image_env)
     for ins in instructions:
         try:
             state.step(ins)
@@ -198,6 +208,7 @@ def parse_dockerfile(text: str, *, build_args: Mapping[str, str]) -> ParsedDocke
         reads=tuple(state.reads),
         notes=tuple(state.notes),
         base_args=tuple(state.base_args),
+        final_env=tuple(state.persisted.items()),
     )
 
 
@@ -207,9 +218,11 @@ class _State:
 
     build_args: dict[str, str]
     escape: str = "\\"  # the `# escape=` directive
+    image_env: Callable[[str], Mapping[str, str] | None] | None = None
+    persisted: dict[str, str] = field(default_factory=dict)  # this stage's ENV, for children
+    stage_persisted: dict[str, dict[str, str]] = field(default_factory=dict)
     global_args: dict[str, str] = field(default_factory=dict)
     stages: list[str] = field(default_factory=list)  # names, lower case ("" if unnamed)
-    stage_env: dict[str, dict[str, str]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # this stage's ARGs and ENVs
     bases: list[str] = field(default_factory=list)
     reads: list[ContextRead] = field(default_factory=list)
@@ -250,24 +263,27 @@ class _State:
             self.base_args.append((image, m.group(1) or m.group(2)))
         if self.internal(image):
             self.final_base = None
-            self.env = dict(self.stage_env.get(image.lower(), {}))  # a stage inherits ENV
+            self.persisted = dict(self.stage_persisted.get(image.lower(), {}))  # ENV, not ARGs
         else:
             self.bases.append(image)
             self.final_base = image
-            self.env = {}
+            known = self.image_env(image) if self.image_env else None
+            self.persisted = dict(known or {})
+        self.env = dict(self.persisted)
         name = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else ""
         self.stages.append(name)
         if name:
-            self.stage_env[name] = self.env
+            self.stage_persisted[name] = self.persisted
 
     def _env(self, ins: Instruction) -> None:
         words = expand_words(ins.value, self.env, escape=self.escape)
         if words and "=" not in words[0]:  # the legacy ENV name value
-            self.env[words[0]] = " ".join(words[1:])
-            return
-        for word in words:
-            name, _, value = word.partition("=")
+            pairs = [(words[0], " ".join(words[1:]))]
+        else:
+            pairs = [(w.partition("=")[0], w.partition("=")[2]) for w in words]
+        for name, value in pairs:
             self.env[name] = value
+            self.persisted[name] = value
 
     def _copy(self, ins: Instruction) -> None:
         flags, rest = _flags(ins.value)

@@ -45,6 +45,7 @@ class DockerfileNode:
     tags: tuple[str, ...] = ()
     bases: tuple[tuple[str, str], ...] = ()  # (reference as written, in-repo image it names)
     base_args: tuple[tuple[str, str], ...] = ()  # (reference, the global ARG that wrote it)
+    env: tuple[tuple[str, str], ...] = ()  # the ENV the built image carries
 
 
 @dataclass(frozen=True, slots=True)

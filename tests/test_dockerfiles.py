@@ -383,3 +383,21 @@ def test_docker_library_layout(git_repo: GitRepo) -> None:
         "tools:1-base-bookworm",
     ]
     assert p["layers"]["python:3.12-slim-bookworm"]["parents"] == []
+
+
+def test_env_of_an_in_repo_parent_reaches_the_childs_copy_sources(dock: GitRepo) -> None:
+    dock.write("images/envbase/Dockerfile", "FROM scratch\nENV CONF_DIR=settings\n")
+    dock.write(
+        "images/envkid/Dockerfile",
+        "FROM registry.example.com/acme/envbase\nCOPY $CONF_DIR/app.ini /etc/\n",
+    )
+    dock.write("images/envkid/settings/app.ini", "a=1\n")
+    dock.write("images/envkid/app.ini", "unrelated\n")
+    base = dock.commit("env")
+    dock.write("images/envkid/settings/app.ini", "a=2\n")
+    dock.commit("setting")
+    assert short(plan(dock, base)["affected"]) == ["envkid"]
+    base = dock.git("rev-parse", "HEAD")
+    dock.write("images/envkid/app.ini", "still unrelated\n")
+    dock.commit("unrelated")
+    assert plan(dock, base)["affected"] == []
