@@ -10,7 +10,7 @@ from typing import Any
 from .changes import ChangeSet
 from .graph import LayerGraph
 from .keys import LayerKey
-from .mapping import paths_read
+from .mapping import paths_read_at_either_end
 from .spec import Spec
 
 __all__ = ["explain_difference", "explain_layer"]
@@ -29,10 +29,7 @@ def explain_layer(
     changed = changes.as_files()
 
     def changed_paths(layer: str) -> list[str]:
-        found = set(paths_read(spec.graph[layer], changed))
-        if layer in old_spec.layers:
-            found.update(paths_read(old_spec.graph[layer], changed))
-        return sorted(found)
+        return paths_read_at_either_end(layer, spec, old_spec, changed)
 
     return explain_difference(name, keys, old_keys, graph=spec.graph, changed_paths=changed_paths)
 

@@ -12,8 +12,9 @@ from typing import Any
 from .graph import ImageLayer
 from .repo import RepoFiles
 from .sources import context_reads, copy_source, input_globs
+from .spec import Spec
 
-__all__ = ["cache_break", "definition_changes", "paths_read"]
+__all__ = ["cache_break", "definition_changes", "paths_read", "paths_read_at_either_end"]
 
 
 def paths_read(layer: ImageLayer, changed: RepoFiles) -> list[str]:
@@ -31,6 +32,17 @@ def paths_read(layer: ImageLayer, changed: RepoFiles) -> list[str]:
         for src in c.src:
             found.update(copy_source(src, c.exclude).paths(changed))
     found.update(input_globs(layer.inputs).select(changed))
+    return sorted(found)
+
+
+def paths_read_at_either_end(
+    name: str, new_spec: Spec, old_spec: Spec, changed: RepoFiles
+) -> list[str]:
+    """The changed paths layer `name` reads at head or at base: a deleted file is read
+    only by the spec as it was."""
+    found = set(paths_read(new_spec.graph[name], changed))
+    if name in old_spec.layers:
+        found.update(paths_read(old_spec.graph[name], changed))
     return sorted(found)
 
 

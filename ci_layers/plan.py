@@ -19,7 +19,7 @@ from .changes import ChangeSet, Comparison, GitHistory, changes_between, files_a
 from .discover import resolve_dockerfiles
 from .errors import SpecInvalid
 from .keys import LayerKey, compute_keys
-from .mapping import cache_break, definition_changes, paths_read
+from .mapping import cache_break, definition_changes, paths_read_at_either_end
 from .repo import RepoFiles, attach_reader, read_at, tree_dirs, tree_files, worktree_files
 from .resolver import DependencyResolver
 from .sources import input_globs
@@ -169,10 +169,8 @@ def _why(
     if old.recipe.get("parent") != recipe.get("parent") and layer.parent not in rebuilt:
         reasons.append(f"now built on '{layer.parent}'")
     reasons += [f"spec: {f} changed" for f in definition_changes(old.recipe, recipe)]
-    paths = set(paths_read(layer, changed))
-    if name in base_spec.layers:
-        paths.update(paths_read(base_spec.graph[name], changed))
-    for p in sorted(paths)[:MAX_PATH_REASONS]:
+    paths = paths_read_at_either_end(name, spec, base_spec, changed)
+    for p in paths[:MAX_PATH_REASONS]:
         reasons.append(f"changed: {p}")
     if len(paths) > MAX_PATH_REASONS:
         reasons.append(f"and {len(paths) - MAX_PATH_REASONS} more changed paths")
@@ -185,7 +183,7 @@ def _why(
         reasons += [f"global input changed: {p}" for p in global_paths] or ["global inputs changed"]
     if not reasons:
         reasons.append("the files it reads changed")
-    return reasons, sorted(paths)
+    return reasons, paths
 
 
 def make_plan(
