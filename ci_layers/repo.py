@@ -194,7 +194,7 @@ def attach_reader(root: Path, files: RepoFiles) -> RepoFiles:
 
 def tree_files(root: Path, rev: str, *, kind: str = "commit") -> RepoFiles:
     """The files and directories of commit (or tree) `rev`, from git's objects alone."""
-    return _tree_files(_git(root), rev, kind=kind)
+    return attach_reader(root, _tree_files(_git(root), rev, kind=kind))
 
 
 def _tree_files(g: git.Git, rev: str, *, kind: str) -> RepoFiles:
@@ -206,7 +206,6 @@ def _tree_files(g: git.Git, rev: str, *, kind: str) -> RepoFiles:
         raise GitError(f"cannot read the tree of '{rev}': {git_reason(exc)}", rev=rev) from None
     files = parse_ls_tree(out, rev=rev)
     files.trees[""] = root_tree
-    files.reader = _blob_reader(g, files)
     return files
 
 

@@ -256,3 +256,14 @@ def test_explain_follows_a_long_chain_without_recursion(git_repo: GitRepo) -> No
     out = io.StringIO()
     assert main(["explain", "l1499", "--against", "HEAD", "-C", str(git_repo.root)], out=out) == 0
     assert "run[0]: 'x' -> 'y'" in out.getvalue()
+
+
+def test_keys_outside_git_read_the_directory(tmp_path) -> None:
+    (tmp_path / "ci-layers.yaml").write_text(SPEC)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.py").write_text("print('hi')\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["keys", "--format", "json", "-C", str(tmp_path)], out=out, err=err) == 0, (
+        err.getvalue()
+    )
+    assert set(json.loads(out.getvalue())["layers"]) == {"base", "app"}
