@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ from .explain import explain_layer
 from .gha import read_event, run_action
 from .keys import KEY_VERSION, compute_keys
 from .plan import make_plan
-from .repo import find_repo_root, read_at, tree_files, worktree_files
+from .repo import RepoFiles, find_repo_root, read_at, tree_files, worktree_files
 from .report import graph_dot, graph_json, graph_mermaid, graph_text, plan_report, plan_text
 from .resolver import DependencyResolver
 from .spec import DEFAULT_SPEC, Spec, load_spec, parse_spec, schema
@@ -87,8 +88,8 @@ def cmd_affected(*, spec: Spec, changed: list[str], fmt: str, out: TextIO) -> in
     return 0
 
 
-def cmd_keys(*, spec: Spec, root: Path, fmt: str, recipe: bool, out: TextIO) -> int:
-    keys = compute_keys(spec, worktree_files(root))
+def cmd_keys(*, spec: Spec, files: RepoFiles, fmt: str, recipe: bool, out: TextIO) -> int:
+    keys = compute_keys(spec, files)
     if fmt == "json":
         layers = {}
         for name, k in keys.items():
@@ -102,7 +103,14 @@ def cmd_keys(*, spec: Spec, root: Path, fmt: str, recipe: bool, out: TextIO) -> 
 
 
 def cmd_explain(
-    *, spec: Spec, root: Path, spec_rel: str | None, layer: str, against: str, out: TextIO
+    *,
+    spec: Spec,
+    root: Path,
+    files: RepoFiles,
+    spec_rel: str | None,
+    layer: str,
+    against: str,
+    out: TextIO,
 ) -> int:
     DependencyResolver(spec.graph).build_order(layer)  # an unknown name fails here, clearly
     old_files = tree_files(root, against)
@@ -115,7 +123,7 @@ def cmd_explain(
             return 0
         old_spec = parse_spec(text, filename=f"{against}:{spec_rel}")
     old_spec = resolve_dockerfiles(old_spec, old_files)
-    new_files = worktree_files(root)
+    new_files = files
     comparison = Comparison(against, None, "working-tree", f"the working tree vs {against}")
     lines = explain_layer(
         layer,
@@ -275,8 +283,14 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     root, spec_path, spec_rel = _locate(args.repo, args.spec)
     shown = spec_rel if spec_rel is not None else str(spec_path)
     spec = load_spec(spec_path, display=shown)
+
+    @functools.cache
+    def working_tree() -> RepoFiles:
+        # one snapshot per command: writing the working tree as a git tree is not cheap
+        return worktree_files(root)
+
     if spec.dockerfile_rules and args.command not in ("plan", "bake"):
-        spec = resolve_dockerfiles(spec, worktree_files(root))
+        spec = resolve_dockerfiles(spec, working_tree())
     for warning in spec.warnings:
         _report(warning, err)
     fmt = getattr(args, "format", "text")
@@ -290,7 +304,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         case "affected":
             return cmd_affected(spec=spec, changed=args.changed, fmt=fmt, out=out)
         case "keys":
-            return cmd_keys(spec=spec, root=root, fmt=fmt, recipe=args.recipe, out=out)
+            return cmd_keys(spec=spec, files=working_tree(), fmt=fmt, recipe=args.recipe, out=out)
         case "plan" | "bake":
             event_name = args.event_name
             if args.event and not event_name:
@@ -313,6 +327,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return cmd_explain(
                 spec=spec,
                 root=root,
+                files=working_tree(),
                 spec_rel=spec_rel,
                 layer=args.layer,
                 against=args.against,
