@@ -15,11 +15,10 @@ import argparse
 import json
 import random
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from timing import best, fast_import
+from timing import PLAN, best, fast_import
 
 SPEC = """version: 1
 dockerfiles:
@@ -71,18 +70,7 @@ def main() -> None:
         root = Path(tmp) / "repo"
         generate(root, args.images, args.changed, seed=1)
         ls = best(["git", "ls-files"], root, args.repeat)
-        plan_cmd = [
-            sys.executable,
-            "-m",
-            "ci_layers.cli",
-            "plan",
-            "--format",
-            "json",
-            "--base",
-            "HEAD~1",
-            "--head",
-            "HEAD",
-        ]
+        plan_cmd = PLAN
         t_plan = best(plan_cmd, root, args.repeat)
         out = subprocess.run(plan_cmd, cwd=root, check=True, capture_output=True, text=True)
         plan = json.loads(out.stdout)

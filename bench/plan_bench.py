@@ -11,16 +11,16 @@ the plan's peak memory.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from timing import best, fast_import
+from timing import PLAN, best, fast_import
 
 
 def generate(root: Path, layers: int, files: int, changed: int, seed: int) -> None:
@@ -77,23 +77,10 @@ def main() -> None:
         )
         diff = ["git", "diff", "--name-status", "-z", "HEAD~1", "HEAD"]
         t_diff = best(diff, root, args.repeat)
-        plan = [
-            sys.executable,
-            "-m",
-            "ci_layers.cli",
-            "plan",
-            "--format",
-            "json",
-            "--base",
-            "HEAD~1",
-            "--head",
-            "HEAD",
-        ]
+        plan = PLAN
         t_plan = best(plan, root, args.repeat)
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB, largest child
         out = subprocess.run(plan, cwd=root, check=True, capture_output=True, text=True).stdout
-        import json
-
         affected = len(json.loads(out)["affected"])
         print(f"git diff --name-status -z: {t_diff:.3f}s")
         print(f"ci-layers plan:            {t_plan:.3f}s  ({affected} layers to rebuild)")

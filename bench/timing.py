@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+# `ci-layers plan` of the last commit, in a fresh process as CI runs it
+PLAN = [sys.executable, "-m", "ci_layers.cli", "plan", "--format", "json"]
+PLAN += ["--base", "HEAD~1", "--head", "HEAD"]
 
 
 def best(cmd: list[str], cwd: Path, repeat: int) -> float:
