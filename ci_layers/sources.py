@@ -98,7 +98,7 @@ class CopySource:
 
     def _entries(self, files: RepoFiles) -> list[list[str]]:
         prefix = self.prefix
-        if not self.is_glob and (target := _follow(files, prefix)) != prefix and target:
+        if not self.is_glob and (target := follow_symlinks(files, prefix)) != prefix and target:
             # COPY follows a symlink given as the source: the target's content counts
             inner = copy_source(target, self.exclude).entries(files)
             if target in files:  # a file: it lands under the link's name
@@ -141,7 +141,7 @@ class CopySource:
     def paths(self, files: RepoFiles) -> list[str]:
         """Repository paths this source reads (for reasons and mapping)."""
         prefix = self.prefix
-        if not self.is_glob and (target := _follow(files, prefix)) != prefix and target:
+        if not self.is_glob and (target := follow_symlinks(files, prefix)) != prefix and target:
             return [prefix, *copy_source(target, self.exclude).paths(files)]
         candidates = [prefix] if (prefix and prefix in files) else []
         candidates += files.under(prefix + "/" if prefix else "")
@@ -230,11 +230,6 @@ def _literal_names(patterns: Sequence[str]) -> list[str] | None:
 
 
 def follow_symlinks(files: RepoFiles, path: str) -> str | None:
-    """Where a chain of symlinks at `path` ends, inside the repository."""
-    return _follow(files, path)
-
-
-def _follow(files: RepoFiles, path: str) -> str | None:
     """Where a chain of symlinks at `path` ends, inside the repository; `path` itself when
     it is no symlink, None when a link leaves the repository or loops."""
     for _ in range(40):
