@@ -76,6 +76,8 @@ class FakeGitHub:
 
 def serve(fake: FakeGitHub) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        rec: Recorded
+
         def log_message(self, *args: object) -> None:
             pass
 
@@ -83,6 +85,9 @@ def serve(fake: FakeGitHub) -> ThreadingHTTPServer:
             self, status: int, data: Any = None, headers: dict[str, str] | None = None
         ) -> None:
             raw = b"" if data is None else json.dumps(data).encode()
+            # Record before answering: once the client has the answer it may send the
+            # next request, and a later write would land on that request's record.
+            self.rec.status = status
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(raw)))
@@ -90,7 +95,6 @@ def serve(fake: FakeGitHub) -> ThreadingHTTPServer:
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(raw)
-            fake.requests[-1].status = status
 
         def _handle(self, method: str) -> None:
             parts = urlsplit(self.path)
@@ -98,6 +102,7 @@ def serve(fake: FakeGitHub) -> ThreadingHTTPServer:
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
             rec = Recorded(method, parts.path, parse_qs(parts.query), body, dict(self.headers))
+            self.rec = rec
             fake.requests.append(rec)
             if fake.validate is not None and (problem := fake.validate(rec)):
                 fake.violations.append(f"{method} {self.path}: {problem}")
