@@ -9,6 +9,7 @@ says *everything* is affected and why: never an empty plan because the diff fail
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from typing import Any
 
 import git
 
-from .errors import GitError
+from .errors import GitError, UsageError
 from .repo import GITLINK, RepoFiles, git_reason
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "changes_between",
     "choose_comparison",
     "files_at_base",
+    "read_event",
 ]
 
 ZERO = "0" * 40
@@ -278,6 +280,21 @@ def _obj(value: Any) -> Mapping[str, Any]:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def read_event(path: str | None) -> dict[str, Any]:
+    """A GitHub event payload file (GITHUB_EVENT_PATH); {} when there is none."""
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"event file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"event file {path} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"event file {path} does not hold a JSON object")
+    return data
 
 
 def choose_comparison(

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .changes import Comparison, GitHistory, changes_between, choose_comparison
+from .changes import Comparison, GitHistory, changes_between, choose_comparison, read_event
 from .discover import resolve_dockerfiles
 from .docker import bake_file
 from .errors import CiLayersError, SpecError, SpecInvalid, UsageError
 from .explain import explain_layer
-from .gha import read_event, run_action
 from .keys import KEY_VERSION, compute_keys
 from .plan import make_plan
 from .repo import RepoFiles, find_repo_root, read_at, tree_files, worktree_files
@@ -41,8 +40,9 @@ __all__ = ["main"]
 
 def _emit_json(data: Any, out: TextIO) -> None:
     # ASCII escapes keep the output valid JSON whatever the file names' bytes are.
-    json.dump(data, out, indent=2, sort_keys=False, ensure_ascii=True)
-    out.write("\n")
+    # One write: json.dump writes each token on its own, which costs more than encoding
+    # a plan of thousands of layers.
+    out.write(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=True) + "\n")
 
 
 def cmd_validate(*, spec: Spec, out: TextIO) -> int:
@@ -180,6 +180,8 @@ def cmd_gha(args: argparse.Namespace, *, out: TextIO) -> int:
     repo = args.repo
     if repo == "." and env.get("INPUT_WORKING_DIRECTORY"):
         repo = env["INPUT_WORKING_DIRECTORY"]
+    from .gha import run_action  # PyGithub takes 0.2 s to import; only the action needs it
+
     root, spec_path, spec_rel = _locate(repo, spec_arg)
     shown = spec_rel if spec_rel is not None else str(spec_path)
     try:

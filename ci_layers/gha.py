@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .changes import GitHistory, choose_comparison
+from .changes import GitHistory, choose_comparison, read_event
 from .errors import SpecError, SpecInvalid, UsageError
 from .github import marker_for, upsert_comment
 from .outputs import MATRIX_LIMIT, action_outputs, write_outputs
@@ -24,7 +24,7 @@ from .plan import Plan, make_plan
 from .report import COMMENT_LIMIT, plan_report, plan_text
 from .spec import Spec
 
-__all__ = ["ActionInputs", "annotation", "inputs_from_env", "read_event", "run_action"]
+__all__ = ["ActionInputs", "annotation", "inputs_from_env", "run_action"]
 
 SUMMARY_LIMIT = 1024 * 1024 - 1024  # 1 MiB per step, with room for the runner's own lines
 ANNOTATIONS_PER_KIND = 10  # GitHub shows 10 warnings and 10 errors per step
@@ -161,21 +161,6 @@ def run_action(
         out.write(f"failing: {len(spec.warnings)} warning(s) and fail-on is 'warning'\n")
         return 1
     return 0
-
-
-def read_event(path: str | None) -> dict[str, Any]:
-    """A GitHub event payload file (GITHUB_EVENT_PATH); {} when there is none."""
-    if not path:
-        return {}
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"event file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"event file {path} is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"event file {path} does not hold a JSON object")
-    return data
 
 
 def _log_plan(plan: Plan, outputs: Mapping[str, str], out: TextIO) -> None:
