@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from cachetools import LRUCache, cached
 
-from .dockerfile import DockerfileError, ParsedDockerfile, parse_dockerfile
+from .dockerfile import BaseImage, DockerfileError, ParsedDockerfile, parse_dockerfile
 from .dockerignore import DockerIgnore, DockerignoreError, read_dockerignore
 from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
@@ -134,7 +134,7 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
         layer = _layer(name, path, rule, values, files, by_key, errors, inherited=())
         if layer is not None:
             layers[name] = layer
-    _inherit_env(layers, nodes, files, by_key)
+    _inherit(layers, nodes, files, by_key, errors)
     unused = sorted(set(spec.image_overrides) - set(nodes))
     warnings = [
         SpecError(
@@ -185,7 +185,7 @@ def _layer(
     by_key: Mapping[tuple[str, str], str],
     errors: list[SpecError],
     *,
-    inherited: tuple[tuple[str, tuple[tuple[str, str], ...]], ...],
+    inherited: tuple[tuple[str, BaseImage], ...],
 ) -> ImageLayer | None:
     real = follow_symlinks(files, path)  # a symlinked Dockerfile is read through the link
     raw = files.read(real) if real else None
@@ -231,6 +231,7 @@ def _layer(
         bases=tuple((b, by_key[image_key(b)]) for b in parsed.bases if image_key(b) in by_key),
         base_args=parsed.base_args,
         env=parsed.final_env,
+        onbuild=parsed.final_onbuild,
     )
     return ImageLayer(
         name=name,
@@ -247,21 +248,22 @@ def _layer(
 def _parse(
     text: str,
     args: tuple[tuple[str, str], ...],
-    inherited: tuple[tuple[str, tuple[tuple[str, str], ...]], ...],
+    inherited: tuple[tuple[str, BaseImage], ...],
 ) -> ParsedDockerfile:
     # base and head mostly hold the same Dockerfiles: parse each text once
-    envs = {ref: dict(env) for ref, env in inherited}
-    return parse_dockerfile(text, build_args=dict(args), image_env=envs.get)
+    return parse_dockerfile(text, build_args=dict(args), base_image=dict(inherited).get)
 
 
-def _inherit_env(
+def _inherit(
     layers: dict[str, ImageLayer],
     nodes: Mapping[str, tuple[str, DockerfileRule, dict[str, str]]],
     files: RepoFiles,
     by_key: Mapping[tuple[str, str], str],
+    errors: list[SpecError],
 ) -> None:
-    """Parse again, parents first, the Dockerfiles built on in-repo images whose ENV is
-    now known: BuildKit expands a child's instructions with its base image's ENV."""
+    """Parse again, parents first, the Dockerfiles built on in-repo images now known:
+    BuildKit expands a child's instructions with its base image's ENV and runs the base's
+    ONBUILD triggers in the child's build, on the child's context."""
     deps = {n: [d for d in layers[n].dependencies if d in nodes] for n in nodes if n in layers}
     try:
         order = list(graphlib.TopologicalSorter(deps).static_order())
@@ -272,14 +274,16 @@ def _inherit_env(
         if node is None or not node.bases:
             continue
         inherited = tuple(
-            (ref, parent.env)
+            (ref, BaseImage(parent.env, parent.onbuild))
             for ref, dep in node.bases
-            if dep in layers and (parent := layers[dep].dockerfile) is not None and parent.env
+            if dep in layers
+            and (parent := layers[dep].dockerfile) is not None
+            and (parent.env or parent.onbuild)
         )
         if not inherited:
             continue
         path, rule, values = nodes[name]
-        again = _layer(name, path, rule, values, files, by_key, [], inherited=inherited)
+        again = _layer(name, path, rule, values, files, by_key, errors, inherited=inherited)
         if again is not None:
             layers[name] = again
 

@@ -3,7 +3,8 @@
 Parsed with dockerfile-parse (line continuations, comments), with heredocs (which it
 does not know) folded back into their instruction. `ARG`s before the first `FROM` are
 resolved with BuildKit's expansion rules and the configured build args; each stage's
-`ARG`/`ENV` feed the expansion of its `COPY`/`ADD` sources.
+`ARG`/`ENV` feed the expansion of its `COPY`/`ADD` sources. An image built in the same
+repository hands its `ENV` and its `ONBUILD` triggers to the stages built on it.
 """
 
 from __future__ import annotations
@@ -12,13 +13,20 @@ import io
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dockerfile_parse import DockerfileParser
 
 from .shellexpand import ExpansionError, expand_word, expand_words
 
-__all__ = ["ContextRead", "DockerfileError", "Instruction", "ParsedDockerfile", "parse_dockerfile"]
+__all__ = [
+    "BaseImage",
+    "ContextRead",
+    "DockerfileError",
+    "Instruction",
+    "ParsedDockerfile",
+    "parse_dockerfile",
+]
 
 # A heredoc is a whole word `<<EOF`, `<<-EOF`, `<<"EOF"` of RUN, COPY or ADD (not `<<<`).
 _HEREDOC = re.compile(r"(?:^|\s)<<(-?)(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2(?=\s|$)")
@@ -76,6 +84,14 @@ class ContextRead:
     exclude: tuple[str, ...] = ()  # COPY --exclude patterns
 
 
+@dataclass(frozen=True, slots=True)
+class BaseImage:
+    """What an image built in the repository passes on to a stage built on it."""
+
+    env: tuple[tuple[str, str], ...] = ()
+    onbuild: tuple[str, ...] = ()  # ONBUILD triggers: run right after that stage's FROM
+
+
 @dataclass(frozen=True)
 class ParsedDockerfile:
     instructions: tuple[Instruction, ...]
@@ -85,6 +101,7 @@ class ParsedDockerfile:
     notes: tuple[str, ...] = field(default=())  # non-reproducible inputs
     base_args: tuple[tuple[str, str], ...] = ()  # (image, global ARG its FROM is written with)
     final_env: tuple[tuple[str, str], ...] = ()  # the ENV the built image carries
+    final_onbuild: tuple[str, ...] = ()  # the ONBUILD triggers the built image carries
 
 
 def _instructions(text: str) -> list[Instruction]:
@@ -182,18 +199,19 @@ def parse_dockerfile(
     text: str,
     *,
     build_args: Mapping[str, str],
-    image_env: Callable[[str], Mapping[str, str] | None] | None = None,
+    base_image: Callable[[str], BaseImage | None] | None = None,
 ) -> ParsedDockerfile:
     """Instructions, bases and context reads; DockerfileError with the line on bad input.
 
-    `image_env(reference)` gives the ENV an image built on carries, where it is known (an
-    image built in the same repository): BuildKit expands later instructions with it.
+    `base_image(reference)` gives what an image built on passes on, where it is known (an
+    image built in the same repository): BuildKit expands later instructions with its ENV
+    and runs its ONBUILD triggers, which read this build's context.
     """
     instructions = _instructions(text)
     escape = next((i.value for i in instructions if i.keyword == "#ESCAPE"), "\\")
     if escape not in ("\\", "`"):
         raise DockerfileError(f"invalid escape token {escape!r}: use \\ or `", 1)
-    state = _State(dict(build_args), escape=escape, image_env=image_env)
+    state = _State(dict(build_args), escape=escape, base_image=base_image)
     for ins in instructions:
         try:
             state.step(ins)
@@ -209,6 +227,7 @@ def parse_dockerfile(
         notes=tuple(state.notes),
         base_args=tuple(state.base_args),
         final_env=tuple(state.persisted.items()),
+        final_onbuild=tuple(state.onbuild),
     )
 
 
@@ -218,9 +237,11 @@ class _State:
 
     build_args: dict[str, str]
     escape: str = "\\"  # the `# escape=` directive
-    image_env: Callable[[str], Mapping[str, str] | None] | None = None
+    base_image: Callable[[str], BaseImage | None] | None = None
     persisted: dict[str, str] = field(default_factory=dict)  # this stage's ENV, for children
     stage_persisted: dict[str, dict[str, str]] = field(default_factory=dict)
+    onbuild: list[str] = field(default_factory=list)  # this stage's triggers, for children
+    stage_onbuild: dict[str, list[str]] = field(default_factory=dict)
     global_args: dict[str, str] = field(default_factory=dict)
     stages: list[str] = field(default_factory=list)  # names, lower case ("" if unnamed)
     env: dict[str, str] = field(default_factory=dict)  # this stage's ARGs and ENVs
@@ -261,19 +282,42 @@ class _State:
             raise DockerfileError(f"FROM {words[0]} expands to nothing", ins.line)
         if m := _WHOLE_ARG.fullmatch(words[0]):
             self.base_args.append((image, m.group(1) or m.group(2)))
+        known = None
         if self.internal(image):
             self.final_base = None
             self.persisted = dict(self.stage_persisted.get(image.lower(), {}))  # ENV, not ARGs
+            # a stage's image config, triggers included, is cloned; they do not run
+            self.onbuild = list(self.stage_onbuild.get(image.lower(), []))
         else:
             self.bases.append(image)
             self.final_base = image
-            known = self.image_env(image) if self.image_env else None
-            self.persisted = dict(known or {})
+            known = self.base_image(image) if self.base_image else None
+            self.persisted = dict(known.env if known else ())
+            self.onbuild = []  # a base's triggers run once, here, and are not passed on
         self.env = dict(self.persisted)
         name = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else ""
         self.stages.append(name)
         if name:
             self.stage_persisted[name] = self.persisted
+            self.stage_onbuild[name] = self.onbuild
+        for trigger in known.onbuild if known else ():
+            self._trigger(ins, trigger)
+
+    def _trigger(self, at: Instruction, trigger: str) -> None:
+        """Run an ONBUILD trigger of the base image as if written right after `at`."""
+        keyword, _, value = trigger.strip().partition(" ")
+        before = len(self.reads)
+        self.step(Instruction(at.line, keyword.upper(), value.strip()))
+        text = f"{at.text} (its ONBUILD {trigger.strip()})"
+        self.reads[before:] = [replace(r, text=text) for r in self.reads[before:]]
+
+    def _onbuild(self, ins: Instruction) -> None:
+        keyword = ins.value.strip().partition(" ")[0].upper()
+        if keyword in ("ONBUILD", "FROM", "MAINTAINER"):
+            raise DockerfileError(f"ONBUILD cannot trigger {keyword}", ins.line)
+        if keyword not in KNOWN:
+            raise DockerfileError(f"ONBUILD of an unknown instruction: {keyword}", ins.line)
+        self.onbuild.append(ins.value.strip())
 
     def _env(self, ins: Instruction) -> None:
         words = expand_words(ins.value, self.env, escape=self.escape)

@@ -46,6 +46,7 @@ class DockerfileNode:
     bases: tuple[tuple[str, str], ...] = ()  # (reference as written, in-repo image it names)
     base_args: tuple[tuple[str, str], ...] = ()  # (reference, the global ARG that wrote it)
     env: tuple[tuple[str, str], ...] = ()  # the ENV the built image carries
+    onbuild: tuple[str, ...] = ()  # the ONBUILD triggers it carries, for images built on it
 
 
 @dataclass(frozen=True, slots=True)

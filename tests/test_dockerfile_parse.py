@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ci_layers.dockerfile import DockerfileError, parse_dockerfile
+from ci_layers.dockerfile import BaseImage, DockerfileError, parse_dockerfile
 
 
 def reads(text: str, **args: str) -> list[tuple[str, ...]]:
@@ -77,6 +77,8 @@ def test_from_arguments() -> None:
         ("FROM a\nCOPY --from=${Y:?y} /a /b\n", "Y: y", 2),
         ('FROM a\nENV A="x\n', "double-quote", 2),
         ("# just a comment\n", "no FROM instruction", 1),
+        ("FROM a\nONBUILD FROM b\n", "ONBUILD cannot trigger FROM", 2),
+        ("FROM a\nONBUILD onbuild RUN x\n", "ONBUILD cannot trigger ONBUILD", 2),
     ],
 )
 def test_bad_dockerfiles_name_the_line(text: str, message: str, line: int) -> None:
@@ -146,3 +148,27 @@ def test_any_dockerfile_parses_or_names_its_line(lines: list[str]) -> None:
     except DockerfileError as exc:  # the only way it may fail
         line = exc.line
     assert line is None or 1 <= line <= max(1, len(lines))
+
+
+def test_onbuild_triggers_of_a_known_base_run_after_its_from() -> None:
+    base = BaseImage(env=(("SRC", "conf"),), onbuild=("COPY $SRC/app.ini /etc/", "ENV X=1"))
+    parsed = parse_dockerfile(
+        "FROM r.example/base AS one\nCOPY x /x\nFROM one\nCOPY $X.txt /y\n",
+        build_args={},
+        base_image={"r.example/base": base}.get,
+    )
+    assert [(r.line, r.sources) for r in parsed.reads] == [
+        (1, ("conf/app.ini",)),  # the trigger, with the base's ENV, at the FROM's line
+        (2, ("x",)),
+        (4, ("1.txt",)),  # the trigger's ENV persists into a stage built on the stage
+    ]
+    assert "ONBUILD COPY $SRC/app.ini" in parsed.reads[0].text
+    assert parsed.final_onbuild == ()  # a base's triggers are not passed on
+
+
+def test_onbuild_triggers_are_recorded_not_run() -> None:
+    parsed = parse_dockerfile(
+        "FROM a AS s\nONBUILD COPY . /app\nFROM s\nONBUILD RUN make\n", build_args={}
+    )
+    assert parsed.reads == ()
+    assert parsed.final_onbuild == ("COPY . /app", "RUN make")  # a stage's config is cloned

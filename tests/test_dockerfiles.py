@@ -401,3 +401,22 @@ def test_env_of_an_in_repo_parent_reaches_the_childs_copy_sources(dock: GitRepo)
     dock.write("images/envkid/app.ini", "still unrelated\n")
     dock.commit("unrelated")
     assert plan(dock, base)["affected"] == []
+
+
+def test_onbuild_triggers_of_an_in_repo_parent_read_the_childs_context(dock: GitRepo) -> None:
+    dock.write("images/obase/Dockerfile", "FROM scratch\nONBUILD COPY app/ /srv/\n")
+    dock.write("images/okid/Dockerfile", "FROM registry.example.com/acme/obase\nRUN true\n")
+    dock.write("images/okid/app/main.py", "print(1)\n")
+    dock.write("images/okid/README.md", "kid\n")
+    dock.write("images/ogrand/Dockerfile", "FROM registry.example.com/acme/okid\n")
+    dock.write("images/ogrand/app/main.py", "print(1)\n")
+    base = dock.commit("onbuild")
+    dock.write("images/okid/app/main.py", "print(2)\n")
+    dock.write("images/okid/README.md", "kid, read by no instruction\n")
+    dock.write("images/ogrand/app/main.py", "print(2)\n")  # triggers do not reach it
+    dock.commit("edit the kid's app")
+    p = plan(dock, base)
+    assert short(p["affected"]) == ["okid", "ogrand"]
+    reasons = p["layers"][R + "okid"]["reasons"]
+    assert any("ONBUILD COPY app/ /srv/" in r for r in reasons), reasons
+    assert p["layers"][R + "ogrand"]["reasons"] == [f"parent '{R}okid' is rebuilt"]
