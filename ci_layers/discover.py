@@ -5,7 +5,9 @@ within a segment; the most specific rule wins a file (most literal characters, t
 fewest placeholders, then the first listed). Each Dockerfile becomes an ImageLayer whose
 dependencies are the in-repo images it is built on or copies from: a reference matches
 an image by repository path and tag (implicit `latest`), with or without a registry
-host, ignoring a digest pin.
+host, ignoring a digest pin. Two hosts that are both written must agree (`docker.io` and
+`index.docker.io` are one), and an image is never its own base: the mirror of `ubuntu`
+built `FROM ubuntu` is built on Docker Hub's.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ from .repo import RepoFiles
 from .sources import follow_symlinks
 from .spec import DockerfileRule, Spec
 
-__all__ = ["image_key", "resolve_dockerfiles"]
+__all__ = ["InRepoImages", "image_key", "resolve_dockerfiles", "same_image"]
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def image_key(ref: str) -> tuple[str, str]:
-    """(repository path, tag) of an image reference, for matching: no registry host,
-    no digest, `latest` when untagged, Docker Hub's `library/` made explicit."""
+def image_key(ref: str) -> tuple[str | None, str, str]:
+    """(registry host as written or None, repository path, tag) of an image reference,
+    for matching: no digest, `latest` when untagged, Docker Hub's `library/` explicit."""
     ref = ref.split("@", 1)[0]
     slash = ref.rfind("/")
     colon = ref.rfind(":")
@@ -41,13 +43,43 @@ def image_key(ref: str) -> tuple[str, str]:
     if colon > slash:
         ref, tag = ref[:colon], ref[colon + 1 :]
     parts = ref.split("/")
-    hub = True
+    host = None
     if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        hub = parts[0] in ("docker.io", "index.docker.io", "registry-1.docker.io")
+        host = parts[0]
+        host = "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
         parts = parts[1:]
-    if len(parts) == 1 and hub:  # Docker Hub's official images live under library/
+    if len(parts) == 1 and host in (None, "docker.io"):  # official images: library/
         parts = ["library", *parts]
-    return "/".join(parts), tag
+    return host, "/".join(parts), tag
+
+
+def same_image(a: str, b: str) -> bool:
+    """Whether references `a` and `b` name one image, as an in-repo match sees it."""
+    (ha, pa, ta), (hb, pb, tb) = image_key(a), image_key(b)
+    return (pa, ta) == (pb, tb) and (ha is None or hb is None or ha == hb)
+
+
+class InRepoImages:
+    """The images the repository builds, by every name and tag they are pushed as."""
+
+    def __init__(self) -> None:
+        self._by_path: dict[tuple[str, str], list[tuple[str | None, str]]] = {}
+
+    def add(self, ref: str, image: str) -> None:
+        """Add a name or tag `ref` of `image`; names first, as the first added wins a tie."""
+        host, path, tag = image_key(ref)
+        self._by_path.setdefault((path, tag), []).append((host, image))
+
+    def find(self, ref: str, *, user: str) -> str | None:
+        """The in-repo image `ref` names for a build of image `user`, if any: an exact
+        host first, then one where a host is not written; never `user` itself."""
+        host, path, tag = image_key(ref)
+        found = [
+            (h != host, i, image)
+            for i, (h, image) in enumerate(self._by_path.get((path, tag), ()))
+            if (h is None or host is None or h == host) and image != user
+        ]
+        return min(found)[2] if found else None
 
 
 @dataclass(frozen=True)
@@ -125,10 +157,12 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
             continue
         rule = c.rule if override is None else _merge(c.rule, override)
         nodes[image] = (path, rule, values)
-    by_key = {image_key(name): name for name in nodes}
+    by_key = InRepoImages()
+    for name in nodes:
+        by_key.add(name, name)
     for name, (_path, rule, values) in nodes.items():
         for tag in _tags(rule, values):
-            by_key.setdefault(image_key(tag), name)
+            by_key.add(tag, name)
     layers = dict(own)
     for name, (path, rule, values) in nodes.items():
         layer = _layer(name, path, rule, values, files, by_key, errors, inherited=())
@@ -182,7 +216,7 @@ def _layer(
     rule: DockerfileRule,
     values: Mapping[str, str],
     files: RepoFiles,
-    by_key: Mapping[tuple[str, str], str],
+    by_key: InRepoImages,
     errors: list[SpecError],
     *,
     inherited: tuple[tuple[str, BaseImage], ...],
@@ -203,11 +237,10 @@ def _layer(
     except DockerfileError as exc:
         errors.append(SpecError(str(exc), where=Location(path, exc.line, 1), layer=name))
         return None
-    deps = [by_key[image_key(b)] for b in parsed.bases if image_key(b) in by_key]
-    deps = [d for d in dict.fromkeys(deps) if d != name]
-    final = by_key.get(image_key(parsed.final_base)) if parsed.final_base else None
-    parent = final if final in deps else None
-    externals = tuple(b for b in parsed.bases if image_key(b) not in by_key)
+    found = {b: by_key.find(b, user=name) for b in parsed.bases}
+    deps = list(dict.fromkeys(d for d in found.values() if d is not None))
+    parent = found.get(parsed.final_base) if parsed.final_base else None
+    externals = tuple(b for b, d in found.items() if d is None)
     ignore_file = _ignore_file(path, context, files)
     ignore: tuple[str, ...] = ()
     if ignore_file is not None:
@@ -228,7 +261,7 @@ def _layer(
         externals=externals,
         notes=parsed.notes,
         tags=tuple(_tags(rule, values)),
-        bases=tuple((b, by_key[image_key(b)]) for b in parsed.bases if image_key(b) in by_key),
+        bases=tuple((b, d) for b, d in found.items() if d is not None),
         base_args=parsed.base_args,
         env=parsed.final_env,
         onbuild=parsed.final_onbuild,
@@ -258,7 +291,7 @@ def _inherit(
     layers: dict[str, ImageLayer],
     nodes: Mapping[str, tuple[str, DockerfileRule, dict[str, str]]],
     files: RepoFiles,
-    by_key: Mapping[tuple[str, str], str],
+    by_key: InRepoImages,
     errors: list[SpecError],
 ) -> None:
     """Parse again, parents first, the Dockerfiles built on in-repo images now known:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ci_layers.cli import main
-from ci_layers.discover import image_key
+from ci_layers.discover import InRepoImages, same_image
 
 from .conftest import FIXTURES
 from .gitrepo import GitRepo
@@ -229,10 +229,45 @@ def test_two_dockerfiles_one_image_is_an_error(dock: GitRepo) -> None:
         ("registry.example.com/alpine", "alpine", False),  # "alpine" is Docker Hub's
         ("acme/base:1", "acme/base", False),
         ("acme/base", "other/base", False),
+        ("index.docker.io/acme/a", "docker.io/acme/a", True),
+        ("ubuntu:22.04", "harbor.corp.example/library/ubuntu:22.04", True),  # host unwritten
+        ("docker.io/library/ubuntu:22.04", "harbor.corp.example/library/ubuntu:22.04", False),
+        ("ghcr.io/acme/x", "registry.example.com/acme/x", False),  # two hosts disagree
     ],
 )
 def test_image_reference_matching(a: str, b: str, same: bool) -> None:
-    assert (image_key(a) == image_key(b)) is same
+    assert same_image(a, b) is same
+    assert same_image(b, a) is same
+
+
+def test_an_image_is_never_its_own_base_and_an_exact_host_wins() -> None:
+    images = InRepoImages()
+    images.add("harbor.corp.example/library/ubuntu:22.04", "mirror")
+    images.add("quay.io/acme/base", "quay-base")
+    images.add("ghcr.io/acme/base", "ghcr-base")
+    assert images.find("ubuntu:22.04", user="mirror") is None  # Docker Hub's, not itself
+    assert images.find("ubuntu:22.04", user="python") == "mirror"
+    assert images.find("docker.io/library/ubuntu:22.04", user="python") is None
+    assert images.find("ghcr.io/acme/base", user="app") == "ghcr-base"
+    assert images.find("acme/base", user="app") == "quay-base"  # unwritten host: first added
+
+
+def test_a_mirror_built_from_the_image_it_mirrors_has_no_self_edge(git_repo: GitRepo) -> None:
+    git_repo.write(
+        "ci-layers.yaml",
+        'version: 1\ndockerfiles:\n  - path: "images/{name}/{version}/Dockerfile"\n'
+        '    image: "harbor.corp.example/library/{name}:{version}"\n',
+    )
+    git_repo.write("images/ubuntu/22.04/Dockerfile", "FROM ubuntu:22.04\nRUN apt-get update\n")
+    git_repo.write("images/python/3.12/Dockerfile", "FROM docker.io/library/ubuntu:22.04\n")
+    base = git_repo.commit("mirror")
+    git_repo.write("images/ubuntu/22.04/Dockerfile", "FROM ubuntu:22.04\nRUN apt-get -y upgrade\n")
+    git_repo.commit("upgrade")
+    p = plan(git_repo, base)
+    assert p["affected"] == ["harbor.corp.example/library/ubuntu:22.04"]
+    code, out, _ = run(git_repo, "bake", "--base", base, "--head", "HEAD")
+    assert code == 0
+    assert all("contexts" not in t for t in json.loads(out)["target"].values())
 
 
 def test_bake_file_builds_the_affected_dag_through_target_contexts(dock: GitRepo) -> None:
