@@ -103,9 +103,11 @@ def build_plan(
         changed = changes.as_files() if changes else RepoFiles({})
         global_paths = input_globs(spec.global_inputs).select(changed)
         global_paths += input_globs(base_spec.global_inputs).select(changed)
-        seen_at_base = {k.digest: n for n, k in base_keys.items()}
+        seen_at_base = {k.digest for k in base_keys.values()}
         for name in order:
-            if keys[name].digest in seen_at_base:
+            if keys[name].digest in seen_at_base and _published(
+                name, spec, keys, base_spec, base_keys
+            ):
                 continue
             rebuild[name] = _why(
                 name, spec, keys, base_spec, base_keys, changed, sorted(set(global_paths)), rebuild
@@ -143,6 +145,34 @@ def build_plan(
     )
 
 
+def _published(
+    name: str,
+    spec: Spec,
+    keys: Mapping[str, LayerKey],
+    base_spec: Spec,
+    base_keys: Mapping[str, LayerKey],
+) -> bool:
+    """Whether a layer whose key was built at base is there to use under its name.
+
+    A spec layer's build is found by its key, whatever the layer is called. A Dockerfile
+    image is pulled by its name and tags: one that was not built under this name with
+    this key (a new or renamed image, two images that swapped contents), or that has a
+    new tag, must be built and pushed.
+    """
+    node = spec.graph[name].dockerfile
+    if node is None:
+        return True
+    old = base_keys.get(name)
+    old_layer = base_spec.layers.get(name)
+    return (
+        old is not None
+        and old.digest == keys[name].digest
+        and old_layer is not None
+        and old_layer.dockerfile is not None
+        and set(node.tags) <= set(old_layer.dockerfile.tags)
+    )
+
+
 def _why(
     name: str,
     spec: Spec,
@@ -155,9 +185,17 @@ def _why(
 ) -> tuple[list[str], list[str]]:
     layer = spec.graph[name]
     old = base_keys.get(name)
+    if old is None and layer.dockerfile is not None:
+        twin = next((n for n, k in base_keys.items() if k.digest == keys[name].digest), None)
+        if twin is not None:
+            return [f"new name: same content as '{twin}' at base, not pushed as this one"], []
+        return ["new image"], []
     if old is None:
         return ["new layer"], []
     reasons = []
+    old_node = base_spec.graph[name].dockerfile if name in base_spec.layers else None
+    if layer.dockerfile and old_node and (new := set(layer.dockerfile.tags) - set(old_node.tags)):
+        reasons.append("new tags: " + ", ".join(sorted(new)))
     for dep in layer.dependencies:
         if dep in rebuilt:
             if dep == layer.parent:

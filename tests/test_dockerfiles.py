@@ -161,14 +161,55 @@ def test_wildcard_picks_up_a_new_file_and_copy_dot_reads_everything_not_ignored(
     )
 
 
-def test_renaming_a_folder_reuses_the_build(dock: GitRepo) -> None:
+def test_renaming_a_folder_builds_the_image_under_its_new_name(dock: GitRepo) -> None:
     base = dock.git("rev-parse", "HEAD")
     dock.git("mv", "images/tools", "images/devtools")
     dock.commit("rename")
     p = plan(dock, base)
-    assert p["affected"] == []
-    assert p["layers"][R + "devtools"]["reasons"] == [f"same content as '{R}tools' at base"]
+    # same content, but nothing was ever pushed as .../devtools: pulling it would fail
+    assert p["affected"] == [R + "devtools"]
+    assert p["layers"][R + "devtools"]["reasons"] == [
+        f"new name: same content as '{R}tools' at base, not pushed as this one"
+    ]
     assert p["removed"] == [R + "tools"]
+
+
+def test_moving_a_folder_that_keeps_the_image_name_reuses_the_build(dock: GitRepo) -> None:
+    spec = (dock.root / "ci-layers.yaml").read_text()
+    rule = (
+        '  - path: "legacy/{name}/Containerfile"\n    image: "registry.example.com/acme/{name}"\n'
+    )
+    dock.write("ci-layers.yaml", spec.replace("\nimage_overrides:", rule + "\nimage_overrides:"))
+    base = dock.commit("a second rule")
+    (dock.root / "legacy").mkdir()
+    dock.git("mv", "images/tools", "legacy/tools")
+    dock.commit("move")
+    p = plan(dock, base)
+    assert p["affected"] == []
+    assert p["layers"][R + "tools"]["file"] == "legacy/tools/Containerfile"
+
+
+def test_two_images_that_swap_contents_are_both_built(dock: GitRepo) -> None:
+    a, b = "images/api/Dockerfile", "images/worker/Dockerfile"
+    text_a, text_b = (dock.root / a).read_text(), (dock.root / b).read_text()
+    dock.write("images/api/Dockerfile", text_b)
+    dock.write("images/worker/Dockerfile", text_a)
+    base = dock.commit("api is worker")
+    dock.write("images/api/Dockerfile", text_a)
+    dock.write("images/worker/Dockerfile", text_b)
+    dock.commit("swap back")
+    p = plan(dock, base)
+    assert {R + "api", R + "worker"} <= set(p["affected"])
+
+
+def test_a_new_tag_of_an_unchanged_image_is_pushed(dock: GitRepo) -> None:
+    spec = (dock.root / "ci-layers.yaml").read_text()
+    dock.write("ci-layers.yaml", spec.replace("worker:stable]", "worker:stable, worker:v2]"))
+    base = dock.git("rev-parse", "HEAD")
+    dock.commit("tag v2")
+    p = plan(dock, base)
+    assert p["affected"] == [R + "worker"]
+    assert p["layers"][R + "worker"]["reasons"] == ["new tags: worker:v2"]
 
 
 def test_adding_an_image(dock: GitRepo) -> None:
@@ -181,7 +222,7 @@ def test_adding_an_image(dock: GitRepo) -> None:
     p = plan(dock, base)
     assert short(p["affected"]) == ["cron"]
     assert p["layers"][R + "cron"]["parents"] == [R + "python:3.11"]
-    assert p["layers"][R + "cron"]["reasons"] == ["new layer"]
+    assert p["layers"][R + "cron"]["reasons"] == ["new image"]
 
 
 def test_build_args_from_the_spec_reach_the_key(dock: GitRepo) -> None:
