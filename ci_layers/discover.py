@@ -171,6 +171,12 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
     _inherit(layers, nodes, files, by_key, errors)
     unused = sorted(set(spec.image_overrides) - set(nodes))
     warnings = [
+        SpecError(message, where=Location(node.file, line, 1), layer=name, severity="warning")
+        for name, layer in layers.items()
+        if (node := layer.dockerfile) is not None
+        for line, message in node.warnings
+    ]
+    warnings += [
         SpecError(
             f"image_overrides names '{name}', which no Dockerfile builds",
             where=spec.image_overrides[name].where or Location(spec.path),
@@ -265,6 +271,7 @@ def _layer(
         base_args=parsed.base_args,
         env=parsed.final_env,
         onbuild=parsed.final_onbuild,
+        warnings=parsed.warnings,
     )
     return ImageLayer(
         name=name,

@@ -9,6 +9,7 @@ repository hands its `ENV` and its `ONBUILD` triggers to the stages built on it.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field, replace
 
 from dockerfile_parse import DockerfileParser
 
+from .dockerignore import DockerIgnore
+from .gomatch import GLOB_CHARS, compile_segments
 from .shellexpand import ExpansionError, expand_word, expand_words
 
 __all__ = [
@@ -53,7 +56,18 @@ KNOWN = {
     "WORKDIR",
 }
 _WHOLE_ARG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-[^}]*)?\}")
-_URL = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
+# Remote sources of ADD. A local `lib.git` folder is not one: BuildKit takes a source for
+# git only with a scheme or `git@` (a bare `github.com/...` is read as local too).
+_URL = re.compile(r"^(https?://|git@|git://|ssh://)")
+_STAGE_NAME = re.compile(r"[a-z][a-z0-9._-]*")
+# distribution/reference's grammar: [host[:port]/]path[:tag][@digest], path lower case
+_REFERENCE = re.compile(
+    r"(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
 
 
 class DockerfileError(ValueError):
@@ -102,6 +116,7 @@ class ParsedDockerfile:
     base_args: tuple[tuple[str, str], ...] = ()  # (image, global ARG its FROM is written with)
     final_env: tuple[tuple[str, str], ...] = ()  # the ENV the built image carries
     final_onbuild: tuple[str, ...] = ()  # the ONBUILD triggers the built image carries
+    warnings: tuple[tuple[int, str], ...] = ()  # (line, message)
 
 
 def _instructions(text: str) -> list[Instruction]:
@@ -125,7 +140,9 @@ def _instructions(text: str) -> list[Instruction]:
             raise DockerfileError(f"unknown instruction: {keyword}", line_no)
         bodies: list[str] = []
         cursor = item["endline"] + 1
-        words = _HEREDOC.findall(value) if keyword in _HEREDOC_INSTRUCTIONS else []
+        trigger = value.lstrip().partition(" ")[0].upper() if keyword == "ONBUILD" else ""
+        heredocs = keyword in _HEREDOC_INSTRUCTIONS or trigger in _HEREDOC_INSTRUCTIONS
+        words = _HEREDOC.findall(value) if heredocs else []
         for strip_tabs, _quote, word in words:
             body: list[str] = []
             while (
@@ -149,10 +166,10 @@ def _flags(value: str) -> tuple[dict[str, list[str]], str]:
     flags: dict[str, list[str]] = {}
     rest = value.lstrip()
     while rest.startswith("--"):
-        token, _, rest = rest.partition(" ")
+        token, *more = rest.split(None, 1)  # any whitespace ends a flag, tabs too
+        rest = more[0].lstrip() if more else ""
         name, _, val = token[2:].partition("=")
         flags.setdefault(name, []).append(val)
-        rest = rest.lstrip()
     return flags, rest
 
 
@@ -228,6 +245,7 @@ def parse_dockerfile(
         base_args=tuple(state.base_args),
         final_env=tuple(state.persisted.items()),
         final_onbuild=tuple(state.onbuild),
+        warnings=tuple(state.warnings),
     )
 
 
@@ -250,6 +268,7 @@ class _State:
     notes: list[str] = field(default_factory=list)
     base_args: list[tuple[str, str]] = field(default_factory=list)
     final_base: str | None = None
+    warnings: list[tuple[int, str]] = field(default_factory=list)  # (line, message)
 
     def internal(self, ref: str) -> bool:
         return ref.lower() in self.stages or ref.isdigit()
@@ -265,10 +284,9 @@ class _State:
             scope = self.env if self.stages else self.global_args
             if name in self.build_args:
                 scope[name] = self.build_args[name]
-            elif eq:
-                scope[name] = expand_word(
-                    default, {**self.global_args, **self.env}, escape=self.escape
-                )
+            elif eq:  # in a stage, a global ARG not declared again is not visible
+                seen = self.env if self.stages else self.global_args
+                scope[name] = expand_word(default, seen, escape=self.escape)
             elif self.stages and name in self.global_args:
                 scope[name] = self.global_args[name]  # ARG NAME re-declares a global one
 
@@ -277,9 +295,21 @@ class _State:
         words = rest.split()
         if not words:
             raise DockerfileError("FROM needs an image", ins.line)
+        if len(words) not in (1, 3) or (len(words) == 3 and words[1].lower() != "as"):
+            raise DockerfileError(
+                f"FROM {rest.strip()}: write FROM <image> or FROM <image> AS <name>", ins.line
+            )
+        if len(words) == 3 and not _STAGE_NAME.fullmatch(words[2].lower()):
+            raise DockerfileError(f"invalid stage name '{words[2]}'", ins.line)
         image = expand_word(words[0], self.global_args, escape=self.escape)
         if not image:
             raise DockerfileError(f"FROM {words[0]} expands to nothing", ins.line)
+        if not self.internal(image) and not _REFERENCE.fullmatch(image):
+            # A warning: CI may pass the build arg that completes it. Set it in the spec.
+            shown = image if image == words[0] else f"{words[0]} expands to '{image}', which"
+            self.warnings.append(
+                (ins.line, f"FROM {shown} is not a valid image reference (a build arg unset?)")
+            )
         if m := _WHOLE_ARG.fullmatch(words[0]):
             self.base_args.append((image, m.group(1) or m.group(2)))
         known = None
@@ -331,14 +361,24 @@ class _State:
 
     def _copy(self, ins: Instruction) -> None:
         flags, rest = _flags(ins.value)
+        args = _arguments(rest, self.env, self.escape)
+        if len(args) < 2:
+            raise DockerfileError(f"{ins.keyword} needs a source and a destination", ins.line)
         if "from" in flags:
             source = flags["from"][-1]
             ref = expand_word(source, self.env, escape=self.escape)
+            if ref.isdigit() and int(ref) >= len(self.stages) - 1:
+                raise DockerfileError(f"--from={source} names no earlier stage", ins.line)
             if not self.internal(ref):
                 self.bases.append(ref)
             return
-        args = _arguments(rest, self.env, self.escape)
         sources = [a for a in args[:-1] if not a.startswith("<<")]
+        for src in sources:
+            if GLOB_CHARS.search(src) and not _URL.search(src):
+                try:
+                    compile_segments(src.split("/"))
+                except ValueError as exc:
+                    raise DockerfileError(f"{ins.keyword} source: {exc}", ins.line) from None
         if ins.keyword == "ADD":
             remote = [s for s in sources if _URL.search(s)]
             self.notes.extend(f"line {ins.line}: ADD {s} is not reproducible" for s in remote)
@@ -347,6 +387,10 @@ class _State:
             exclude = tuple(
                 expand_word(x, self.env, escape=self.escape) for x in flags.get("exclude", [])
             )
+            try:
+                DockerIgnore(list(exclude))
+            except ValueError as exc:
+                raise DockerfileError(f"--exclude: {exc}", ins.line) from None
             self.reads.append(ContextRead(ins.line, ins.text, tuple(sources), exclude))
 
     _add = _copy
@@ -354,7 +398,11 @@ class _State:
     def _run(self, ins: Instruction) -> None:
         flags, _ = _flags(ins.value)
         for mount in flags.get("mount", []):
-            opts = dict(p.partition("=")[::2] for p in mount.split(","))
+            # BuildKit reads a mount as CSV, keys in any case, the type too
+            fields = next(csv.reader([mount]), [])
+            opts = {k.lower(): v for k, _, v in (f.partition("=") for f in fields)}
+            if "type" in opts:
+                opts["type"] = opts["type"].lower()
             if "from" in opts:
                 ref = expand_word(opts["from"], self.env, escape=self.escape)
                 if not self.internal(ref):

@@ -47,6 +47,7 @@ class DockerfileNode:
     base_args: tuple[tuple[str, str], ...] = ()  # (reference, the global ARG that wrote it)
     env: tuple[tuple[str, str], ...] = ()  # the ENV the built image carries
     onbuild: tuple[str, ...] = ()  # the ONBUILD triggers it carries, for images built on it
+    warnings: tuple[tuple[int, str], ...] = ()  # (line, message) found while reading it
 
 
 @dataclass(frozen=True, slots=True)

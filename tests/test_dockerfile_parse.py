@@ -78,6 +78,17 @@ def test_from_arguments() -> None:
         ('FROM a\nENV A="x\n', "double-quote", 2),
         ("# just a comment\n", "no FROM instruction", 1),
         ("FROM a\nONBUILD FROM b\n", "ONBUILD cannot trigger FROM", 2),
+        ("FROM a\nCOPY a\n", "COPY needs a source and a destination", 2),
+        ("FROM a\nADD\n", "ADD needs a source and a destination", 2),
+        ("FROM alpine AS\n", "write FROM <image> or FROM <image> AS <name>", 1),
+        ("FROM alpine base\n", "write FROM <image> or FROM <image> AS <name>", 1),
+        ("FROM a AS 1st\n", "invalid stage name '1st'", 1),
+        ("FROM a\nCOPY --from=5 /x /y\n", "--from=5 names no earlier stage", 2),
+        ("FROM a\nCOPY [a /x\n", "COPY source: unterminated character class", 2),
+        ("FROM a\nCOPY a[ /x\n", "COPY source: unterminated character class", 2),
+        ("FROM a\nCOPY [z-a] /x\n", "COPY source: bad pattern", 2),
+        ('FROM a\nCOPY ["a", /x\n', "COPY source: unterminated character class", 2),
+        ("FROM a\nCOPY --exclude=[ a /y\n", "--exclude: bad .dockerignore pattern", 2),
         ("FROM a\nONBUILD onbuild RUN x\n", "ONBUILD cannot trigger ONBUILD", 2),
     ],
 )
@@ -172,3 +183,43 @@ def test_onbuild_triggers_are_recorded_not_run() -> None:
     )
     assert parsed.reads == ()
     assert parsed.final_onbuild == ("COPY . /app", "RUN make")  # a stage's config is cloned
+
+
+def test_an_invalid_from_reference_is_a_warning_with_its_line() -> None:
+    parsed = parse_dockerfile("ARG TAG\nFROM python:${TAG}\nFROM ${NOPE}:1\n", build_args={})
+    assert [line for line, _ in parsed.warnings] == [2, 3]
+    assert "FROM python:${TAG} expands to 'python:'" in parsed.warnings[0][1]
+    assert parse_dockerfile("FROM python:3\n", build_args={"TAG": "3"}).warnings == ()
+
+
+def test_a_stage_arg_default_does_not_see_an_undeclared_global_arg() -> None:
+    text = "ARG G=x\nFROM alpine\nARG F=${G:-y}.txt\nCOPY $F /f\n"
+    assert reads(text) == [("y.txt",)]
+    again = "ARG G=x\nFROM alpine\nARG G\nARG F=${G:-y}.txt\nCOPY $F /f\n"
+    assert reads(again) == [("x.txt",)]
+
+
+def test_a_local_folder_named_dot_git_is_read_a_git_url_is_not() -> None:
+    parsed = parse_dockerfile(
+        "FROM a\nADD lib.git /x\nADD git@github.com:o/r.git /y\n", build_args={}
+    )
+    assert [r.sources for r in parsed.reads] == [("lib.git",)]
+    assert len(parsed.notes) == 1
+    assert "git@github.com:o/r.git" in parsed.notes[0]
+
+
+def test_mount_options_are_csv_in_any_case_and_flags_end_at_any_blank() -> None:
+    assert reads("FROM a\nRUN --mount=type=BIND,source=f,target=/x true\n") == [("f",)]
+    assert reads("FROM a\nRUN --mount=TYPE=bind,SOURCE=f,target=/x true\n") == [("f",)]
+    assert reads('FROM a\nRUN --mount=type=bind,"source=f",target=/x true\n') == [("f",)]
+    assert reads("FROM a\nRUN --mount=Type=Cache,target=/x true\n") == []
+    assert reads("FROM a\nCOPY --chmod=644\tf /x\n") == [("f",)]
+
+
+def test_a_heredoc_under_onbuild() -> None:
+    parsed = parse_dockerfile("FROM a\nONBUILD RUN <<EOF\necho hi\nEOF\nRUN b\n", build_args={})
+    assert parsed.final_onbuild == ("RUN <<EOF",)
+    assert [(i.line, i.keyword, i.heredocs) for i in parsed.instructions[1:]] == [
+        (2, "ONBUILD", ("echo hi",)),
+        (5, "RUN", ()),
+    ]

@@ -496,3 +496,12 @@ def test_onbuild_triggers_of_an_in_repo_parent_read_the_childs_context(dock: Git
     reasons = p["layers"][R + "okid"]["reasons"]
     assert any("ONBUILD COPY app/ /srv/" in r for r in reasons), reasons
     assert p["layers"][R + "ogrand"]["reasons"] == [f"parent '{R}okid' is rebuilt"]
+
+
+def test_an_unresolved_from_is_a_located_warning(dock: GitRepo) -> None:
+    dock.write("images/tagless/Dockerfile", "ARG TAG\nFROM python:${TAG}\nRUN true\n")
+    dock.commit("tagless")
+    code, _, err = run(dock, "validate")
+    assert code == 0
+    assert "images/tagless/Dockerfile:2:1: warning:" in err
+    assert "expands to 'python:'" in err
