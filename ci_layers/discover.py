@@ -238,7 +238,7 @@ def _layer(
     context = "" if context in (".", "") else context
     args = {k: _fill(v, values) for k, v in rule.build_args}
     try:
-        text = raw.decode("utf-8", errors="replace")
+        text = raw.decode("utf-8", errors="surrogateescape")  # BuildKit reads bytes
         parsed = _parse(text, tuple(sorted(args.items())), inherited)
     except DockerfileError as exc:
         errors.append(SpecError(str(exc), where=Location(path, exc.line, 1), layer=name))
@@ -250,7 +250,7 @@ def _layer(
     ignore_file = _ignore_file(path, context, files)
     ignore: tuple[str, ...] = ()
     if ignore_file is not None:
-        text = (files.read(ignore_file) or b"").decode("utf-8", errors="replace")
+        text = (files.read(ignore_file) or b"").decode("utf-8", errors="surrogateescape")
         ignore = tuple(read_dockerignore(text))
         try:
             DockerIgnore(list(ignore))

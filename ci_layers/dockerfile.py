@@ -119,8 +119,24 @@ class ParsedDockerfile:
     warnings: tuple[tuple[int, str], ...] = ()  # (line, message)
 
 
+# Bytes that are not UTF-8 arrive as lone surrogates (surrogateescape), as file names do;
+# dockerfile-parse only reads UTF-8, so they pass through it as private-use characters.
+_TO_PRIVATE = {0xDC80 + i: 0xF780 + i for i in range(128)}
+_FROM_PRIVATE = {v: k for k, v in _TO_PRIVATE.items()}
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
 def _instructions(text: str) -> list[Instruction]:
     text = text.removeprefix("\ufeff")  # BuildKit skips a UTF-8 byte order mark
+    if _ESCAPED.search(text):
+        return [
+            replace(
+                i,
+                value=i.value.translate(_FROM_PRIVATE),
+                heredocs=tuple(h.translate(_FROM_PRIVATE) for h in i.heredocs),
+            )
+            for i in _instructions(text.translate(_TO_PRIVATE))
+        ]
     parser = DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8")))
     lines = text.splitlines()
     out: list[Instruction] = []

@@ -505,3 +505,15 @@ def test_an_unresolved_from_is_a_located_warning(dock: GitRepo) -> None:
     assert code == 0
     assert "images/tagless/Dockerfile:2:1: warning:" in err
     assert "expands to 'python:'" in err
+
+
+def test_a_dockerfile_that_is_not_utf8_keys_its_bytes(dock: GitRepo) -> None:
+    (dock.root / "images/latin").mkdir()
+    (dock.root / "images/latin/Dockerfile").write_bytes(b"FROM scratch\nRUN echo caf\xe9\n")
+    base = dock.commit("latin-1")
+    (dock.root / "images/latin/Dockerfile").write_bytes(b"FROM scratch\nRUN echo caf\xe8\n")
+    dock.commit("another byte")
+    assert short(plan(dock, base)["affected"]) == ["latin"]
+    code, out, err = run(dock, "plan", "--base", base, "--head", "HEAD")
+    assert code == 0, err
+    assert "Dockerfile:2" in out
