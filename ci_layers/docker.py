@@ -2,7 +2,7 @@
 image, and a docker-bake.json for the whole affected set.
 
 A child is pointed at its parent rebuilt earlier in the same run through a named build
-context (`<reference as written>=docker-image://<parent>:<key tag>`) and, where its FROM
+context (`<reference, as BuildKit names it>=docker-image://<parent>:<key tag>`) and, where its FROM
 is written with a global ARG, through that build arg too. The key tag is content
 addressed (`ci-layers-<first 16 hex digits of the key>`), so a parent pushed by an
 earlier run with the same content is the same image.
@@ -17,7 +17,24 @@ from typing import Any
 from .plan import Plan
 from .spec import Spec
 
-__all__ = ["bake_file", "docker_inputs", "key_tag"]
+__all__ = ["bake_file", "context_name", "docker_inputs", "key_tag"]
+
+
+def context_name(ref: str) -> str:
+    """The name BuildKit looks a named build context up by: the reference normalised and
+    shown in its familiar form, without `:latest` (dockerui's NamedContext). `buildx build
+    --build-context` normalises its names, `bake` does not (docker/buildx#2328)."""
+    name, at, digest = ref.partition("@")
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        host, path = ("docker.io" if first == "index.docker.io" else first), rest
+    else:
+        host, path = "docker.io", name
+    if host == "docker.io":
+        familiar = path.removeprefix("library/") if path.count("/") == 1 else path
+    else:
+        familiar = f"{host}/{path}"
+    return f"{familiar}{at}{digest}".removesuffix(":latest")
 
 
 def key_tag(image: str, key: str) -> str:
@@ -38,7 +55,7 @@ def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[
         if plan.layers[dep].status != "rebuild":
             continue  # the published image it names is current
         built = key_tag(dep, plan.layers[dep].key)
-        contexts[ref] = f"docker-image://{built}"  # BuildKit looks the name up as written
+        contexts[context_name(ref)] = f"docker-image://{built}"
         for written, arg in node.base_args:
             if written == ref:
                 args[arg] = built
@@ -90,7 +107,9 @@ def bake_file(plan: Plan, spec: Spec) -> dict[str, Any]:
         }
         if spec.graph[name].build_args:
             entry["args"] = dict(spec.graph[name].build_args)
-        contexts = {ref: f"target:{targets[dep]}" for ref, dep in node.bases if dep in targets}
+        contexts = {
+            context_name(ref): f"target:{targets[dep]}" for ref, dep in node.bases if dep in targets
+        }
         if contexts:
             entry["contexts"] = contexts
         out[targets[name]] = entry

@@ -110,7 +110,7 @@ class BaseImage:
 class ParsedDockerfile:
     instructions: tuple[Instruction, ...]
     bases: tuple[str, ...]  # every image a stage is built on or copies from (not stages)
-    final_base: str | None  # the image the last stage is built on, if not a stage
+    final_base: str | None  # the image the last stage is built on, through its stages
     reads: tuple[ContextRead, ...]
     notes: tuple[str, ...] = field(default=())  # non-reproducible inputs
     base_args: tuple[tuple[str, str], ...] = ()  # (image, global ARG its FROM is written with)
@@ -284,6 +284,7 @@ class _State:
     notes: list[str] = field(default_factory=list)
     base_args: list[tuple[str, str]] = field(default_factory=list)
     final_base: str | None = None
+    stage_base: dict[str, str | None] = field(default_factory=dict)  # named stage -> image
     warnings: list[tuple[int, str]] = field(default_factory=list)  # (line, message)
 
     def internal(self, ref: str) -> bool:
@@ -330,7 +331,7 @@ class _State:
             self.base_args.append((image, m.group(1) or m.group(2)))
         known = None
         if self.internal(image):
-            self.final_base = None
+            self.final_base = self.stage_base.get(image.lower())
             self.persisted = dict(self.stage_persisted.get(image.lower(), {}))  # ENV, not ARGs
             # a stage's image config, triggers included, is cloned; they do not run
             self.onbuild = list(self.stage_onbuild.get(image.lower(), []))
@@ -344,6 +345,7 @@ class _State:
         name = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else ""
         self.stages.append(name)
         if name:
+            self.stage_base[name] = self.final_base
             self.stage_persisted[name] = self.persisted
             self.stage_onbuild[name] = self.onbuild
         for trigger in known.onbuild if known else ():

@@ -10,6 +10,7 @@ import pytest
 
 from ci_layers.cli import main
 from ci_layers.discover import InRepoImages, same_image
+from ci_layers.docker import context_name
 
 from .conftest import FIXTURES
 from .gitrepo import GitRepo
@@ -417,7 +418,25 @@ def test_a_bad_dockerignore_and_an_unused_override(dock: GitRepo) -> None:
     assert "images/web/Dockerfile.dockerignore: error:" in err
 
 
-def test_bake_names_contexts_as_written_and_paths_from_the_context(dock: GitRepo) -> None:
+@pytest.mark.parametrize(
+    ("ref", "name"),
+    [
+        ("docker.io/library/buildpack-deps:bookworm-curl", "buildpack-deps:bookworm-curl"),
+        ("quay.io/cilium/cilium-runtime:latest", "quay.io/cilium/cilium-runtime"),
+        ("index.docker.io/acme/x", "acme/x"),
+        ("ubuntu:latest", "ubuntu"),
+        ("library/ubuntu:22.04", "ubuntu:22.04"),
+        ("localhost:5000/a:1", "localhost:5000/a:1"),
+        ("localhost/a:latest", "localhost/a"),
+        ("docker.io/acme/x:latest@sha256:" + "0" * 64, "acme/x:latest@sha256:" + "0" * 64),
+    ],
+)
+def test_context_names_are_what_buildkit_looks_up(ref: str, name: str) -> None:
+    # dockerui NamedContext: TrimSuffix(FamiliarString(ParseNormalizedNamed(ref)), ":latest")
+    assert context_name(ref) == name
+
+
+def test_bake_names_contexts_as_buildkit_looks_them_up(dock: GitRepo) -> None:
     spec = dock.root / "ci-layers.yaml"
     spec.write_text(spec.read_text() + "  registry.example.com/acme/tools:\n    context: images\n")
     base = dock.commit("tools built from images/")
@@ -427,9 +446,9 @@ def test_bake_names_contexts_as_written_and_paths_from_the_context(dock: GitRepo
     assert code == 0, err
     targets = json.loads(out)["target"]
     worker = targets["registry-example-com-acme-worker"]
-    assert list(worker["contexts"]) == [f"{R}python:3.11@sha256:" + "0" * 64]  # as written
+    assert list(worker["contexts"]) == [f"{R}python:3.11@sha256:" + "0" * 64]
     assert targets["registry-example-com-acme-python-3-12"]["contexts"] == {
-        f"{R}base:latest": "target:registry-example-com-acme-base"
+        f"{R}base": "target:registry-example-com-acme-base"  # written base:latest
     }
     tools = targets["registry-example-com-acme-tools"]
     assert (tools["context"], tools["dockerfile"]) == ("images", "tools/Containerfile")
@@ -517,3 +536,17 @@ def test_a_dockerfile_that_is_not_utf8_keys_its_bytes(dock: GitRepo) -> None:
     code, out, err = run(dock, "plan", "--base", base, "--head", "HEAD")
     assert code == 0, err
     assert "Dockerfile:2" in out
+
+
+def test_the_final_stage_is_built_on_what_its_stages_start_from(dock: GitRepo) -> None:
+    dock.write(
+        "images/chain/Dockerfile",
+        f"FROM {R}base AS rootfs\nRUN true\nFROM rootfs AS release\nRUN true\n",
+    )
+    dock.write("images/deb/Dockerfile", "FROM debian:12 AS b\nRUN true\nFROM b\n")
+    dock.commit("stage chains")
+    code, out, _ = run(dock, "graph", "--format", "json")
+    assert code == 0
+    layers = {layer["name"]: layer for layer in json.loads(out)["layers"]}
+    assert (layers[R + "chain"]["parents"], layers[R + "chain"]["from"]) == ([R + "base"], None)
+    assert (layers[R + "deb"]["parents"], layers[R + "deb"]["from"]) == ([], "debian:12")
