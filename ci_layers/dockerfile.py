@@ -59,6 +59,18 @@ _WHOLE_ARG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)|\$\{([A-Za-z_][A-Za-z0-9_]*
 # Remote sources of ADD. A local `lib.git` folder is not one: BuildKit takes a source for
 # git only with a scheme or `git@` (a bare `github.com/...` is read as local too).
 _URL = re.compile(r"^(https?://|git@|git://|ssh://)")
+# BuildKit's automatic platform ARGs, defined before the first FROM without an ARG line.
+# A GitHub-hosted runner builds linux/amd64; other platforms are set as build args.
+PLATFORM_ARGS = {
+    "TARGETPLATFORM": "linux/amd64",
+    "TARGETOS": "linux",
+    "TARGETARCH": "amd64",
+    "TARGETVARIANT": "",
+    "BUILDPLATFORM": "linux/amd64",
+    "BUILDOS": "linux",
+    "BUILDARCH": "amd64",
+    "BUILDVARIANT": "",
+}
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9._-]*")
 # distribution/reference's grammar: [host[:port]/]path[:tag][@digest], path lower case
 _REFERENCE = re.compile(
@@ -245,6 +257,7 @@ def parse_dockerfile(
     if escape not in ("\\", "`"):
         raise DockerfileError(f"invalid escape token {escape!r}: use \\ or `", 1)
     state = _State(dict(build_args), escape=escape, base_image=base_image)
+    state.global_args = {k: build_args.get(k, v) for k, v in PLATFORM_ARGS.items()}
     for ins in instructions:
         try:
             state.step(ins)

@@ -223,3 +223,12 @@ def test_a_heredoc_under_onbuild() -> None:
         (2, "ONBUILD", ("echo hi",)),
         (5, "RUN", ()),
     ]
+
+
+def test_automatic_platform_args_are_defined_for_from() -> None:
+    text = "FROM r.example/base-${TARGETARCH}\nARG TARGETOS\nCOPY $TARGETOS-${TARGETARCH:-x} /y\n"
+    parsed = parse_dockerfile(text, build_args={})
+    assert parsed.bases == ("r.example/base-amd64",)
+    assert parsed.reads[0].sources == ("linux-x",)  # a stage sees only what it declares
+    arm = parse_dockerfile(text, build_args={"TARGETARCH": "arm64"})
+    assert arm.bases == ("r.example/base-arm64",)
