@@ -96,8 +96,21 @@ class CopySource:
             files.selections[key] = hit
         return hit  # type: ignore[return-value]
 
+    def _through_links(self, files: RepoFiles) -> CopySource | None:
+        """This source with the symlinked directories on its literal path followed, as
+        BuildKit resolves every part of a source path; None when there are none."""
+        prefix = self.prefix
+        if not prefix or prefix in files.trees or (prefix in files and not self.is_glob):
+            return None  # found as it is (a link as the whole source is followed below)
+        resolved = _resolve_dirs(files, prefix, last=self.is_glob)
+        if resolved is None or resolved == prefix:
+            return None
+        return copy_source(resolved + self.norm[len(prefix) :], self.exclude)
+
     def _entries(self, files: RepoFiles) -> list[list[str]]:
         prefix = self.prefix
+        if (linked := self._through_links(files)) is not None:
+            return linked.entries(files)
         if not self.is_glob and (target := follow_symlinks(files, prefix)) != prefix and target:
             # COPY follows a symlink given as the source: the target's content counts
             inner = copy_source(target, self.exclude).entries(files)
@@ -141,6 +154,9 @@ class CopySource:
     def paths(self, files: RepoFiles) -> list[str]:
         """Repository paths this source reads (for reasons and mapping)."""
         prefix = self.prefix
+        if (linked := self._through_links(files)) is not None:
+            links = [p for p in _ancestors(prefix, last=True) if p in files]
+            return [*links, *linked.paths(files)]
         if not self.is_glob and (target := follow_symlinks(files, prefix)) != prefix and target:
             return [prefix, *copy_source(target, self.exclude).paths(files)]
         candidates = [prefix] if (prefix and prefix in files) else []
@@ -244,6 +260,31 @@ def follow_symlinks(files: RepoFiles, path: str) -> str | None:
         path = posixpath.normpath(posixpath.join(posixpath.dirname(path), link))
         if path == ".." or path.startswith("../"):
             return None
+    return None
+
+
+def _ancestors(path: str, *, last: bool) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + (1 if last else 0))]
+
+
+def _resolve_dirs(files: RepoFiles, path: str, *, last: bool) -> str | None:
+    """`path` with each symlinked directory on it followed (the last part too when
+    `last`); None when a link leaves the repository or they loop."""
+    for _ in range(40):
+        for head in _ancestors(path, last=last):
+            if files.entries.get(head, "").startswith("120000"):
+                target = follow_symlinks(files, head)
+                if target is None or target == head:
+                    return None if target is None else path
+                path = (
+                    (target + path[len(head) :]).lstrip("/")
+                    if target != "."
+                    else path[len(head) + 1 :]
+                )
+                break
+        else:
+            return path
     return None
 
 

@@ -393,6 +393,26 @@ def test_symlinks_in_the_context_and_parent_paths(dock: GitRepo) -> None:
         base = dock.git("rev-parse", "HEAD")
 
 
+def test_a_symlinked_folder_on_a_source_path_is_followed(dock: GitRepo) -> None:
+    dock.write(
+        "images/via/Dockerfile",
+        "FROM scratch\nCOPY ld/f /x\nCOPY ld/*.txt /t/\nCOPY ld/deep/ /d/\n",
+    )
+    for name in ("f", "a.txt", "deep/g", "other"):
+        dock.write(f"images/via/real/{name}", "1\n")
+    (dock.root / "images/via/ld").symlink_to("real")
+    base = dock.commit("via a link")
+    for name in ("f", "a.txt", "deep/g"):
+        dock.write(f"images/via/real/{name}", "2\n")
+        dock.commit(name)
+        p = plan(dock, base)
+        assert short(p["affected"]) == ["via"], name
+        base = dock.git("rev-parse", "HEAD")
+    dock.write("images/via/real/other", "2\n")  # read by no instruction
+    dock.commit("other")
+    assert plan(dock, base)["affected"] == []
+
+
 def test_a_symlinked_dockerfile(dock: GitRepo) -> None:
     (dock.root / "images/lnk").mkdir()
     (dock.root / "images/lnk/Dockerfile").symlink_to("../builder/Dockerfile")
