@@ -60,6 +60,17 @@ class CopySource:
             return None
         return rel
 
+    def below(self, path: str) -> str | None:
+        """Where `path` lies inside the folder this source names or a wildcard matches;
+        None for the named or matched item itself, or a path it does not copy. COPY
+        --exclude is matched against this: fsutil never excludes the item itself."""
+        rel = self._relative(path)
+        if rel is None or path == self.norm:
+            return None
+        if self.is_glob and path.count("/") + 1 <= self._depth:
+            return None
+        return rel
+
     def _relative(self, path: str) -> str | None:
         if not self.norm:
             return path
@@ -319,8 +330,8 @@ def context_reads(node: DockerfileNode, files: RepoFiles) -> list[tuple[int, str
                 rel = path[len(ctx) + 1 :] if ctx else path
                 if ignore.ignored(rel):
                     continue
-                if skip is not None and skip.ignored(source.relative(path) or rel):
-                    continue  # COPY --exclude, relative to what the source copies
+                if skip is not None and (inside := source.below(path)) and skip.ignored(inside):
+                    continue  # COPY --exclude: below what the source names, relative to it
                 out.append((index, path, rel))
     files.selections[key] = out
     return out

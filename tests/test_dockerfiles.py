@@ -570,3 +570,27 @@ def test_the_final_stage_is_built_on_what_its_stages_start_from(dock: GitRepo) -
     layers = {layer["name"]: layer for layer in json.loads(out)["layers"]}
     assert (layers[R + "chain"]["parents"], layers[R + "chain"]["from"]) == ([R + "base"], None)
     assert (layers[R + "deb"]["parents"], layers[R + "deb"]["from"]) == ([], "debian:12")
+
+
+def test_copy_exclude_drops_only_what_lies_below_the_source(dock: GitRepo) -> None:
+    # fsutil matches --exclude against paths inside a copied folder, relative to it; the
+    # file a source names or a wildcard matches is copied whatever the patterns say.
+    dock.write(
+        "images/ex/Dockerfile",
+        "FROM scratch\nCOPY --exclude=*.md src/a.md /d/\nCOPY --exclude=*.md *.md /e/\n"
+        "COPY --exclude=*.md docs/ /f/\n",
+    )
+    for name in ("src/a.md", "top.md", "docs/x.md", "docs/sub/y.md", "docs/z.txt"):
+        dock.write(f"images/ex/{name}", "1\n")
+    base = dock.commit("excludes")
+    for name, rebuilt in [
+        ("src/a.md", True),
+        ("top.md", True),
+        ("docs/x.md", False),
+        ("docs/sub/y.md", True),
+        ("docs/z.txt", True),
+    ]:
+        dock.write(f"images/ex/{name}", "2\n")
+        dock.commit(name)
+        assert (short(plan(dock, base)["affected"]) == ["ex"]) is rebuilt, name
+        base = dock.git("rev-parse", "HEAD")
