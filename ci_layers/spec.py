@@ -222,6 +222,9 @@ _ALIASES = {
 }
 
 
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def _suggest(word: str, choices: Iterable[str]) -> str:
     """The closest valid choice, also through a typo of a synonym ("comands" -> "run")."""
     options = [str(c) for c in choices]
@@ -484,6 +487,22 @@ class _Checker:
         path = str(raw["path"])
         if path.startswith("/") or posixpath.normpath(path or ".").startswith(".."):
             self.error(f"Dockerfile path '{path}' must be inside the repository", (*at, "path"))
+        known = _PLACEHOLDER.findall(path)
+        tags = raw.get("tags")
+        templates: list[tuple[tuple[Any, ...], Any]] = [
+            (("image",), raw.get("image")),
+            (("context",), raw.get("context")),
+            *((("tags", i), t) for i, t in enumerate(tags if isinstance(tags, list) else [])),
+        ]
+        for field_at, text in templates:
+            for name in _PLACEHOLDER.findall(text) if isinstance(text, str) else ():
+                if name not in known:
+                    has = ", ".join(f"{{{k}}}" for k in known) or "none"
+                    self.error(
+                        f"{{{name}}} is not a placeholder of path '{path}' (it has {has})"
+                        + _suggest(name, known),
+                        (*at, *field_at),
+                    )
         return DockerfileRule(
             path=path,
             image=str(raw.get("image", "")),

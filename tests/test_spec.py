@@ -241,6 +241,22 @@ CASES = [
         ["ci-layers.yaml:1:1: error: spec is empty"],
         id="empty",
     ),
+    pytest.param(
+        """\
+        version: 1
+        dockerfiles:
+          - path: "images/{name}/Dockerfile"
+            image: "reg.example/{nme}"
+            tags: ["reg.example/{name}:{ver}"]
+        """,
+        [
+            "ci-layers.yaml:4:12: error: {nme} is not a placeholder of path "
+            "'images/{name}/Dockerfile' (it has {name}) (did you mean 'name'?)",
+            "ci-layers.yaml:5:12: error: {ver} is not a placeholder of path "
+            "'images/{name}/Dockerfile' (it has {name})",
+        ],
+        id="unknown-placeholder",
+    ),
 ]
 
 
