@@ -209,6 +209,7 @@ def _merge(rule: DockerfileRule, override: DockerfileRule) -> DockerfileRule:
         context=override.context or rule.context,
         build_args=(*rule.build_args, *override.build_args),
         tags=(*rule.tags, *override.tags),
+        target=override.target or rule.target,
     )
 
 
@@ -239,7 +240,7 @@ def _layer(
     args = {k: _fill(v, values) for k, v in rule.build_args}
     try:
         text = raw.decode("utf-8", errors="surrogateescape")  # BuildKit reads bytes
-        parsed = _parse(text, tuple(sorted(args.items())), inherited)
+        parsed = _parse(text, tuple(sorted(args.items())), inherited, rule.target)
     except DockerfileError as exc:
         errors.append(SpecError(str(exc), where=Location(path, exc.line, 1), layer=name))
         return None
@@ -272,6 +273,7 @@ def _layer(
         env=parsed.final_env,
         onbuild=parsed.final_onbuild,
         warnings=parsed.warnings,
+        target=rule.target,
     )
     return ImageLayer(
         name=name,
@@ -289,9 +291,12 @@ def _parse(
     text: str,
     args: tuple[tuple[str, str], ...],
     inherited: tuple[tuple[str, BaseImage], ...],
+    target: str | None,
 ) -> ParsedDockerfile:
     # base and head mostly hold the same Dockerfiles: parse each text once
-    return parse_dockerfile(text, build_args=dict(args), base_image=dict(inherited).get)
+    return parse_dockerfile(
+        text, build_args=dict(args), base_image=dict(inherited).get, target=target
+    )
 
 
 def _inherit(

@@ -72,6 +72,7 @@ def docker_inputs(plan: Plan, spec: Spec, name: str) -> dict[str, Any]:
     return {
         "context": node.context or ".",
         "file": node.file,
+        "target": node.target or "",
         "tags": "\n".join(dict.fromkeys(tags)),
         "build-args": "\n".join(f"{k}={v}" for k, v in args.items()),
         "build-contexts": "\n".join(f"{k}={v}" for k, v in contexts.items()),
@@ -105,6 +106,8 @@ def bake_file(plan: Plan, spec: Spec) -> dict[str, Any]:
             "dockerfile": dockerfile,
             "tags": list(dict.fromkeys([name, *node.tags, key_tag(name, plan.layers[name].key)])),
         }
+        if node.target:
+            entry["target"] = node.target
         if spec.graph[name].build_args:
             entry["args"] = dict(spec.graph[name].build_args)
         contexts = {

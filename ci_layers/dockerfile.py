@@ -245,12 +245,16 @@ def parse_dockerfile(
     *,
     build_args: Mapping[str, str],
     base_image: Callable[[str], BaseImage | None] | None = None,
+    target: str | None = None,
 ) -> ParsedDockerfile:
     """Instructions, bases and context reads; DockerfileError with the line on bad input.
 
     `base_image(reference)` gives what an image built on passes on, where it is known (an
     image built in the same repository): BuildKit expands later instructions with its ENV
     and runs its ONBUILD triggers, which read this build's context.
+
+    Only the stages the built one (`target`, else the last) reaches through FROM,
+    COPY --from and RUN --mount=from count: BuildKit skips the others.
     """
     instructions = _instructions(text)
     escape = next((i.value for i in instructions if i.keyword == "#ESCAPE"), "\\")
@@ -258,22 +262,34 @@ def parse_dockerfile(
         raise DockerfileError(f"invalid escape token {escape!r}: use \\ or `", 1)
     state = _State(dict(build_args), escape=escape, base_image=base_image)
     state.global_args = {k: build_args.get(k, v) for k, v in PLATFORM_ARGS.items()}
+    owner: list[int] = []  # the stage of each instruction (-1: before the first FROM)
     for ins in instructions:
         try:
             state.step(ins)
         except ExpansionError as exc:
             raise DockerfileError(str(exc), ins.line) from None
+        owner.append(len(state.stages) - 1)
     if not state.stages:
         raise DockerfileError("no FROM instruction", 1)
+    built = len(state.stages) - 1
+    if target is not None:
+        found = state.stage_index(target)
+        if found is None:
+            raise DockerfileError(f"no stage named '{target}' to build (target)", 1)
+        built = found
+    keep = state.reached(built)
+    bases = [b for b, o in state.bases if o in keep]
     return ParsedDockerfile(
-        instructions=tuple(instructions),
-        bases=tuple(dict.fromkeys(state.bases)),
-        final_base=state.final_base,
-        reads=tuple(state.reads),
-        notes=tuple(state.notes),
-        base_args=tuple(state.base_args),
-        final_env=tuple(state.persisted.items()),
-        final_onbuild=tuple(state.onbuild),
+        instructions=tuple(
+            i for i, o in zip(instructions, owner, strict=True) if o < 0 or o in keep
+        ),
+        bases=tuple(dict.fromkeys(bases)),
+        final_base=state.roots[built],
+        reads=tuple(r for r, o in state.reads if o in keep),
+        notes=tuple(n for n, o in state.notes if o in keep),
+        base_args=tuple(a for a in state.base_args if a[0] in bases),
+        final_env=tuple(state.envs[built].items()),
+        final_onbuild=tuple(state.onbuilds[built]),
         warnings=tuple(state.warnings),
     )
 
@@ -286,22 +302,52 @@ class _State:
     escape: str = "\\"  # the `# escape=` directive
     base_image: Callable[[str], BaseImage | None] | None = None
     persisted: dict[str, str] = field(default_factory=dict)  # this stage's ENV, for children
-    stage_persisted: dict[str, dict[str, str]] = field(default_factory=dict)
     onbuild: list[str] = field(default_factory=list)  # this stage's triggers, for children
-    stage_onbuild: dict[str, list[str]] = field(default_factory=dict)
     global_args: dict[str, str] = field(default_factory=dict)
     stages: list[str] = field(default_factory=list)  # names, lower case ("" if unnamed)
     env: dict[str, str] = field(default_factory=dict)  # this stage's ARGs and ENVs
-    bases: list[str] = field(default_factory=list)
-    reads: list[ContextRead] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    bases: list[tuple[str, int]] = field(default_factory=list)  # (image, stage using it)
+    reads: list[tuple[ContextRead, int]] = field(default_factory=list)
+    notes: list[tuple[str, int]] = field(default_factory=list)
+    uses: dict[int, set[int]] = field(default_factory=dict)  # stage -> stages it needs
+    roots: list[str | None] = field(default_factory=list)  # stage -> image it starts from
+    envs: list[dict[str, str]] = field(default_factory=list)  # stage -> ENV it carries
+    onbuilds: list[list[str]] = field(default_factory=list)  # stage -> its ONBUILD triggers
     base_args: list[tuple[str, str]] = field(default_factory=list)
     final_base: str | None = None
-    stage_base: dict[str, str | None] = field(default_factory=dict)  # named stage -> image
     warnings: list[tuple[int, str]] = field(default_factory=list)  # (line, message)
 
     def internal(self, ref: str) -> bool:
         return ref.lower() in self.stages or ref.isdigit()
+
+    @property
+    def current(self) -> int:
+        return len(self.stages) - 1
+
+    def stage_index(self, ref: str) -> int | None:
+        """The stage `ref` names: its index, or the last stage so named so far."""
+        if ref.isdigit():
+            return int(ref) if int(ref) < len(self.stages) else None
+        named = [i for i, name in enumerate(self.stages) if name == ref.lower()]
+        return named[-1] if named else None
+
+    def use(self, ref: str) -> None:
+        """This stage needs stage or image `ref`."""
+        if self.internal(ref):
+            index = self.stage_index(ref)
+            if index is not None:
+                self.uses.setdefault(self.current, set()).add(index)
+        else:
+            self.bases.append((ref, self.current))
+
+    def reached(self, stage: int) -> set[int]:
+        seen, todo = {stage}, [stage]
+        while todo:
+            for dep in self.uses.get(todo.pop(), ()):
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return seen
 
     def step(self, ins: Instruction) -> None:
         handler = getattr(self, f"_{ins.keyword.lower()}", None)
@@ -343,13 +389,13 @@ class _State:
         if m := _WHOLE_ARG.fullmatch(words[0]):
             self.base_args.append((image, m.group(1) or m.group(2)))
         known = None
-        if self.internal(image):
-            self.final_base = self.stage_base.get(image.lower())
-            self.persisted = dict(self.stage_persisted.get(image.lower(), {}))  # ENV, not ARGs
+        parent = self.stage_index(image) if self.internal(image) else None
+        if parent is not None:
+            self.final_base = self.roots[parent]
+            self.persisted = dict(self.envs[parent])  # its ENV, not its ARGs
             # a stage's image config, triggers included, is cloned; they do not run
-            self.onbuild = list(self.stage_onbuild.get(image.lower(), []))
+            self.onbuild = list(self.onbuilds[parent])
         else:
-            self.bases.append(image)
             self.final_base = image
             known = self.base_image(image) if self.base_image else None
             self.persisted = dict(known.env if known else ())
@@ -357,10 +403,13 @@ class _State:
         self.env = dict(self.persisted)
         name = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else ""
         self.stages.append(name)
-        if name:
-            self.stage_base[name] = self.final_base
-            self.stage_persisted[name] = self.persisted
-            self.stage_onbuild[name] = self.onbuild
+        self.roots.append(self.final_base)
+        self.envs.append(self.persisted)
+        self.onbuilds.append(self.onbuild)
+        if parent is not None:
+            self.uses.setdefault(self.current, set()).add(parent)
+        else:
+            self.bases.append((image, self.current))
         for trigger in known.onbuild if known else ():
             self._trigger(ins, trigger)
 
@@ -370,7 +419,7 @@ class _State:
         before = len(self.reads)
         self.step(Instruction(at.line, keyword.upper(), value.strip()))
         text = f"{at.text} (its ONBUILD {trigger.strip()})"
-        self.reads[before:] = [replace(r, text=text) for r in self.reads[before:]]
+        self.reads[before:] = [(replace(r, text=text), o) for r, o in self.reads[before:]]
 
     def _onbuild(self, ins: Instruction) -> None:
         keyword = ins.value.strip().partition(" ")[0].upper()
@@ -398,10 +447,9 @@ class _State:
         if "from" in flags:
             source = flags["from"][-1]
             ref = expand_word(source, self.env, escape=self.escape)
-            if ref.isdigit() and int(ref) >= len(self.stages) - 1:
+            if ref.isdigit() and int(ref) >= self.current:
                 raise DockerfileError(f"--from={source} names no earlier stage", ins.line)
-            if not self.internal(ref):
-                self.bases.append(ref)
+            self.use(ref)
             return
         sources = [a for a in args[:-1] if not a.startswith("<<")]
         for src in sources:
@@ -412,7 +460,9 @@ class _State:
                     raise DockerfileError(f"{ins.keyword} source: {exc}", ins.line) from None
         if ins.keyword == "ADD":
             remote = [s for s in sources if _URL.search(s)]
-            self.notes.extend(f"line {ins.line}: ADD {s} is not reproducible" for s in remote)
+            self.notes += [
+                (f"line {ins.line}: ADD {s} is not reproducible", self.current) for s in remote
+            ]
             sources = [s for s in sources if s not in remote]
         if sources:
             exclude = tuple(
@@ -422,7 +472,9 @@ class _State:
                 DockerIgnore(list(exclude))
             except ValueError as exc:
                 raise DockerfileError(f"--exclude: {exc}", ins.line) from None
-            self.reads.append(ContextRead(ins.line, ins.text, tuple(sources), exclude))
+            self.reads.append(
+                (ContextRead(ins.line, ins.text, tuple(sources), exclude), self.current)
+            )
 
     _add = _copy
 
@@ -435,13 +487,10 @@ class _State:
             if "type" in opts:
                 opts["type"] = opts["type"].lower()
             if "from" in opts:
-                ref = expand_word(opts["from"], self.env, escape=self.escape)
-                if not self.internal(ref):
-                    self.bases.append(ref)
+                self.use(expand_word(opts["from"], self.env, escape=self.escape))
             elif opts.get("type", "bind") == "bind":  # a mount without type= is a bind
                 src = opts.get("source") or opts.get("src") or "."
-                self.reads.append(
-                    ContextRead(
-                        ins.line, ins.text, (expand_word(src, self.env, escape=self.escape),)
-                    )
+                read = ContextRead(
+                    ins.line, ins.text, (expand_word(src, self.env, escape=self.escape),)
                 )
+                self.reads.append((read, self.current))

@@ -48,6 +48,7 @@ class DockerfileNode:
     env: tuple[tuple[str, str], ...] = ()  # the ENV the built image carries
     onbuild: tuple[str, ...] = ()  # the ONBUILD triggers it carries, for images built on it
     warnings: tuple[tuple[int, str], ...] = ()  # (line, message) found while reading it
+    target: str | None = None  # the stage built; None: the last
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ class DockerfileRule:
     context: str | None = None
     build_args: tuple[tuple[str, str], ...] = ()
     tags: tuple[str, ...] = ()
+    target: str | None = None  # the stage built; None: the last
     where: Location | None = field(default=None, compare=False)
 
 
@@ -509,6 +510,7 @@ class _Checker:
             context=_str_or_none(raw.get("context")),
             build_args=_pairs(raw.get("build_args")),
             tags=_as_tuple(raw.get("tags")) if _is_strs(raw.get("tags")) else (),
+            target=_str_or_none(raw.get("target")),
             where=self.where(at),
         )
 

@@ -62,7 +62,8 @@ def test_quoted_arg_values() -> None:
 
 def test_from_arguments() -> None:
     parsed = parse_dockerfile(
-        "ARG REGISTRY=r.example\nARG BASE=$REGISTRY/acme/base\nFROM ${BASE}\nFROM $REGISTRY/acme/x\n",
+        "ARG REGISTRY=r.example\nARG BASE=$REGISTRY/acme/base\nFROM ${BASE}\n"
+        "FROM $REGISTRY/acme/x\nCOPY --from=0 /a /a\n",
         build_args={},
     )
     assert parsed.bases == ("r.example/acme/base", "r.example/acme/x")
@@ -232,3 +233,23 @@ def test_automatic_platform_args_are_defined_for_from() -> None:
     assert parsed.reads[0].sources == ("linux-x",)  # a stage sees only what it declares
     arm = parse_dockerfile(text, build_args={"TARGETARCH": "arm64"})
     assert arm.bases == ("r.example/base-arm64",)
+
+
+def test_only_stages_the_built_one_reaches_count() -> None:
+    text = (
+        "FROM r.example/tools AS unused\nCOPY u /u\n"
+        "FROM alpine AS deps\nCOPY d /d\n"
+        "FROM alpine AS assets\nCOPY a /a\n"
+        "FROM r.example/node AS mounted\nCOPY m /m\n"
+        "FROM deps\nCOPY --from=assets /a /a\nRUN --mount=from=mounted,target=/m true\nCOPY f /f\n"
+    )
+    parsed = parse_dockerfile(text, build_args={})
+    assert [r.sources for r in parsed.reads] == [("d",), ("a",), ("m",), ("f",)]
+    assert parsed.bases == ("alpine", "r.example/node")  # not the unused stage's image
+    assert parsed.final_base == "alpine"
+    assert all("COPY u" not in i.text for i in parsed.instructions)
+    unused = parse_dockerfile(text, build_args={}, target="UNUSED")
+    assert [r.sources for r in unused.reads] == [("u",)]
+    assert unused.bases == ("r.example/tools",)
+    with pytest.raises(DockerfileError, match="no stage named 'prod'"):
+        parse_dockerfile(text, build_args={}, target="prod")

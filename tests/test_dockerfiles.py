@@ -594,3 +594,26 @@ def test_copy_exclude_drops_only_what_lies_below_the_source(dock: GitRepo) -> No
         dock.commit(name)
         assert (short(plan(dock, base)["affected"]) == ["ex"]) is rebuilt, name
         base = dock.git("rev-parse", "HEAD")
+
+
+def test_a_stage_the_image_never_reaches_rebuilds_nothing_unless_it_is_the_target(
+    dock: GitRepo,
+) -> None:
+    dock.write(
+        "images/multi/Dockerfile",
+        "FROM scratch AS test\nCOPY tests/ /t/\nFROM scratch AS prod\nCOPY app/ /app/\n"
+        "FROM scratch AS dev\nCOPY dev/ /d/\n",
+    )
+    for name in ("tests/t.py", "app/a.py", "dev/d.py"):
+        dock.write(f"images/multi/{name}", "1\n")
+    spec = (dock.root / "ci-layers.yaml").read_text()
+    dock.write("ci-layers.yaml", spec + "  registry.example.com/acme/multi:\n    target: prod\n")
+    base = dock.commit("multi-stage")
+    for name, rebuilt in [("tests/t.py", False), ("dev/d.py", False), ("app/a.py", True)]:
+        dock.write(f"images/multi/{name}", "2\n")
+        dock.commit(name)
+        assert (short(plan(dock, base)["affected"]) == ["multi"]) is rebuilt, name
+        base = dock.git("rev-parse", "HEAD")
+    code, out, _ = run(dock, "bake", "--base", "HEAD~1", "--head", "HEAD")
+    assert code == 0
+    assert json.loads(out)["target"]["registry-example-com-acme-multi"]["target"] == "prod"
