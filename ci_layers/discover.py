@@ -274,6 +274,7 @@ def _layer(
         onbuild=parsed.final_onbuild,
         warnings=parsed.warnings,
         target=rule.target,
+        declared=parsed.declared,
     )
     return ImageLayer(
         name=name,

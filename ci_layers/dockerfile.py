@@ -129,6 +129,7 @@ class ParsedDockerfile:
     final_env: tuple[tuple[str, str], ...] = ()  # the ENV the built image carries
     final_onbuild: tuple[str, ...] = ()  # the ONBUILD triggers the built image carries
     warnings: tuple[tuple[int, str], ...] = ()  # (line, message)
+    declared: frozenset[str] = frozenset()  # build args it can see: its ARGs, platform ARGs
 
 
 # Bytes that are not UTF-8 arrive as lone surrogates (surrogateescape), as file names do;
@@ -291,6 +292,7 @@ def parse_dockerfile(
         final_env=tuple(state.envs[built].items()),
         final_onbuild=tuple(state.onbuilds[built]),
         warnings=tuple(state.warnings),
+        declared=frozenset(state.declared),
     )
 
 
@@ -316,6 +318,7 @@ class _State:
     base_args: list[tuple[str, str]] = field(default_factory=list)
     final_base: str | None = None
     warnings: list[tuple[int, str]] = field(default_factory=list)  # (line, message)
+    declared: set[str] = field(default_factory=lambda: set(PLATFORM_ARGS))  # ARG names
 
     def internal(self, ref: str) -> bool:
         return ref.lower() in self.stages or ref.isdigit()
@@ -357,6 +360,7 @@ class _State:
     def _arg(self, ins: Instruction) -> None:
         for word in _split_words(ins.value):
             name, eq, default = word.partition("=")
+            self.declared.add(name)
             scope = self.env if self.stages else self.global_args
             if name in self.build_args:
                 scope[name] = self.build_args[name]

@@ -49,6 +49,7 @@ class DockerfileNode:
     onbuild: tuple[str, ...] = ()  # the ONBUILD triggers it carries, for images built on it
     warnings: tuple[tuple[int, str], ...] = ()  # (line, message) found while reading it
     target: str | None = None  # the stage built; None: the last
+    declared: frozenset[str] = frozenset()  # the build args an ARG (or BuildKit) declares
 
 
 @dataclass(frozen=True, slots=True)

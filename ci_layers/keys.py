@@ -68,7 +68,8 @@ def _dockerfile_recipe(
         "instructions": [[text, *heredocs] for _line, text, heredocs in node.instructions],
         "deps": [keys[d].digest for d in layer.dependencies],
         "externals": list(node.externals),
-        "build_args": dict(layer.build_args),
+        # a build arg no ARG declares does not reach the build (BuildKit warns, that is all)
+        "build_args": {k: v for k, v in layer.build_args if k in node.declared},
         "context": [list(item) for item in context],
     }
 

@@ -617,3 +617,17 @@ def test_a_stage_the_image_never_reaches_rebuilds_nothing_unless_it_is_the_targe
     code, out, _ = run(dock, "bake", "--base", "HEAD~1", "--head", "HEAD")
     assert code == 0
     assert json.loads(out)["target"]["registry-example-com-acme-multi"]["target"] == "prod"
+
+
+def test_a_build_arg_no_arg_declares_does_not_rebuild(dock: GitRepo) -> None:
+    spec = (dock.root / "ci-layers.yaml").read_text()
+    dock.write("ci-layers.yaml", spec.replace('{WORKERS: "4"}', '{WORKERS: "4", UNUSED: "a"}'))
+    base = dock.commit("an undeclared build arg")
+    spec = (dock.root / "ci-layers.yaml").read_text()
+    dock.write("ci-layers.yaml", spec.replace('UNUSED: "a"', 'UNUSED: "b"'))
+    dock.commit("change it")
+    assert plan(dock, base)["affected"] == []
+    base = dock.git("rev-parse", "HEAD")
+    dock.write("ci-layers.yaml", spec.replace('WORKERS: "4"', 'WORKERS: "8"'))
+    dock.commit("a declared one")
+    assert short(plan(dock, base)["affected"]) == ["worker"]
