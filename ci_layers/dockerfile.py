@@ -9,6 +9,7 @@ repository hands its `ENV` and its `ONBUILD` triggers to the stages built on it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -215,6 +216,17 @@ def _arguments(rest: str, env: Mapping[str, str], escape: str) -> list[str]:
     return expand_words(rest, env, escape=escape)
 
 
+def _count_arguments(rest: str) -> int:
+    """How many arguments a COPY/ADD is written with, before any expansion."""
+    stripped = rest.strip()
+    if stripped.startswith("["):
+        with contextlib.suppress(json.JSONDecodeError):
+            items = json.loads(stripped)
+            if isinstance(items, list):
+                return len(items)
+    return len(_split_words(rest))
+
+
 def _split_words(value: str) -> list[str]:
     """Split on whitespace outside quotes, keeping the quotes (ARG a="x y" b=1)."""
     words, word, quote, escaped = [], "", "", False
@@ -321,7 +333,7 @@ class _State:
     declared: set[str] = field(default_factory=lambda: set(PLATFORM_ARGS))  # ARG names
 
     def internal(self, ref: str) -> bool:
-        return ref.lower() in self.stages or ref.isdigit()
+        return bool(ref) and (ref.lower() in self.stages or ref.isdigit())
 
     @property
     def current(self) -> int:
@@ -335,7 +347,9 @@ class _State:
         return named[-1] if named else None
 
     def use(self, ref: str) -> None:
-        """This stage needs stage or image `ref`."""
+        """This stage needs stage or image `ref` (nothing when it expanded to nothing)."""
+        if not ref:
+            return
         if self.internal(ref):
             index = self.stage_index(ref)
             if index is not None:
@@ -445,9 +459,9 @@ class _State:
 
     def _copy(self, ins: Instruction) -> None:
         flags, rest = _flags(ins.value)
-        args = _arguments(rest, self.env, self.escape)
-        if len(args) < 2:
+        if _count_arguments(rest) < 2:  # as written: a variable may expand to nothing
             raise DockerfileError(f"{ins.keyword} needs a source and a destination", ins.line)
+        args = _arguments(rest, self.env, self.escape)
         if "from" in flags:
             source = flags["from"][-1]
             ref = expand_word(source, self.env, escape=self.escape)

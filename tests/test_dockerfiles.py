@@ -631,3 +631,15 @@ def test_a_build_arg_no_arg_declares_does_not_rebuild(dock: GitRepo) -> None:
     dock.write("ci-layers.yaml", spec.replace('WORKERS: "4"', 'WORKERS: "8"'))
     dock.commit("a declared one")
     assert short(plan(dock, base)["affected"]) == ["worker"]
+
+
+def test_a_copy_source_from_a_parent_env_is_not_taken_for_a_missing_argument(
+    dock: GitRepo,
+) -> None:
+    dock.write("images/penv/Dockerfile", "FROM scratch\nENV F=x.txt\n")
+    dock.write("images/cenv/Dockerfile", f"FROM {R}penv\nCOPY $F /f\n")
+    dock.write("images/cenv/x.txt", "1\n")
+    base = dock.commit("env from the parent")
+    dock.write("images/cenv/x.txt", "2\n")
+    dock.commit("x")
+    assert short(plan(dock, base)["affected"]) == ["cenv"]
