@@ -72,14 +72,14 @@ def upsert_comment(
     `create` False only updates an existing comment (an empty plan under
     `comment: auto` says "nothing to rebuild" where it said something before).
     """
-    if marker not in body:
+    if not body.startswith(marker):
         body = f"{marker}\n{body}"
     try:
         gh = _client(api_url, token, retries=retries, backoff=backoff)
         issue = gh.get_repo(repository).get_issue(number)
-        mine = sorted(
-            (c for c in issue.get_comments() if marker in (c.body or "")), key=lambda c: c.id
-        )
+        marked = [c for c in issue.get_comments() if (c.body or "").startswith(marker)]
+        login = _own_login(gh) if marked else None
+        mine = sorted((c for c in marked if _written_by(c, login)), key=lambda c: c.id)
         if not mine:
             if not create:
                 return CommentResult("skipped")
@@ -100,12 +100,33 @@ def upsert_comment(
         return CommentResult("failed", warning=f"GitHub API unreachable: {type(exc).__name__}")
 
 
+def _own_login(gh: Github) -> str | None:
+    """The token's user, where GitHub tells it (a personal token); None for the
+    Actions token and app tokens, which may not read /user and comment as a bot."""
+    try:
+        return str(gh.get_user().login)
+    except GithubException:
+        return None
+
+
+def _written_by(comment: Any, login: str | None) -> bool:
+    """Whether a marked comment is this tool's: by the token's user, or by a bot when
+    the user is unknown. A person quoting the marker must never have their text replaced."""
+    if login is not None:
+        return bool(comment.user.login == login)
+    return bool(comment.user.type == "Bot")
+
+
 def _settle(issue: Any, ours: Any, marker: str, body: str) -> tuple[Any, int]:
     """Runs that raced may each have created a comment: the oldest of this author's
     stays, with this run's body, and the others go."""
     author = ours.user.login
     copies = sorted(
-        (c for c in issue.get_comments() if marker in (c.body or "") and c.user.login == author),
+        (
+            c
+            for c in issue.get_comments()
+            if (c.body or "").startswith(marker) and c.user.login == author
+        ),
         key=lambda c: c.id,
     )
     if not copies:

@@ -64,7 +64,11 @@ class FakeGitHub:
             "html_url": f"https://github.example/o/r/pull/{issue}#issuecomment-{cid}",
             "issue_url": f"{base}/issues/{issue}",
             "body": body,
-            "user": {"login": login, "id": 41898282, "type": "Bot"},
+            "user": {
+                "login": login,
+                "id": 41898282,
+                "type": "Bot" if login.endswith("[bot]") else "User",
+            },
             "created_at": "2026-11-27T00:00:00Z",
             "updated_at": "2026-11-27T00:00:00Z",
             "author_association": "NONE",
@@ -114,6 +118,10 @@ def serve(fake: FakeGitHub) -> ThreadingHTTPServer:
                 return self._send(fake.fail_next.pop(0), {"message": "Server Error"})
             if fake.read_only and method != "GET":
                 return self._send(403, {"message": "Resource not accessible by integration"})
+            if parts.path == "/user" and method == "GET":
+                if fake.login.endswith("[bot]"):  # an installation token has no user
+                    return self._send(403, {"message": "Resource not accessible by integration"})
+                return self._send(200, {"login": fake.login, "id": 1, "type": "User"})
             if (m := _LIST.match(parts.path)) and method == "GET":
                 return self._list(int(m.group(3)), rec)
             if method in ("POST", "PATCH") and not isinstance((body or {}).get("body"), str):

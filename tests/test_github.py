@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ci_layers.github import marker_for, upsert_comment
 
-from .fake_github import FakeGitHub
+from .fake_github import FakeGitHub, serve
 
 MARK = marker_for("ci-layers.yaml")
 
@@ -44,9 +44,10 @@ def test_finds_the_marker_past_the_first_page(gh: FakeGitHub) -> None:
     result = upsert(gh, "new plan")
     assert result.action == "updated"
     assert gh.bodies(7)[-1] == f"{MARK}\nnew plan"
-    pages = [r.query.get("page", ["1"])[0] for r in gh.requests if r.method == "GET"]
+    lists = [r for r in gh.requests if r.method == "GET" and r.path.endswith("/comments")]
+    pages = [r.query.get("page", ["1"])[0] for r in lists]
     assert {"1", "2", "3"} <= set(pages)
-    assert all(r.query.get("per_page") == ["100"] for r in gh.requests if r.method == "GET")
+    assert all(r.query.get("per_page") == ["100"] for r in lists)
 
 
 def test_raced_copies_are_reduced_to_the_oldest(gh: FakeGitHub) -> None:
@@ -59,6 +60,30 @@ def test_raced_copies_are_reduced_to_the_oldest(gh: FakeGitHub) -> None:
     ours = [c for c in gh.comments[7] if c["user"]["login"] == gh.login]
     assert [c["id"] for c in ours] == [a["id"]]
     assert ours[0]["body"] == f"{MARK}\nrun C"
+
+
+def test_a_person_quoting_the_marker_keeps_their_comment(gh: FakeGitHub) -> None:
+    quoted = gh.add_comment(7, f"> {MARK}\n> old plan\n\nwhy is api rebuilt?", login="alice")
+    copied = gh.add_comment(7, f"{MARK}\nmy own notes", login="alice")
+    assert upsert(gh, "plan").action == "created"
+    by_id = {c["id"]: c["body"] for c in gh.comments[7]}
+    assert by_id[quoted["id"]].endswith("why is api rebuilt?")
+    assert by_id[copied["id"]] == f"{MARK}\nmy own notes"
+    assert upsert(gh, "plan 2").action == "updated"  # its own comment, found again
+    assert len(gh.comments[7]) == 3
+
+
+def test_a_personal_token_finds_its_own_comment_by_its_login() -> None:
+    fake = FakeGitHub(login="release-bot-user")
+    server = serve(fake)
+    try:
+        fake.add_comment(7, f"{MARK}\nby someone else", login="alice")
+        mine = fake.add_comment(7, f"{MARK}\nold plan")
+        assert upsert(fake, "new plan").action == "updated"
+        assert {c["id"]: c["body"] for c in fake.comments[7]}[mine["id"]] == f"{MARK}\nnew plan"
+        assert ("GET", "/user") in [(r.method, r.path) for r in fake.requests]
+    finally:
+        server.shutdown()
 
 
 def test_auto_does_not_create_for_an_empty_plan(gh: FakeGitHub) -> None:
