@@ -28,7 +28,16 @@ from .explain import explain_layer
 from .keys import KEY_VERSION, compute_keys
 from .plan import make_plan
 from .repo import RepoFiles, find_repo_root, read_at, tree_files, worktree_files
-from .report import graph_dot, graph_json, graph_mermaid, graph_text, plan_report, plan_text
+from .report import (
+    annotation,
+    graph_dot,
+    graph_json,
+    graph_mermaid,
+    graph_text,
+    plan_report,
+    plan_text,
+    untrusted,
+)
 from .resolver import DependencyResolver
 from .spec import DEFAULT_SPEC, Spec, load_spec, parse_spec, schema
 
@@ -339,12 +348,12 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _report(problem: SpecError, err: TextIO) -> None:
-    err.write(f"{problem}\n")
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        w = problem.where
-        msg = f"{problem.layer + ': ' if problem.layer else ''}{problem.message}"
-        msg = msg.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-        err.write(f"::{problem.severity} file={w.file},line={w.line},col={w.col}::{msg}\n")
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        err.write(f"{problem}\n")
+        return
+    err.write(untrusted(str(problem)) + "\n")  # names from the repository
+    who = f"{problem.layer}: " if problem.layer else ""
+    err.write(annotation(problem.severity, who + problem.message, where=problem) + "\n")
 
 
 @contextlib.contextmanager

@@ -8,8 +8,8 @@ in action.yml, never interpolated into a script.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import secrets
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,14 +19,21 @@ from typing import Any, TextIO
 from .changes import GitHistory, choose_comparison, read_event
 from .errors import SpecError, SpecInvalid, UsageError
 from .github import marker_for, upsert_comment
-from .outputs import MATRIX_LIMIT, action_outputs, write_outputs
+from .outputs import MATRIX_LIMIT, OutputTooLarge, action_outputs, write_outputs
 from .plan import Plan, make_plan
-from .report import COMMENT_LIMIT, plan_report, plan_text
+from .report import (
+    COMMENT_LIMIT,
+    SUMMARY_BYTES,
+    annotation,
+    plan_report,
+    plan_text,
+    spec_error_report,
+    untrusted,
+)
 from .spec import Spec
 
-__all__ = ["ActionInputs", "annotation", "inputs_from_env", "run_action"]
+__all__ = ["ActionInputs", "inputs_from_env", "run_action"]
 
-SUMMARY_LIMIT = 1024 * 1024 - 1024  # 1 MiB per step, with room for the runner's own lines
 ANNOTATIONS_PER_KIND = 10  # GitHub shows 10 warnings and 10 errors per step
 
 
@@ -71,25 +78,6 @@ def inputs_from_env(env: Mapping[str, str]) -> ActionInputs:
     )
 
 
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def annotation(kind: str, message: str, *, where: SpecError | None = None) -> str:
-    """A workflow command: ::error file=…,line=…,col=…::message."""
-    props = ""
-    if where is not None and where.where.line:
-        w = where.where
-        props = f" file={_escape_property(w.file)},line={w.line},col={w.col}"
-    elif where is not None:
-        props = f" file={_escape_property(where.where.file)}"
-    return f"::{kind}{props}::{_escape_data(message)}"
-
-
 def _annotate(problems: list[SpecError], out: TextIO) -> None:
     counts = {"error": 0, "warning": 0}
     for p in problems:
@@ -111,35 +99,43 @@ def run_action(
     """Plan for the event the runner describes, write everything, return the exit code."""
     inputs = inputs_from_env(env)
     output_path = Path(env["GITHUB_OUTPUT"]) if env.get("GITHUB_OUTPUT") else None
-    if spec is None:
-        assert spec_error is not None
-        _annotate(spec_error.problems, out)
-        out.write(str(spec_error) + "\n")
-        if output_path:
-            write_outputs(output_path, {"has-changes": "false", "stage-count": "0"})
-        return 0 if inputs.fail_on == "never" else spec_error.exit_code
-
     event_name = env.get("GITHUB_EVENT_NAME") or None
     payload = read_event(env.get("GITHUB_EVENT_PATH"))
-    history = GitHistory(root)
-    comparison = choose_comparison(
-        history, event_name=event_name, payload=payload, base=inputs.base, head=inputs.head
-    )
-    plan = make_plan(
-        root=root, spec=spec, spec_rel=spec_rel, comparison=comparison, history=history
-    )
+    plan = None
+    if spec is not None:
+        history = GitHistory(root)
+        comparison = choose_comparison(
+            history, event_name=event_name, payload=payload, base=inputs.base, head=inputs.head
+        )
+        try:  # Dockerfiles are read at both ends, and one may be broken at head
+            plan = make_plan(
+                root=root, spec=spec, spec_rel=spec_rel, comparison=comparison, history=history
+            )
+        except SpecInvalid as exc:
+            spec_error = exc
+    if plan is None or spec is None:
+        assert spec_error is not None
+        return _spec_failed(spec_error, spec, inputs, env, event_name, payload, out)
     spec = plan.spec or spec  # the spec at head, which may differ from the one on disk
     _annotate(list(spec.warnings), out)  # with what resolving its Dockerfiles found
+    if comparison.mode == "all" and event_name in _COMPARING_EVENTS:
+        out.write(annotation("warning", f"everything is rebuilt: {comparison.reason}") + "\n")
 
-    plan_file = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "ci-layers-plan.json"
+    plan_file = _plan_file(env, spec)
     plan_file.write_text(json.dumps(plan.to_json(), indent=2, ensure_ascii=True) + "\n")
-    outputs = action_outputs(
-        plan,
-        spec,
-        max_stages=inputs.max_stages,
-        max_parallel=inputs.max_parallel,
-        plan_file=plan_file,
-    )
+    failed = None
+    try:
+        outputs = action_outputs(
+            plan,
+            spec,
+            max_stages=inputs.max_stages,
+            max_parallel=inputs.max_parallel,
+            plan_file=plan_file,
+        )
+    except OutputTooLarge as exc:  # still say what is planned, in the summary and comment
+        failed = exc
+        outputs = {"has-changes": "true" if plan.affected else "false", "plan-file": str(plan_file)}
+        out.write(annotation("error", str(exc)) + "\n")
     if output_path:
         write_outputs(output_path, outputs)
     _log_plan(plan, outputs, out)
@@ -155,21 +151,64 @@ def run_action(
     if env.get("GITHUB_STEP_SUMMARY"):
         summary_path = Path(env["GITHUB_STEP_SUMMARY"])
         with summary_path.open("a", encoding="utf-8", errors="replace") as summary:
-            summary.write(plan_report(plan, limit=SUMMARY_LIMIT) + "\n")
+            summary.write(plan_report(plan, max_bytes=SUMMARY_BYTES) + "\n")
     _comment(plan, inputs, env, event_name, payload, spec, out)
+    if failed is not None:
+        return failed.exit_code
     if inputs.fail_on == "warning" and spec.warnings:
         out.write(f"failing: {len(spec.warnings)} warning(s) and fail-on is 'warning'\n")
         return 1
     return 0
 
 
+_COMPARING_EVENTS = ("pull_request", "pull_request_target", "push", "merge_group")
+EMPTY_OUTPUTS = {
+    "has-changes": "false",
+    "matrix": '{"include":[]}',
+    "stages": "[]",
+    "stage-count": "0",
+    "affected": "[]",
+    "plan-file": "",
+}
+
+
+def _plan_file(env: Mapping[str, str], spec: Spec) -> Path:
+    """One file per spec, so two steps of a job (one spec each) keep their own plans."""
+    tag = hashlib.sha256(spec.path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / f"ci-layers-plan-{tag}.json"
+
+
+def _spec_failed(
+    error: SpecInvalid,
+    spec: Spec | None,
+    inputs: ActionInputs,
+    env: Mapping[str, str],
+    event_name: str | None,
+    payload: Mapping[str, Any],
+    out: TextIO,
+) -> int:
+    """A spec or Dockerfile that does not load: annotations, outputs a workflow can guard
+    on, a summary, and the sticky comment (if there is one) says the plan is stale."""
+    _annotate(error.problems, out)
+    out.write(untrusted(str(error)) + "\n")  # names from the repository: no workflow commands
+    if env.get("GITHUB_OUTPUT"):
+        write_outputs(Path(env["GITHUB_OUTPUT"]), EMPTY_OUTPUTS)
+    report = spec_error_report(error)
+    if env.get("GITHUB_STEP_SUMMARY"):
+        with Path(env["GITHUB_STEP_SUMMARY"]).open(
+            "a", encoding="utf-8", errors="replace"
+        ) as summary:
+            summary.write(report + "\n")
+    name = spec.path if spec is not None else error.problems[0].where.file
+    _post(report, name, inputs, env, event_name, payload, out, create=False)
+    return 0 if inputs.fail_on == "never" else error.exit_code
+
+
 def _log_plan(plan: Plan, outputs: Mapping[str, str], out: TextIO) -> None:
-    # Paths are untrusted text: stop workflow commands while printing them.
-    token = secrets.token_hex(16)
-    out.write(f"::stop-commands::{token}\n")
-    out.write(plan_text(plan) + "\n")
-    out.write(f"::{token}::\n")
-    out.write(f"has-changes={outputs['has-changes']} stage-count={outputs['stage-count']}\n")
+    out.write(untrusted(plan_text(plan)) + "\n")
+    out.write(
+        f"has-changes={outputs['has-changes']} stage-count={outputs.get('stage-count', '-')}\n"
+    )
 
 
 def _comment(
@@ -181,6 +220,24 @@ def _comment(
     spec: Spec,
     out: TextIO,
 ) -> None:
+    marker = marker_for(spec.path)
+    body = plan_report(plan, marker=marker, limit=COMMENT_LIMIT)
+    create = inputs.comment == "always" or bool(plan.affected)
+    _post(body, spec.path, inputs, env, event_name, payload, out, create=create)
+
+
+def _post(
+    body: str,
+    spec_name: str,
+    inputs: ActionInputs,
+    env: Mapping[str, str],
+    event_name: str | None,
+    payload: Mapping[str, Any],
+    out: TextIO,
+    *,
+    create: bool,
+) -> None:
+    """Create or update the pull request's sticky comment for spec `spec_name`."""
     pr = payload.get("pull_request")
     number = pr.get("number") if isinstance(pr, dict) else None
     if inputs.comment == "never" or event_name not in ("pull_request", "pull_request_target"):
@@ -191,15 +248,17 @@ def _comment(
     if not inputs.token or not repository:
         out.write(annotation("warning", "no github-token or repository: no PR comment") + "\n")
         return
-    marker = marker_for(spec.path)
+    marker = marker_for(spec_name)
+    if not body.startswith(marker):
+        body = f"{marker}\n{body}"
     result = upsert_comment(
         api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
         token=inputs.token,
         repository=repository,
         number=number,
-        body=plan_report(plan, marker=marker, limit=COMMENT_LIMIT),
+        body=body,
         marker=marker,
-        create=inputs.comment == "always" or bool(plan.affected),
+        create=create,
     )
     if result.warning:
         out.write(annotation("warning", f"PR comment not written: {result.warning}") + "\n")

@@ -30,7 +30,8 @@ class OutputTooLarge(CiLayersError):
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # ASCII escapes: a name that is not UTF-8 (a lone surrogate) stays valid JSON
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
 
 def layer_entry(plan: Plan, spec: Spec, name: str) -> dict[str, Any]:
@@ -86,9 +87,11 @@ def action_outputs(
         affected, spec.graph.parents, max_stages=max_stages, max_parallel=max_parallel
     )
     stages = [[_job_entry(plan, spec, job, i) for job in jobs] for i, jobs in enumerate(packed, 1)]
+    stage_of = {n: i for i, jobs in enumerate(packed, 1) for job in jobs for n in job}
+    matrix = [{**layer_entry(plan, spec, n), "stage": stage_of[n]} for n in affected]
     outputs = {
         "has-changes": "true" if affected else "false",
-        "matrix": _compact({"include": [layer_entry(plan, spec, n) for n in affected]}),
+        "matrix": _compact({"include": matrix}),
         "stages": _compact(stages),
         "stage-count": str(len(stages)),
         "affected": _compact(affected),
@@ -99,14 +102,19 @@ def action_outputs(
 
 
 def check_size(outputs: Mapping[str, str]) -> None:
-    size = sum(len(k.encode("utf-16-le")) + len(v.encode("utf-16-le")) for k, v in outputs.items())
+    """GitHub counts a job's outputs together, in UTF-16."""
+    size = sum(_utf16(k) + _utf16(v) for k, v in outputs.items())
     if size > OUTPUT_LIMIT:
         biggest = max(outputs, key=lambda k: len(outputs[k]))
         raise OutputTooLarge(
             f"the outputs would take {size:,} bytes, over GitHub's limit of {OUTPUT_LIMIT:,} per "
-            f"job ('{biggest}' is the largest); read the full plan from the plan-file output, "
-            "or lower max-parallel-jobs"
+            f"job ('{biggest}' is the largest): too many layers to pass as outputs. Only "
+            "has-changes and plan-file were written; build from the plan file"
         )
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass"))
 
 
 def write_outputs(path: Path, outputs: Mapping[str, str]) -> None:

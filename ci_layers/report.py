@@ -6,9 +6,11 @@ Layer names are user text: every format escapes them, so no name can break a dia
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Collection
 from typing import Any
 
+from .errors import SpecError, SpecInvalid
 from .graph import LayerGraph
 from .plan import Plan
 
@@ -156,14 +158,47 @@ def _md(text: str) -> str:
             out.append(f"&#{ord(ch)};")
         elif ch in "\r\n":
             out.append(" ")
+        elif ch == "@":  # a path like @org/team must not notify a team: break the mention
+            out.append("@\u200b")
         else:
             out.append(ch)
     return "".join(out)
 
 
+# --- workflow commands ----------------------------------------------------------------
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def annotation(kind: str, message: str, *, where: SpecError | None = None) -> str:
+    """A workflow command: ::error file=…,line=…,col=…::message."""
+    props = ""
+    if where is not None and where.where.line:
+        w = where.where
+        props = f" file={_escape_property(w.file)},line={w.line},col={w.col}"
+    elif where is not None:
+        props = f" file={_escape_property(where.where.file)}"
+    return f"::{kind}{props}::{_escape_data(message)}"
+
+
+def untrusted(text: str) -> str:
+    """Text from the repository (paths, names) with workflow commands stopped around it,
+    so a name cannot smuggle in `::add-mask::` or `::error::`."""
+    token = secrets.token_hex(16)
+    return f"::stop-commands::{token}\n{text}\n::{token}::"
+
+
 # --- the pull-request comment and the job summary ------------------------------------
 
 COMMENT_LIMIT = 65_000  # characters; GitHub refuses 65,536 and 262,144 bytes
+COMMENT_BYTES = 262_144
+SUMMARY_BYTES = 1024 * 1024 - 1024  # 1 MiB per step, with room for the runner's own lines
 _MERMAID_NODES = 200
 _MERMAID_EDGES = 500
 _MERMAID_TEXT = 40_000  # Mermaid's maxTextSize is 50,000
@@ -196,18 +231,28 @@ def affected_mermaid(plan: Plan) -> str | None:
     return text if len(text) <= _MERMAID_TEXT else None
 
 
-def plan_report(plan: Plan, *, marker: str = "", limit: int | None = None) -> str:
+def plan_report(
+    plan: Plan, *, marker: str = "", limit: int | None = None, max_bytes: int | None = None
+) -> str:
     """The plan for people: headline, table, diagram, changed paths, comparison.
 
-    With `limit` (characters), parts are dropped until it fits: the diagram, then the
-    changed paths, then table rows; never the marker, and a note says so.
+    With `limit` (characters, a comment's) or `max_bytes` (UTF-8, a summary's), parts
+    are dropped until it fits: the diagram, then the changed paths, then table rows;
+    never the marker, and a note says so.
     """
     diagram = affected_mermaid(plan)
     rows = list(plan.affected)
     body = _report_body(plan, marker, rows, diagram, paths=True)
-    if limit is None or _fits(body, limit):
+    if limit is None and max_bytes is None:
         return body
-    note = "_Shortened to fit a comment: the job summary has the full plan._"
+    chars = limit if limit is not None else max_bytes or 0
+    size = max_bytes if max_bytes is not None else COMMENT_BYTES
+    if _fits(body, chars, size):
+        return body
+    if limit is not None:
+        note = "_Shortened to fit a comment: the job summary has the full plan._"
+    else:
+        note = "_Shortened to fit the job summary: the plan-file output has the full plan._"
     attempts = [(rows, None, True), (rows, None, False)]
     n = len(rows)
     while n > 1:
@@ -215,13 +260,13 @@ def plan_report(plan: Plan, *, marker: str = "", limit: int | None = None) -> st
         attempts.append((rows[:n], None, False))
     for r, d, p in attempts:
         body = _report_body(plan, marker, r, d, paths=p) + "\n\n" + note
-        if _fits(body, limit):
+        if _fits(body, chars, size):
             return body
     return f"{marker}\n### ci-layers: {plan_headline(plan)}\n\n{note}"
 
 
-def _fits(body: str, limit: int) -> bool:
-    return len(body) <= limit and len(body.encode("utf-8", "replace")) <= 262_144
+def _fits(body: str, chars: int, size: int) -> bool:
+    return len(body) <= chars and len(body.encode("utf-8", "replace")) <= size
 
 
 def _printable(text: str) -> str:
@@ -229,9 +274,21 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _code(name: str) -> str:
-    """A layer name inside a code span: nothing escaped but what would end the span."""
-    return _printable(name).replace("`", "'").replace("\n", " ").replace("|", "\\|")
+def _code(name: str, *, table: bool = False) -> str:
+    """A layer name inside a code span: nothing escaped but what would end the span (or,
+    in a table, the cell)."""
+    text = _printable(name).replace("`", "'").replace("\n", " ")
+    return text.replace("|", "\\|") if table else text
+
+
+def spec_error_report(error: SpecInvalid, *, shown: int = 50) -> str:
+    """What the summary and the sticky comment say when the spec does not load."""
+    out = ["### ci-layers: the spec does not load", ""]
+    out += ["No plan was made, so an earlier plan here no longer applies.", ""]
+    out += [f"- {_md(str(p))}" for p in error.problems[:shown]]
+    if len(error.problems) > shown:
+        out.append(f"- … {len(error.problems) - shown} more")
+    return "\n".join(out)
 
 
 def _report_body(
@@ -247,7 +304,7 @@ def _report_body(
             why = "<br>".join(_md(r) for r in lp.reasons[:5])
             if len(lp.reasons) > 5:
                 why += f"<br>… {len(lp.reasons) - 5} more"
-            out.append(f"| {lp.stage} | `{_code(name)}` | {why} |")
+            out.append(f"| {lp.stage} | `{_code(name, table=True)}` | {why} |")
         if len(rows) < len(plan.affected):
             out.append(
                 f"| | … | {len(plan.affected) - len(rows)} more layers: see the job summary |"

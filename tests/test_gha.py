@@ -247,3 +247,91 @@ def test_non_utf8_file_names_do_not_crash_the_action(mono: GitRepo) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(out["affected"]) == ["api"]
     assert "x\ufffd.py" in summary
+
+
+def _commands_outside_stops(stdout: str) -> list[str]:
+    """Workflow command lines the runner would act on (not inside ::stop-commands::)."""
+    active, token = [], None
+    for line in stdout.splitlines():
+        if token is not None:
+            token = None if line == f"::{token}::" else token
+        elif line.startswith("::stop-commands::"):
+            token = line.split("::")[2]
+        elif line.startswith("::"):
+            active.append(line)
+    return active
+
+
+def test_a_broken_dockerfile_is_a_spec_error_of_the_action(git_repo: GitRepo) -> None:
+    git_repo.copy_fixture(FIXTURES / "dockerfiles")
+    base = git_repo.commit("dockerfiles")
+    git_repo.write("images/api/Dockerfile", "FROM scratch\nCOPY only-one\n")
+    head = git_repo.commit("broken")
+    event = {"ref": "refs/heads/main", "before": base, "after": head}
+    done, out, summary = run_gha(git_repo, "push", event, fail_on="never")
+    assert done.returncode == 0, done.stderr
+    assert out == {
+        "has-changes": "false",
+        "matrix": '{"include":[]}',
+        "stages": "[]",
+        "stage-count": "0",
+        "affected": "[]",
+        "plan-file": "",
+    }
+    assert summary.startswith("### ci-layers: the spec does not load")
+    assert (
+        "::error file=images/api/Dockerfile,line=2,col=1::registry.example.com/acme/api: "
+        "COPY needs a source and a destination" in _commands_outside_stops(done.stdout)
+    )
+    done, _, _ = run_gha(git_repo, "push", event)
+    assert done.returncode == 2
+
+
+def test_names_in_errors_cannot_inject_workflow_commands(mono: GitRepo) -> None:
+    mono.write("ci-layers.yaml", 'version: 1\nlayers:\n  "a\\n::error::INJECTED": {from: x}\n')
+    done, _, _ = run_gha(mono, "push", {}, fail_on="never")
+    active = _commands_outside_stops(done.stdout)
+    assert active, done.stdout
+    assert all(re.match(r"::(error|warning) file=ci-layers\.yaml,", line) for line in active)
+    assert "::error::INJECTED" in done.stdout  # shown, but between stop-commands
+
+
+def test_each_spec_has_its_own_plan_file_and_matrix_stages_are_the_packed_ones(
+    mono: GitRepo,
+) -> None:
+    _, out, _ = run_gha(mono, "workflow_dispatch", {}, max_stages="1")
+    other = mono.root / "other.yaml"
+    other.write_text((mono.root / "ci-layers.yaml").read_text())
+    _, out2, _ = run_gha(mono, "workflow_dispatch", {}, max_stages="1", spec="other.yaml")
+    assert out["plan-file"] != out2["plan-file"]
+    assert {e["stage"] for e in json.loads(out["matrix"])["include"]} == {1}
+    assert out["stage-count"] == "1"
+
+
+def test_everything_rebuilt_for_a_pull_request_is_a_warning(mono: GitRepo) -> None:
+    event = pr_event_from(mono, 9, base="0" * 39 + "1", head=mono.git("rev-parse", "HEAD"))
+    done, out, _ = run_gha(mono, "pull_request", event)
+    assert done.returncode == 0, done.stderr
+    assert out["has-changes"] == "true"
+    assert any(
+        line.startswith("::warning::everything is rebuilt: ")
+        for line in _commands_outside_stops(done.stdout)
+    )
+
+
+def test_outputs_over_githubs_limit_fail_with_an_annotation_and_the_plan_file(
+    git_repo: GitRepo,
+) -> None:
+    names = [f"layer-with-a-rather-long-name-to-fill-the-outputs-{i:04d}" for i in range(1500)]
+    layers = "".join(f"  {n}: {{from: scratch, run: [make]}}\n" for n in names)
+    git_repo.write("ci-layers.yaml", "version: 1\nlayers:\n" + layers)
+    git_repo.commit("many layers")
+    done, out, summary = run_gha(git_repo, "workflow_dispatch", {})
+    assert done.returncode == 1
+    assert set(out) == {"has-changes", "plan-file"}
+    assert len(json.loads(Path(out["plan-file"]).read_text())["affected"]) == 1500
+    assert any(
+        line.startswith("::error::the outputs would take")
+        for line in _commands_outside_stops(done.stdout)
+    )
+    assert summary.startswith("### ci-layers: 1500 of 1500 layers to rebuild")

@@ -9,7 +9,13 @@ from ci_layers.keys import compute_keys
 from ci_layers.outputs import OutputTooLarge, check_size
 from ci_layers.plan import build_plan
 from ci_layers.repo import RepoFiles, blob_id
-from ci_layers.report import COMMENT_LIMIT, affected_mermaid, plan_report
+from ci_layers.report import (
+    COMMENT_BYTES,
+    COMMENT_LIMIT,
+    SUMMARY_BYTES,
+    affected_mermaid,
+    plan_report,
+)
 from ci_layers.spec import parse_spec
 
 MARK = "<!-- ci-layers:plan ci-layers.yaml -->"
@@ -62,3 +68,33 @@ def test_outputs_over_githubs_limit_fail_early_and_say_what_to_do() -> None:
     check_size({"matrix": "x" * 400_000})  # 800 kB in UTF-16: fine
     with pytest.raises(OutputTooLarge, match=r"'matrix' is the largest.*plan-file"):
         check_size({"matrix": "x" * 600_000, "stages": "[]"})
+
+
+def test_a_summary_is_cut_only_past_its_own_limit() -> None:
+    plan = big_plan(1000)
+    full = plan_report(plan)
+    assert COMMENT_BYTES < len(full.encode()) < SUMMARY_BYTES  # too big for a comment only
+    assert plan_report(plan, max_bytes=SUMMARY_BYTES) == full
+    cut = plan_report(plan, max_bytes=COMMENT_BYTES)
+    assert len(cut.encode()) <= COMMENT_BYTES
+    assert cut.endswith(
+        "_Shortened to fit the job summary: the plan-file output has the full plan._"
+    )
+
+
+def test_paths_cannot_mention_people() -> None:
+    text = "version: 1\nlayers:\n  a: {from: scratch, copy: [{src: '@octo-org/ui', dest: /u}]}\n"
+    spec = parse_spec(text)
+    old = {"@octo-org/ui/index.js": "100644 blob " + blob_id(b"a")}
+    new = {"@octo-org/ui/index.js": "100644 blob " + blob_id(b"b")}
+    comparison = Comparison("a" * 40, "b" * 40, "range", "test")
+    plan = build_plan(
+        spec=spec,
+        keys=compute_keys(spec, RepoFiles(new)),
+        comparison=comparison,
+        base_spec=spec,
+        base_keys=compute_keys(spec, RepoFiles(old)),
+        changes=ChangeSet(comparison, (FileChange("M", "@octo-org/ui/index.js"),)),
+    )
+    body = plan_report(plan, marker=MARK, limit=COMMENT_LIMIT)
+    assert "@octo-org" not in body.replace("@\u200bocto-org", "")
