@@ -137,9 +137,13 @@ class CopySource:
             candidates: Iterable[str] = [prefix]
         else:
             candidates = files.under(prefix + "/" if prefix else "")
-        found = sorted(
-            [rel, files.digest(p)] for p in candidates if (rel := self.relative(p)) is not None
-        )
+        # COPY copies a wildcard's matches one after another, walking names in order, so
+        # where two land on one path the later one is what the layer holds.
+        landed: dict[str, str] = {}
+        for p in sorted(candidates, key=lambda p: p.split("/")) if self.is_glob else candidates:
+            if (rel := self.relative(p)) is not None:
+                landed[rel] = files.digest(p)
+        found = sorted([rel, digest] for rel, digest in landed.items())
         if self.is_glob:
             found += self._gitlinks_below(files)
         if not found and prefix:

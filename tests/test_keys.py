@@ -267,3 +267,23 @@ def test_keys_outside_git_read_the_directory(tmp_path) -> None:
         err.getvalue()
     )
     assert set(json.loads(out.getvalue())["layers"]) == {"base", "app"}
+
+
+def test_which_wildcard_match_lands_last_is_in_the_key() -> None:
+    spec = parse_spec(
+        "version: 1\nlayers:\n  base:\n    from: scratch\n"
+        "    copy: [{src: 'conf/*', dest: /etc/app/}]\n"
+    )
+
+    def key(files: dict[str, bytes]) -> str:
+        snap = RepoFiles({p: "100644 blob " + blob_id(b) for p, b in files.items()})
+        return compute_keys(spec, snap)["base"].digest
+
+    # conf/a and conf/b both land on /etc/app/app.conf; the later match, conf/b, wins
+    one = key({"conf/a/app.conf": b"dev", "conf/b/app.conf": b"prod"})
+    assert key({"conf/a/app.conf": b"prod", "conf/b/app.conf": b"dev"}) != one
+    assert key({"conf/a/app.conf": b"other", "conf/b/app.conf": b"prod"}) == one  # overwritten
+    # "a" is walked before "a-b" (although the path a-b/app.conf sorts first): a-b wins
+    two = key({"conf/a/app.conf": b"x", "conf/a-b/app.conf": b"y"})
+    assert two == key({"conf/a/app.conf": b"other", "conf/a-b/app.conf": b"y"})
+    assert two != key({"conf/a/app.conf": b"x", "conf/a-b/app.conf": b"other"})
