@@ -274,9 +274,13 @@ def test_excluded_and_unread_files_rebuild_nothing(mono: GitRepo) -> None:
 
 
 def test_a_wildcard_that_matches_a_new_file(mono: GitRepo) -> None:
+    # web/*/package.json all land on /deps/package.json: the last match is what lands
     base = mono.git("rev-parse", "HEAD")
     mono.write("web/checkout/package.json", "{}\n")
-    mono.commit("new web app")
+    mono.commit("new web app, overwritten by web/storefront/package.json")
+    assert plan(mono, "--base", base, "--head", "HEAD")["affected"] == []
+    mono.write("web/zshop/package.json", "{}\n")
+    mono.commit("new web app, copied last")
     assert plan(mono, "--base", base, "--head", "HEAD")["affected"] == [
         "web-deps",
         "admin",
