@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
+import os
 import re
 import shutil
 import tempfile
@@ -236,8 +237,12 @@ def _blob_reader(g: git.Git, files: RepoFiles) -> Callable[[str], bytes | None]:
 
 def _disk_reader(root: Path) -> Callable[[str], bytes | None]:
     def read(path: str) -> bytes | None:
+        """What git stores for `path`: a symlink's target text, not what it points to."""
+        full = root / path
         try:
-            return (root / path).read_bytes()
+            if full.is_symlink():
+                return os.fsencode(os.readlink(full))
+            return full.read_bytes()
         except OSError:
             return None
 

@@ -287,3 +287,24 @@ def test_which_wildcard_match_lands_last_is_in_the_key() -> None:
     two = key({"conf/a/app.conf": b"x", "conf/a-b/app.conf": b"y"})
     assert two == key({"conf/a/app.conf": b"other", "conf/a-b/app.conf": b"y"})
     assert two != key({"conf/a/app.conf": b"x", "conf/a-b/app.conf": b"other"})
+
+
+def test_the_working_tree_keys_symlinks_as_git_does(git_repo: GitRepo) -> None:
+    git_repo.write(
+        "ci-layers.yaml",
+        "version: 1\nlayers:\n  dl: {from: scratch, copy: [{src: dirlink, dest: /x/}]}\n"
+        "  fl: {from: scratch, copy: [{src: filelink, dest: /x}]}\n",
+    )
+    git_repo.write("real/f", "1\n")
+    git_repo.write("conf", "c\n")
+    (git_repo.root / "dirlink").symlink_to("real")
+    (git_repo.root / "filelink").symlink_to("conf")
+    git_repo.commit("links")
+    spec = parse_spec((git_repo.root / "ci-layers.yaml").read_text())
+    committed = compute_keys(spec, tree_files(git_repo.root, "HEAD"))
+    clean = compute_keys(spec, worktree_files(git_repo.root))
+    assert {n: k.digest for n, k in clean.items()} == {n: k.digest for n, k in committed.items()}
+    git_repo.write("real/f", "2\n")
+    git_repo.write("conf", "changed\n")
+    edited = compute_keys(spec, worktree_files(git_repo.root))
+    assert all(edited[n].digest != clean[n].digest for n in ("dl", "fl"))
