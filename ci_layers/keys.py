@@ -19,7 +19,7 @@ from typing import Any
 from .gcpause import paused_gc
 from .graph import ImageLayer
 from .repo import RepoFiles
-from .sources import context_reads, copy_source, input_globs
+from .sources import context_reads, copy_source, input_globs, read_digest
 from .spec import Spec
 
 __all__ = ["KEY_VERSION", "LayerKey", "compute_keys"]
@@ -45,7 +45,7 @@ def compute_keys(spec: Spec, files: RepoFiles) -> dict[str, LayerKey]:
 
 
 def _compute_keys(spec: Spec, files: RepoFiles) -> dict[str, LayerKey]:
-    global_files = {p: files.digest(p) for p in input_globs(spec.global_inputs).select(files)}
+    global_files = {p: read_digest(files, p) for p in input_globs(spec.global_inputs).select(files)}
     keys: dict[str, LayerKey] = {}
     for name in spec.graph.topological_order():
         recipe = _recipe(spec.graph[name], keys, files, global_files)
@@ -120,7 +120,7 @@ def _recipe(
         "cmd": None if layer.cmd is None else list(layer.cmd),
         "labels": dict(layer.labels),
         "build_args": dict(layer.build_args),
-        "inputs": {p: files.digest(p) for p in input_globs(layer.inputs).select(files)},
+        "inputs": {p: read_digest(files, p) for p in input_globs(layer.inputs).select(files)},
     }
     # Absent and empty fields are left out, so a field added in a later version does not
     # change the key of a layer that does not use it.

@@ -32,6 +32,7 @@ __all__ = [
     "copy_source",
     "follow_symlinks",
     "input_globs",
+    "read_digest",
 ]
 
 
@@ -258,6 +259,22 @@ def _literal_names(patterns: Sequence[str]) -> list[str] | None:
             return None
         names.append(last)
     return names
+
+
+def read_digest(files: RepoFiles, path: str) -> str:
+    """The digest of a file as one that reads it sees it: a symlink by its own blob and
+    by what it points to, so retargeting it and editing its target both count."""
+    digest = files.digest(path)
+    if not digest.startswith("120000"):
+        return digest
+    target = follow_symlinks(files, path)
+    if target is None or target == path:
+        return digest
+    if target in files:
+        return f"{digest} -> {files.digest(target)}"
+    if target in files.trees:
+        return f"{digest} -> {TREE} tree {files.trees[target]}"
+    return digest
 
 
 def follow_symlinks(files: RepoFiles, path: str) -> str | None:

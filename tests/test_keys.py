@@ -308,3 +308,26 @@ def test_the_working_tree_keys_symlinks_as_git_does(git_repo: GitRepo) -> None:
     git_repo.write("conf", "changed\n")
     edited = compute_keys(spec, worktree_files(git_repo.root))
     assert all(edited[n].digest != clean[n].digest for n in ("dl", "fl"))
+
+
+def test_symlinked_inputs_and_global_inputs_are_read_through_the_link() -> None:
+    spec = parse_spec(
+        "version: 1\nglobal_inputs: [/ci/env.sh]\nlayers:\n"
+        "  inp: {from: scratch, inputs: [/constraints.txt]}\n"
+    )
+
+    def key(files: dict[str, tuple[str, bytes]]) -> str:
+        snap = RepoFiles({p: f"{mode} blob {blob_id(b)}" for p, (mode, b) in files.items()})
+        snap.reader = lambda p: files[p][1]
+        return compute_keys(spec, snap)["inp"].digest
+
+    base = {
+        "constraints.txt": ("120000", b"deps/constraints.txt"),
+        "deps/constraints.txt": ("100644", b"a==1"),
+        "ci/env.sh": ("120000", b"../scripts/env.sh"),
+        "scripts/env.sh": ("100644", b"X=1"),
+    }
+    k = key(base)
+    assert key({**base, "deps/constraints.txt": ("100644", b"a==2")}) != k
+    assert key({**base, "scripts/env.sh": ("100644", b"X=2")}) != k
+    assert key({**base, "unrelated": ("100644", b"")}) == k
