@@ -193,11 +193,12 @@ class InputGlobs:
         self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
         self._prefixes = _anchored_prefixes(self.patterns)
         self._names = _literal_names(self.patterns)
+        self._dirs = any(p.rstrip().endswith("/") for p in self.patterns)
 
     def reads(self, path: str, *, gitlink: bool = False) -> bool:
         if not self.patterns:
             return False
-        if self._spec.match_file(path):
+        if self._spec.match_file(path) or (gitlink and self._spec.match_file(path + "/")):
             return True
         return gitlink and any((pre + "/").startswith(path + "/") for pre in self._prefixes or ())
 
@@ -220,6 +221,12 @@ class InputGlobs:
         else:
             candidates = files.paths
         found = {p for p in candidates if self._spec.match_file(p)}
+        if self._dirs:  # `lib/` matches a submodule at lib, whose gitlink is no directory
+            found.update(
+                p
+                for p in candidates
+                if files.entries[p].startswith(GITLINK) and self._spec.match_file(p + "/")
+            )
         for pre in self._prefixes or ():
             gitlink = files.gitlink_above(pre)
             if gitlink is not None:

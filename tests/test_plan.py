@@ -494,6 +494,30 @@ def test_a_wildcard_reaching_into_a_submodule(mono: GitRepo, tmp_path: Path) -> 
     assert plan(mono, "--base", base, "--head", "HEAD")["affected"] == ["globby"]
 
 
+def test_a_directory_input_pattern_reads_a_submodule(mono: GitRepo, tmp_path: Path) -> None:
+    lib = GitRepo(tmp_path / "libdir")
+    lib.write("foo.c", "int foo;\n")
+    lib.commit("1")
+    mono.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib.root), "libdir")
+    extra = "".join(
+        f"  {name}:\n    parent: os-base\n    inputs: ['{pattern}']\n\n"
+        for name, pattern in [("slash", "libdir/"), ("glob", "libd*/"), ("anchored", "/libdir/")]
+    )
+    spec = (mono.root / "ci-layers.yaml").read_text()
+    mono.write("ci-layers.yaml", spec.replace("  api-deps:", extra + "  api-deps:"))
+    base = mono.commit("submodule")
+    lib.write("foo.c", "int foo = 2;\n")
+    lib.commit("2")
+    subprocess.run(
+        ["git", "-C", str(mono.root / "libdir"), "pull", "-q", "origin", "main"],
+        check=True,
+        capture_output=True,
+    )
+    mono.commit("bump")
+    affected = plan(mono, "--base", base, "--head", "HEAD")["affected"]
+    assert sorted(affected) == ["anchored", "glob", "slash"]
+
+
 def test_first_push_in_a_shallow_clone_fetches_the_parent(mono: GitRepo, tmp_path: Path) -> None:
     parent = mono.git("rev-parse", "HEAD")
     mono.git("checkout", "-q", "-b", "lonely")
