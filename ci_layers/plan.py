@@ -154,14 +154,15 @@ def _published(
 ) -> bool:
     """Whether a layer whose key was built at base is there to use under its name.
 
-    A spec layer's build is found by its key, whatever the layer is called. A Dockerfile
-    image is pulled by its name and tags: one that was not built under this name with
-    this key (a new or renamed image, two images that swapped contents), or that has a
-    new tag, must be built and pushed.
+    A spec layer's build is found by its key, whatever the layer is called, but a tag
+    of an `images:` entry that base did not push for that key must be pushed. A
+    Dockerfile image is pulled by its name and tags: one that was not built under this
+    name with this key (a new or renamed image, two images that swapped contents), or
+    that has a new tag, must be built and pushed.
     """
     node = spec.graph[name].dockerfile
     if node is None:
-        return True
+        return not _new_tags(name, spec, keys, base_spec, base_keys)
     old = base_keys.get(name)
     old_layer = base_spec.layers.get(name)
     return (
@@ -171,6 +172,28 @@ def _published(
         and old_layer.dockerfile is not None
         and set(node.tags) <= set(old_layer.dockerfile.tags)
     )
+
+
+def _image_tags(spec: Spec, name: str) -> set[str]:
+    """The tags a spec layer is pushed as: those of the `images:` entries on top of it."""
+    return {t for img in spec.images.values() if img.layer == name for t in img.tags}
+
+
+def _new_tags(
+    name: str,
+    spec: Spec,
+    keys: Mapping[str, LayerKey],
+    base_spec: Spec,
+    base_keys: Mapping[str, LayerKey],
+) -> set[str]:
+    """Tags spec layer `name` is pushed as that no layer with its key was pushed as at base."""
+    pushed = {
+        t
+        for n, k in base_keys.items()
+        if k.digest == keys[name].digest and n in base_spec.layers
+        for t in _image_tags(base_spec, n)
+    }
+    return _image_tags(spec, name) - pushed
 
 
 def _why(
@@ -193,8 +216,14 @@ def _why(
     if old is None:
         return ["new layer"], []
     reasons = []
-    old_node = base_spec.graph[name].dockerfile if name in base_spec.layers else None
-    if layer.dockerfile and old_node and (new := set(layer.dockerfile.tags) - set(old_node.tags)):
+    node, old_layer = layer.dockerfile, base_spec.layers.get(name)
+    if node is not None:
+        new = set(node.tags) - set(
+            old_layer.dockerfile.tags if old_layer and old_layer.dockerfile else ()
+        )
+    else:
+        new = _image_tags(spec, name) - _image_tags(base_spec, name)
+    if new:
         reasons.append("new tags: " + ", ".join(sorted(new)))
     for dep in layer.dependencies:
         if dep in rebuilt:

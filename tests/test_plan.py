@@ -550,3 +550,23 @@ def test_first_push_in_a_shallow_clone_fetches_the_parent(mono: GitRepo, tmp_pat
     p = plan(cloned, event=event, name="push")
     assert (p["mode"], p["base"]) == ("range", parent)
     assert p["affected"] == ["cli"]
+
+
+def test_a_new_tag_or_an_image_moved_to_another_layer_is_pushed(mono: GitRepo) -> None:
+    spec = (mono.root / "ci-layers.yaml").read_text()
+    base = mono.git("rev-parse", "HEAD")
+    mono.write(
+        "ci-layers.yaml", spec.replace("shop/api]}", "shop/api, registry.example.com/shop/api:v2]}")
+    )
+    mono.commit("tag api:v2")
+    p = plan(mono, "--base", base, "--head", "HEAD")
+    assert p["affected"] == ["api"]
+    assert p["layers"]["api"]["reasons"] == ["new tags: registry.example.com/shop/api:v2"]
+    mono.write("ci-layers.yaml", spec.replace("cli: {layer: cli,", "cli: {layer: worker,"))
+    mono.commit("the cli image is now the worker layer")
+    p = plan(mono, "--base", base, "--head", "HEAD")
+    assert p["affected"] == ["worker"]
+    assert p["layers"]["worker"]["reasons"] == ["new tags: registry.example.com/shop/cli"]
+    mono.write("ci-layers.yaml", spec)
+    mono.commit("back")
+    assert plan(mono, "--base", base, "--head", "HEAD")["affected"] == []
