@@ -292,6 +292,8 @@ def read_event(path: str | None) -> dict[str, Any]:
         raise UsageError(f"event file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"event file {path} is not JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"event file {path} is nested too deeply to be an event") from None
     if not isinstance(data, dict):
         raise UsageError(f"event file {path} does not hold a JSON object")
     return data

@@ -489,6 +489,8 @@ class _Checker:
         if path.startswith("/") or posixpath.normpath(path or ".").startswith(".."):
             self.error(f"Dockerfile path '{path}' must be inside the repository", (*at, "path"))
         known = _PLACEHOLDER.findall(path)
+        for name in sorted({k for k in known if known.count(k) > 1}):
+            self.error(f"placeholder {{{name}}} appears twice in path '{path}'", (*at, "path"))
         tags = raw.get("tags")
         templates: list[tuple[tuple[Any, ...], Any]] = [
             (("image",), raw.get("image")),

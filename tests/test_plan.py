@@ -570,3 +570,16 @@ def test_a_new_tag_or_an_image_moved_to_another_layer_is_pushed(mono: GitRepo) -
     mono.write("ci-layers.yaml", spec)
     mono.commit("back")
     assert plan(mono, "--base", base, "--head", "HEAD")["affected"] == []
+
+
+def test_an_event_file_nested_too_deeply_is_a_clear_error(mono: GitRepo, tmp_path: Path) -> None:
+    event = tmp_path / "deep.json"
+    event.write_text("[" * 100_000 + "]" * 100_000)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["plan", "--event", str(event), "--event-name", "push", "-C", str(mono.root)],
+        out=out,
+        err=err,
+    )
+    assert code == 2
+    assert "nested too deeply" in err.getvalue()

@@ -257,6 +257,15 @@ CASES = [
         ],
         id="unknown-placeholder",
     ),
+    pytest.param(
+        """\
+        version: 1
+        dockerfiles:
+          - {path: "{a}/{a}/Dockerfile", image: "reg.example/{a}"}
+        """,
+        ["ci-layers.yaml:3:12: error: placeholder {a} appears twice in path '{a}/{a}/Dockerfile'"],
+        id="placeholder-twice",
+    ),
 ]
 
 
