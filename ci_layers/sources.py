@@ -15,6 +15,7 @@ Compiled once per pattern and shared by keys.py (what goes into a key) and mappi
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable, Sequence
 
 import pathspec
@@ -37,21 +38,26 @@ __all__ = [
 
 
 class CopySource:
-    """One copy `src` with its `exclude` patterns, compiled."""
+    """One copy `src` with its `exclude` patterns, compiled. `src` is a pattern below
+    `root`, a directory taken literally (a build context named `[x]` is no pattern)."""
 
-    def __init__(self, src: str, exclude: tuple[str, ...] = ()) -> None:
+    def __init__(self, src: str, exclude: tuple[str, ...] = (), root: str = "") -> None:
         norm = posixpath.normpath(src.lstrip("/")) if src.strip("/") else "."
         self.src = src
         self.exclude = exclude
-        self.norm = "" if norm == "." else norm
-        segments = self.norm.split("/") if self.norm else []
-        first_glob = next((i for i, s in enumerate(segments) if GLOB_CHARS.search(s)), None)
+        self.root = root
+        fixed = root.split("/") if root else []
+        below = [] if norm == "." else norm.split("/")
+        segments = fixed + below
+        self.norm = "/".join(segments)
+        first_glob = next((i for i, s in enumerate(below) if GLOB_CHARS.search(s)), None)
         self.is_glob = first_glob is not None
-        literal = segments if first_glob is None else segments[:first_glob]
+        literal = segments if first_glob is None else segments[: len(fixed) + first_glob]
         self.prefix = "/".join(literal)
         self._depth = len(segments)
-        self._regex = compile_segments(segments) if self.is_glob else None
-        self._segments = [compile_segments([s]) for s in segments] if self.is_glob else []
+        patterns = [_literal(s) for s in fixed] + below
+        self._regex = compile_segments(patterns) if self.is_glob else None
+        self._segments = [compile_segments([s]) for s in patterns] if self.is_glob else []
         self._excluded = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
 
     def relative(self, path: str) -> str | None:
@@ -101,7 +107,7 @@ class CopySource:
     def entries(self, files: RepoFiles) -> list[list[str]]:
         """[path below dest, digest] for what this source copies; a whole directory
         without exclusions is one entry, its git tree id."""
-        key = ("copy", self.src, self.exclude)
+        key = ("copy", self.root, self.src, self.exclude)
         hit = files.selections.get(key)
         if hit is None:
             hit = self._entries(files)
@@ -117,7 +123,7 @@ class CopySource:
         resolved = _resolve_dirs(files, prefix, last=self.is_glob)
         if resolved is None or resolved == prefix:
             return None
-        return copy_source(resolved + self.norm[len(prefix) :], self.exclude)
+        return copy_source(self.norm[len(prefix) :].lstrip("/") or ".", self.exclude, resolved)
 
     def _entries(self, files: RepoFiles) -> list[list[str]]:
         prefix = self.prefix
@@ -125,7 +131,7 @@ class CopySource:
             return linked.entries(files)
         if not self.is_glob and (target := follow_symlinks(files, prefix)) != prefix and target:
             # COPY follows a symlink given as the source: the target's content counts
-            inner = copy_source(target, self.exclude).entries(files)
+            inner = copy_source(".", self.exclude, target).entries(files)
             if target in files:  # a file: it lands under the link's name
                 return [[posixpath.basename(prefix), digest] for _rel, digest in inner]
             return inner
@@ -174,7 +180,7 @@ class CopySource:
             links = [p for p in _ancestors(prefix, last=True) if p in files]
             return [*links, *linked.paths(files)]
         if not self.is_glob and (target := follow_symlinks(files, prefix)) != prefix and target:
-            return [prefix, *copy_source(target, self.exclude).paths(files)]
+            return [prefix, *copy_source(".", self.exclude, target).paths(files)]
         candidates = [prefix] if (prefix and prefix in files) else []
         candidates += files.under(prefix + "/" if prefix else "")
         found = [p for p in candidates if self.relative(p) is not None]
@@ -328,8 +334,13 @@ def _resolve_dirs(files: RepoFiles, path: str, *, last: bool) -> str | None:
 
 
 @cached(LRUCache(maxsize=16384))
-def copy_source(src: str, exclude: tuple[str, ...] = ()) -> CopySource:
-    return CopySource(src, exclude)
+def copy_source(src: str, exclude: tuple[str, ...] = (), root: str = "") -> CopySource:
+    return CopySource(src, exclude, root)
+
+
+def _literal(segment: str) -> str:
+    """A path segment as a Go pattern that matches only itself."""
+    return re.sub(r"([*?\[\\])", r"\\\1", segment)
 
 
 @cached(LRUCache(maxsize=1024))
@@ -352,8 +363,7 @@ def context_reads(node: DockerfileNode, files: RepoFiles) -> list[tuple[int, str
         for src in sources:
             # BuildKit resolves a source inside the context: `../x` is `x`
             inner = posixpath.normpath("/" + src).lstrip("/") or "."
-            full = inner if not ctx else (ctx if inner == "." else f"{ctx}/{inner}")
-            source = copy_source(full)
+            source = copy_source(inner, (), ctx)
             for path in source.paths(files):
                 rel = path[len(ctx) + 1 :] if ctx else path
                 if ignore.ignored(rel):

@@ -643,3 +643,19 @@ def test_a_copy_source_from_a_parent_env_is_not_taken_for_a_missing_argument(
     dock.write("images/cenv/x.txt", "2\n")
     dock.commit("x")
     assert short(plan(dock, base)["affected"]) == ["cenv"]
+
+
+def test_a_context_folder_named_like_a_pattern_is_taken_literally(dock: GitRepo) -> None:
+    dock.write("images/[v1]/Dockerfile", "FROM scratch\nCOPY *.txt /t/\nCOPY app/ /app/\n")
+    dock.write("images/[v1]/a.txt", "1\n")
+    dock.write("images/[v1]/app/main.py", "1\n")
+    dock.write("images/v/a.txt", "1\n")  # what [v1] would match as a pattern
+    base = dock.commit("bracketed folder")
+    for name in ("images/[v1]/a.txt", "images/[v1]/app/main.py"):
+        dock.write(name, "2\n")
+        dock.commit(name)
+        assert short(plan(dock, base)["affected"]) == ["[v1]"], name
+        base = dock.git("rev-parse", "HEAD")
+    dock.write("images/v/a.txt", "2\n")
+    dock.commit("not in the context")
+    assert plan(dock, base)["affected"] == []
