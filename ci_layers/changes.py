@@ -316,6 +316,10 @@ def choose_comparison(
         )
         if chosen.base:
             return _explicit(history, base=chosen.base, head=head, event=event_name)
+        head_id = history.ensure(head)  # no base: still the head the caller asked for
+        if head_id is None:
+            raise GitError(f"unknown revision '{head}' (--head): not in this clone", rev=head)
+        return Comparison(None, head_id, chosen.mode, chosen.reason, event_name)
     if event_name in ("pull_request", "pull_request_target"):
         return _pull_request(history, payload, event_name)
     if event_name == "push":

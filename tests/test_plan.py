@@ -583,3 +583,14 @@ def test_an_event_file_nested_too_deeply_is_a_clear_error(mono: GitRepo, tmp_pat
     )
     assert code == 2
     assert "nested too deeply" in err.getvalue()
+
+
+def test_head_given_with_an_event_that_has_no_base_is_still_that_head(mono: GitRepo) -> None:
+    first = mono.git("rev-parse", "HEAD")
+    mono.write("tools/cli/main.go", "package main // later\n")
+    later = mono.commit("later")
+    mono.git("checkout", "-q", first)
+    event = {"pull_request": {"base": {"sha": "0" * 39 + "1"}, "head": {"sha": first}}}
+    p = plan(mono, "--head", later, event=event, name="pull_request")
+    assert p["head"] == later
+    assert p["mode"] == "all"
