@@ -35,12 +35,7 @@ def pack_stages(
     for n in order:  # build order: every dependency's depth is known
         depth[n] = 1 + max((depth[d] for d in deps[n]), default=-1)
     waves = 1 + max(depth.values(), default=-1)
-    # Waves fold proportionally, later ones first (the first stage keeps the roots to
-    # itself, whose fan-out is widest); the stage never decreases along an edge.
-    stage_of = {
-        n: d if waves <= max_stages else ((d + 1) * max_stages - 1) // waves
-        for n, d in depth.items()
-    }
+    stage_of = {n: _fold(d, waves, max_stages) for n, d in depth.items()}
     stages: list[list[tuple[str, ...]]] = []
     for s in sorted(set(stage_of.values())):
         members = [n for n in order if stage_of[n] == s]
@@ -49,6 +44,19 @@ def pack_stages(
             jobs = _merge(jobs, max_parallel, position)
         stages.append(jobs)
     return stages
+
+
+def _fold(wave: int, waves: int, stages: int) -> int:
+    """The stage of a wave. The roots keep the first stage to themselves: their fan-out
+    is the widest, and folding their children in would chain them all into one job. The
+    other waves share the other stages evenly; the stage never decreases along an edge."""
+    if waves <= stages:
+        return wave
+    if stages == 1:
+        return 0
+    if wave == 0:
+        return 0
+    return 1 + (wave - 1) * (stages - 1) // (waves - 1)
 
 
 def _components(

@@ -71,3 +71,14 @@ def test_wide_stage_is_merged_not_dropped() -> None:
     stages = pack_stages(graph.topological_order(), graph.parents, max_stages=2, max_parallel=256)
     assert len(stages[1]) == 256
     assert sum(len(j) for j in stages[1]) == 300
+
+
+def test_a_wide_fan_out_is_not_chained_to_its_root() -> None:
+    children = [f"c{i:03}" for i in range(300)]
+    chain = [f"x{i:02}" for i in range(12)]
+    parents = {"root": [], **{c: ["root"] for c in children}}
+    parents.update({x: [chain[i - 1] if i else "c000"] for i, x in enumerate(chain)})
+    order = ["root", *children, *chain]
+    stages = pack_stages(order, parents.__getitem__, max_stages=4, max_parallel=256)
+    assert stages[0] == [("root",)]
+    assert max(len(job) for stage in stages for job in stage) < 20
