@@ -368,6 +368,8 @@ def _error_handler(err: TextIO) -> Iterator[list[int]]:
         code[0] = exc.exit_code
     except CiLayersError as exc:
         err.write(f"error: {exc}\n")
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            err.write(annotation("error", str(exc)) + "\n")
         code[0] = exc.exit_code
     except KeyboardInterrupt:
         err.write("interrupted\n")

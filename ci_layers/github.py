@@ -96,6 +96,10 @@ def upsert_comment(
         return CommentResult(action, url=comment.html_url, deleted_copies=deleted)
     except GithubException as exc:
         return CommentResult("failed", warning=_describe(exc))
+    except requests.exceptions.RetryError:
+        return CommentResult(
+            "failed", warning="GitHub API kept failing (5xx or rate limits) after retries"
+        )
     except requests.RequestException as exc:
         return CommentResult("failed", warning=f"GitHub API unreachable: {type(exc).__name__}")
 

@@ -190,6 +190,7 @@ def test_bad_input_is_a_clear_error(mono: GitRepo) -> None:
     done, _, _ = run_gha(mono, "push", {}, max_stages="zero")
     assert done.returncode == 2
     assert "input max-stages must be a whole number from 1 to 256, not 'zero'" in done.stderr
+    assert "::error::input max-stages must be a whole number" in done.stderr  # an annotation
 
 
 def test_read_only_token_warns_and_succeeds(mono: GitRepo, gh: FakeGitHub) -> None:

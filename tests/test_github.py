@@ -133,7 +133,8 @@ def test_persistent_errors_give_up_with_a_warning(gh: FakeGitHub) -> None:
     gh.fail_next = [500] * 20
     result = upsert(gh, "plan")
     assert result.action == "failed"
-    assert result.warning
+    assert result.warning is not None
+    assert result.warning == "GitHub API kept failing (5xx or rate limits) after retries"
 
 
 def test_the_fake_checks_requests_against_github_openapi(gh: FakeGitHub) -> None:
