@@ -103,12 +103,19 @@ class GitHistory:
         found = self.resolve(rev)
         if found or not self.remote:
             return found
-        ref = rev if _SHA.match(rev) else f"+refs/heads/{rev}:refs/remotes/{self.remote}/{rev}"
+        if _SHA.match(rev):
+            ref, local = rev, rev
+        elif rev.startswith("refs/"):
+            ref, local = f"+{rev}:{rev}", rev
+        else:  # a branch, maybe written as the remote-tracking `origin/main`
+            branch = rev.removeprefix(f"{self.remote}/")
+            local = f"refs/remotes/{self.remote}/{branch}"
+            ref = f"+refs/heads/{branch}:{local}"
         try:
             self.g.fetch("--no-tags", "--quiet", f"--depth={depth}", self.remote, ref)
         except git.GitCommandError:
             return None
-        return self.resolve(rev if _SHA.match(rev) else f"{self.remote}/{rev}")
+        return self.resolve(local)
 
     def deepen(self, rev: str, by: int = 1) -> None:
         # on failure the caller sees that the commit is still missing
