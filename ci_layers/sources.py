@@ -240,6 +240,11 @@ class InputGlobs:
         return sorted(found)
 
 
+def _trim(pattern: str) -> str:
+    """Trailing spaces are not part of a gitignore pattern unless escaped."""
+    return re.sub(r"(?<!\\) +$", "", pattern)
+
+
 def _anchored_prefixes(patterns: Sequence[str]) -> list[str] | None:
     """Literal leading directories that bound every match, or None if any pattern floats.
 
@@ -247,7 +252,7 @@ def _anchored_prefixes(patterns: Sequence[str]) -> list[str] | None:
     then can the search be limited to the paths below its literal prefix.
     """
     prefixes: list[str] = []
-    for pattern in patterns:
+    for pattern in map(_trim, patterns):
         body = pattern.rstrip("/")
         if pattern.startswith("!") or "/" not in body or body.startswith("**"):
             return None
@@ -264,7 +269,7 @@ def _literal_names(patterns: Sequence[str]) -> list[str] | None:
     """The file names every match must end in, when each pattern names a file literally
     (`package-lock.json`, `/a/b/go.sum`); None otherwise."""
     names = []
-    for pattern in patterns:
+    for pattern in map(_trim, patterns):
         if pattern.startswith("!") or pattern.endswith("/") or pattern.startswith("#"):
             return None
         last = pattern.rstrip().rpartition("/")[2]

@@ -331,3 +331,27 @@ def test_symlinked_inputs_and_global_inputs_are_read_through_the_link() -> None:
     assert key({**base, "deps/constraints.txt": ("100644", b"a==2")}) != k
     assert key({**base, "scripts/env.sh": ("100644", b"X=2")}) != k
     assert key({**base, "unrelated": ("100644", b"")}) == k
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            ["/a/b ", "a/b", "/a/b\\ ", "b ", "a/", "/a/*.txt", "**/c", "!a/b/c", "c", "a/b/"]
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_input_globs_select_what_gitignore_rules_match(patterns: list[str]) -> None:
+    import pathspec
+
+    from ci_layers.sources import InputGlobs
+
+    paths = ["a/b/c", "a/b /c", "a/x.txt", "c", "d/c", "e/b", "b /x"]
+    dirs = {p.rsplit("/", i)[0] for p in paths for i in range(1, p.count("/") + 1)}
+    files = RepoFiles(
+        {p: "100644 blob " + blob_id(p.encode()) for p in paths},
+        trees={d: blob_id(d.encode()) for d in dirs},
+    )
+    spec = pathspec.GitIgnoreSpec.from_lines(patterns)
+    assert InputGlobs(patterns).select(files) == sorted(p for p in paths if spec.match_file(p))
