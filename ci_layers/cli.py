@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -149,7 +149,7 @@ def cmd_explain(
 
 def cmd_plan(
     *,
-    spec: Spec,
+    spec: Callable[[], Spec],
     root: Path,
     spec_rel: str | None,
     base: str | None,
@@ -160,6 +160,8 @@ def cmd_plan(
     out: TextIO,
     err: TextIO,
 ) -> int:
+    """`spec` loads the spec on disk, which the plan needs only where the commit it
+    plans has none (the working tree, a spec outside the repository)."""
     history = GitHistory(root)
     comparison = choose_comparison(
         history, event_name=event_name, payload=payload, base=base, head=head
@@ -167,12 +169,11 @@ def cmd_plan(
     plan = make_plan(
         root=root, spec=spec, spec_rel=spec_rel, comparison=comparison, history=history
     )
-    if plan.spec is not None:  # what resolving Dockerfiles at head found
-        for warning in plan.spec.warnings:
-            if warning not in spec.warnings:
-                _report(warning, err)
+    planned = plan.spec or spec()  # the spec at head, its Dockerfiles resolved
+    for warning in planned.warnings:
+        _report(warning, err)
     if fmt == "bake":
-        _emit_json(bake_file(plan, plan.spec or spec), out)
+        _emit_json(bake_file(plan, planned), out)
     elif fmt == "json":
         _emit_json(plan.to_json(), out)
     elif fmt == "markdown":
@@ -293,6 +294,24 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return cmd_gha(args, out=out)
     root, spec_path, spec_rel = _locate(args.repo, args.spec)
     shown = spec_rel if spec_rel is not None else str(spec_path)
+    if args.command in ("plan", "bake"):
+        event_name = args.event_name
+        if args.event and not event_name:
+            event_name = os.environ.get("GITHUB_EVENT_NAME")
+            if not event_name:
+                raise UsageError("--event needs --event-name (or $GITHUB_EVENT_NAME)")
+        return cmd_plan(
+            spec=functools.partial(load_spec, spec_path, display=shown),
+            root=root,
+            spec_rel=spec_rel,
+            base=args.base,
+            head=args.head,
+            event_name=event_name,
+            payload=read_event(args.event),
+            fmt="bake" if args.command == "bake" else getattr(args, "format", "text"),
+            out=out,
+            err=err,
+        )
     spec = load_spec(spec_path, display=shown)
 
     @functools.cache
@@ -300,7 +319,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         # one snapshot per command: writing the working tree as a git tree is not cheap
         return worktree_files(root)
 
-    if spec.dockerfile_rules and args.command not in ("plan", "bake"):
+    if spec.dockerfile_rules:
         spec = resolve_dockerfiles(spec, working_tree())
     for warning in spec.warnings:
         _report(warning, err)
@@ -316,24 +335,6 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return cmd_affected(spec=spec, changed=args.changed, fmt=fmt, out=out)
         case "keys":
             return cmd_keys(spec=spec, files=working_tree(), fmt=fmt, recipe=args.recipe, out=out)
-        case "plan" | "bake":
-            event_name = args.event_name
-            if args.event and not event_name:
-                event_name = os.environ.get("GITHUB_EVENT_NAME")
-                if not event_name:
-                    raise UsageError("--event needs --event-name (or $GITHUB_EVENT_NAME)")
-            return cmd_plan(
-                spec=spec,
-                root=root,
-                spec_rel=spec_rel,
-                base=args.base,
-                head=args.head,
-                event_name=event_name,
-                payload=read_event(args.event),
-                fmt="bake" if args.command == "bake" else fmt,
-                out=out,
-                err=err,
-            )
         case "explain":
             return cmd_explain(
                 spec=spec,

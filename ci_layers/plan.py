@@ -9,7 +9,7 @@ and from the definition fields its key recipe differs in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,7 +256,7 @@ def _why(
 def make_plan(
     *,
     root: Path,
-    spec: Spec,
+    spec: Spec | Callable[[], Spec],
     spec_rel: str | None,
     comparison: Comparison,
     history: GitHistory,
@@ -286,10 +286,14 @@ def make_plan(
         base_files = attach_reader(root, files_at_base(head_files, diff, trees=base_listing))
     elif isinstance(base_listing, RepoFiles):
         base_files = base_listing
+    at_head = None
     if comparison.head is not None and spec_rel is not None:
         text = read_at(root, comparison.head, spec_rel)
         if text is not None:
-            spec = parse_spec(text, filename=spec_rel)
+            at_head = parse_spec(text, filename=spec_rel)
+    # the one on disk only where the commit has none: a broken edit on disk does not
+    # stop a plan between two commits
+    spec = at_head or (spec() if callable(spec) else spec)
     raw_spec = spec
     spec = resolve_dockerfiles(spec, head_files)
     keys = compute_keys(spec, head_files)

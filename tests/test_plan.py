@@ -597,3 +597,15 @@ def test_head_given_with_an_event_that_has_no_base_is_still_that_head(mono: GitR
     p = plan(mono, "--head", later, event=event, name="pull_request")
     assert p["head"] == later
     assert p["mode"] == "all"
+
+
+def test_a_broken_spec_on_disk_does_not_stop_a_plan_between_commits(mono: GitRepo) -> None:
+    base = mono.git("rev-parse", "HEAD")
+    mono.write("services/api/poetry.lock", "fastapi==0.200\n")
+    head = mono.commit("lock")
+    mono.write("ci-layers.yaml", "version: 1\nlayers: {a: {parent: nope}}\n")  # not committed
+    assert plan(mono, "--base", base, "--head", head)["affected"] == ["api-deps", "api"]
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["plan", "-C", str(mono.root)], out=out, err=err)  # the working tree: it counts
+    assert code == 2
+    assert "unknown parent 'nope'" in err.getvalue()
