@@ -187,6 +187,9 @@ def _instructions(text: str) -> list[Instruction]:
             bodies.append("\n".join(body))
             skip_until = cursor
             cursor += 1
+        if keyword in ("COPY", "ADD") and not bodies and not value.lstrip().startswith("["):
+            # BuildKit builds a COPY from its words: spacing is no part of its cache key
+            value = " ".join(_split_words(value))
         out.append(Instruction(line_no, keyword, value, tuple(bodies)))
     return out
 

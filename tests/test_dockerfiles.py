@@ -659,3 +659,15 @@ def test_a_context_folder_named_like_a_pattern_is_taken_literally(dock: GitRepo)
     dock.write("images/v/a.txt", "2\n")
     dock.commit("not in the context")
     assert plan(dock, base)["affected"] == []
+
+
+def test_spacing_in_a_copy_line_rebuilds_nothing_in_a_run_line_it_does(dock: GitRepo) -> None:
+    dock.write("images/ws/Dockerfile", "FROM scratch\nCOPY f /x\nRUN echo a\n")
+    dock.write("images/ws/f", "1\n")
+    base = dock.commit("spacing")
+    dock.write("images/ws/Dockerfile", "FROM scratch\nCOPY  f\t  /x\nRUN echo a\n")
+    dock.commit("copy spacing")
+    assert plan(dock, base)["affected"] == []
+    dock.write("images/ws/Dockerfile", "FROM scratch\nCOPY f /x\nRUN echo  a\n")
+    dock.commit("run spacing: part of the command BuildKit runs and caches")
+    assert short(plan(dock, base)["affected"]) == ["ws"]
