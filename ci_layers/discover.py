@@ -233,10 +233,18 @@ def _layer(
     if raw is None:
         errors.append(SpecError("cannot read the Dockerfile", where=Location(path), layer=name))
         return None
-    context = (
-        posixpath.normpath(_fill(rule.context, values)) if rule.context else posixpath.dirname(path)
-    )
-    context = "" if context in (".", "") else context
+    written = _fill(rule.context, values) if rule.context else posixpath.dirname(path)
+    context = posixpath.normpath("/" + written).lstrip("/")  # `/images/x` is the repo's
+    if written.startswith("..") or posixpath.normpath(written).startswith(".."):
+        errors.append(
+            SpecError(
+                f"build context '{written}' is outside the repository",
+                where=rule.where or Location(path),
+                layer=name,
+            )
+        )
+        return None
+    context = follow_symlinks(files, context) or context  # Docker follows a linked context
     args = {k: _fill(v, values) for k, v in rule.build_args}
     try:
         text = raw.decode("utf-8", errors="surrogateescape")  # BuildKit reads bytes

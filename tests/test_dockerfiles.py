@@ -671,3 +671,41 @@ def test_spacing_in_a_copy_line_rebuilds_nothing_in_a_run_line_it_does(dock: Git
     dock.write("images/ws/Dockerfile", "FROM scratch\nCOPY f /x\nRUN echo  a\n")
     dock.commit("run spacing: part of the command BuildKit runs and caches")
     assert short(plan(dock, base)["affected"]) == ["ws"]
+
+
+def test_a_context_written_from_the_root_or_through_a_link(dock: GitRepo) -> None:
+    spec = (dock.root / "ci-layers.yaml").read_text()
+    rules = (
+        '  - path: "ctx/{name}/Dockerfile"\n    image: "registry.example.com/acme/{name}"\n'
+        '    context: "/ctx/{name}"\n'
+        '  - path: "linked/{name}/Dockerfile"\n    image: "registry.example.com/acme/{name}"\n'
+        '    context: "linked/{name}/ctx"\n'
+    )
+    dock.write("ci-layers.yaml", spec.replace("\nimage_overrides:", rules + "\nimage_overrides:"))
+    dock.write("ctx/slash/Dockerfile", "FROM scratch\nCOPY app/ /app/\n")
+    dock.write("ctx/slash/app/a.py", "1\n")
+    dock.write("linked/ln/Dockerfile", "FROM scratch\nCOPY . /src/\n")
+    dock.write("src/ln/main.py", "1\n")
+    dock.write("src/ln/notes.md", "1\n")
+    dock.write("src/ln/.dockerignore", "*.md\n")
+    (dock.root / "linked/ln/ctx").symlink_to("../../src/ln")
+    base = dock.commit("contexts")
+    dock.write("ctx/slash/app/a.py", "2\n")
+    dock.write("src/ln/notes.md", "2\n")  # the linked context's .dockerignore leaves it out
+    dock.commit("edit")
+    assert short(plan(dock, base)["affected"]) == ["slash"]
+    base = dock.git("rev-parse", "HEAD")
+    dock.write("src/ln/main.py", "2\n")
+    dock.commit("main")
+    assert short(plan(dock, base)["affected"]) == ["ln"]
+
+
+def test_a_context_outside_the_repository_is_an_error(dock: GitRepo) -> None:
+    spec = (dock.root / "ci-layers.yaml").read_text()
+    rule = '  - path: "out/{name}/Dockerfile"\n    image: "r.example/{name}"\n    context: "../x"\n'
+    dock.write("ci-layers.yaml", spec.replace("\nimage_overrides:", rule + "\nimage_overrides:"))
+    dock.write("out/o/Dockerfile", "FROM scratch\n")
+    dock.commit("outside")
+    code, _, err = run(dock, "validate")
+    assert code == 2
+    assert "build context '../x' is outside the repository" in err
