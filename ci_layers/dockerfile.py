@@ -414,13 +414,13 @@ class _State:
         if parent is not None:
             self.final_base = self.roots[parent]
             self.persisted = dict(self.envs[parent])  # its ENV, not its ARGs
-            # a stage's image config, triggers included, is cloned; they do not run
-            self.onbuild = list(self.onbuilds[parent])
+            # as if the stage were built into an image first: its triggers run here
+            known = BaseImage(onbuild=tuple(self.onbuilds[parent]))
         else:
             self.final_base = image
             known = self.base_image(image) if self.base_image else None
             self.persisted = dict(known.env if known else ())
-            self.onbuild = []  # a base's triggers run once, here, and are not passed on
+        self.onbuild = []  # a base's triggers run once, here, and are not passed on
         self.env = dict(self.persisted)
         name = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else ""
         self.stages.append(name)
