@@ -295,9 +295,14 @@ def parse_dockerfile(
         built = found
     keep = state.reached(built)
     bases = [b for b, o in state.bases if o in keep]
+    kept = [(i, o) for i, o in zip(instructions, owner, strict=True) if o < 0 or o in keep]
+    used = _global_args_used(kept, {n for n, o in state.declared if o in keep})
+    declared = {n for n, o in state.declared if o in keep} | used | set(PLATFORM_ARGS)
     return ParsedDockerfile(
         instructions=tuple(
-            i for i, o in zip(instructions, owner, strict=True) if o < 0 or o in keep
+            i
+            for i, o in kept
+            if o >= 0 or i.keyword != "ARG" or used & {n for n, _ in _arg_words(i.value)}
         ),
         bases=tuple(dict.fromkeys(bases)),
         final_base=state.roots[built],
@@ -307,8 +312,34 @@ def parse_dockerfile(
         final_env=tuple(state.envs[built].items()),
         final_onbuild=tuple(state.onbuilds[built]),
         warnings=tuple(state.warnings),
-        declared=frozenset(state.declared),
+        declared=frozenset(declared),
     )
+
+
+def _arg_words(value: str) -> list[tuple[str, str]]:
+    return [(w.partition("=")[0], w) for w in _split_words(value)]
+
+
+def _global_args_used(kept: list[tuple[Instruction, int]], redeclared: set[str]) -> set[str]:
+    """The ARGs before the first FROM that the built stages use: in a FROM they start
+    from, declared again in them, or in the default of another used one."""
+    used = set(redeclared)
+    texts = [i.value for i, o in kept if i.keyword == "FROM"]
+    globals_ = [w for i, o in kept if o < 0 and i.keyword == "ARG" for w in _arg_words(i.value)]
+    while True:
+        more = {
+            name
+            for name, _word in globals_
+            if name not in used and any(_mentions(t, name) for t in texts)
+        }
+        if not more:
+            return used & {name for name, _ in globals_} | (used & redeclared)
+        used |= more
+        texts += [word for name, word in globals_ if name in more]
+
+
+def _mentions(text: str, name: str) -> bool:
+    return re.search(r"\$\{?" + re.escape(name) + r"(?![A-Za-z0-9_])", text) is not None
 
 
 @dataclass
@@ -333,7 +364,7 @@ class _State:
     base_args: list[tuple[str, str]] = field(default_factory=list)
     final_base: str | None = None
     warnings: list[tuple[int, str]] = field(default_factory=list)  # (line, message)
-    declared: set[str] = field(default_factory=lambda: set(PLATFORM_ARGS))  # ARG names
+    declared: list[tuple[str, int]] = field(default_factory=list)  # (ARG name, its stage)
 
     def internal(self, ref: str) -> bool:
         return bool(ref) and (ref.lower() in self.stages or ref.isdigit())
@@ -377,7 +408,7 @@ class _State:
     def _arg(self, ins: Instruction) -> None:
         for word in _split_words(ins.value):
             name, eq, default = word.partition("=")
-            self.declared.add(name)
+            self.declared.append((name, self.current))
             scope = self.env if self.stages else self.global_args
             if name in self.build_args:
                 scope[name] = self.build_args[name]

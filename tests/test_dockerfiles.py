@@ -709,3 +709,27 @@ def test_a_context_outside_the_repository_is_an_error(dock: GitRepo) -> None:
     code, _, err = run(dock, "validate")
     assert code == 2
     assert "build context '../x' is outside the repository" in err
+
+
+def test_args_only_an_unreachable_stage_uses_rebuild_nothing(dock: GitRepo) -> None:
+    dock.write(
+        "images/argy/Dockerfile",
+        "ARG TEST_BASE=python:3.12\nARG RUNTIME=scratch\n"
+        "FROM ${TEST_BASE} AS test\nARG PYTEST=8\nRUN pip install pytest==$PYTEST\n"
+        "FROM ${RUNTIME}\nARG APP=1\nRUN echo $APP\n",
+    )
+    base = dock.commit("argy")
+    spec = (dock.root / "ci-layers.yaml").read_text()
+    override = (
+        "  registry.example.com/acme/argy:\n"
+        '    build_args: {PYTEST: "9", TEST_BASE: "python:3.13"}\n'
+    )
+    dock.write("ci-layers.yaml", spec + override)
+    text = (dock.root / "images/argy/Dockerfile").read_text()
+    dock.write("images/argy/Dockerfile", text.replace("python:3.12", "python:3.11"))
+    dock.commit("only the test stage's arguments")
+    assert plan(dock, base)["affected"] == []
+    base = dock.git("rev-parse", "HEAD")
+    dock.write("images/argy/Dockerfile", text.replace("APP=1", "APP=2"))
+    dock.commit("the built stage's")
+    assert short(plan(dock, base)["affected"]) == ["argy"]
