@@ -125,6 +125,16 @@ class CopySource:
             return None
         return copy_source(self.norm[len(prefix) :].lstrip("/") or ".", self.exclude, resolved)
 
+    def followed(self, files: RepoFiles) -> CopySource:
+        """The source COPY reads in `files`: through the symlinks on its path, or the
+        link it names; itself when there are none."""
+        if (linked := self._through_links(files)) is not None:
+            return linked
+        prefix = self.prefix
+        if not self.is_glob and (target := follow_symlinks(files, prefix)) != prefix and target:
+            return copy_source(".", self.exclude, target)
+        return self
+
     def _entries(self, files: RepoFiles) -> list[list[str]]:
         prefix = self.prefix
         if (linked := self._through_links(files)) is not None:
@@ -373,7 +383,8 @@ def context_reads(node: DockerfileNode, files: RepoFiles) -> list[tuple[int, str
                 rel = path[len(ctx) + 1 :] if ctx else path
                 if ignore.ignored(rel):
                     continue
-                if skip is not None and (inside := source.below(path)) and skip.ignored(inside):
+                inside = source.followed(files).below(path)
+                if skip is not None and inside and skip.ignored(inside):
                     continue  # COPY --exclude: below what the source names, relative to it
                 out.append((index, path, rel))
     files.selections[key] = out

@@ -733,3 +733,17 @@ def test_args_only_an_unreachable_stage_uses_rebuild_nothing(dock: GitRepo) -> N
     dock.write("images/argy/Dockerfile", text.replace("APP=1", "APP=2"))
     dock.commit("the built stage's")
     assert short(plan(dock, base)["affected"]) == ["argy"]
+
+
+def test_copy_exclude_applies_through_a_symlinked_folder(dock: GitRepo) -> None:
+    dock.write("images/exl/Dockerfile", "FROM scratch\nCOPY --exclude=*.md ld/ /x/\n")
+    dock.write("images/exl/real/a.md", "1\n")
+    dock.write("images/exl/real/b.txt", "1\n")
+    (dock.root / "images/exl/ld").symlink_to("real")
+    base = dock.commit("exclude via a link")
+    dock.write("images/exl/real/a.md", "2\n")
+    dock.commit("excluded")
+    assert plan(dock, base)["affected"] == []
+    dock.write("images/exl/real/b.txt", "2\n")
+    dock.commit("copied")
+    assert short(plan(dock, base)["affected"]) == ["exl"]
