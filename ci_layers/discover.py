@@ -163,6 +163,7 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
     for name, (_path, rule, values) in nodes.items():
         for tag in _tags(rule, values):
             by_key.add(tag, name)
+    errors += _pushed_twice(nodes, spec)
     layers = dict(own)
     for name, (path, rule, values) in nodes.items():
         layer = _layer(name, path, rule, values, files, by_key, errors, inherited=())
@@ -201,6 +202,29 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
         graph=LayerGraph.from_layers(layers.values()),
         warnings=(*spec.warnings, *warnings),
     )
+
+
+def _pushed_twice(
+    nodes: Mapping[str, tuple[str, DockerfileRule, dict[str, str]]], spec: Spec
+) -> list[SpecError]:
+    """Two images pushing one reference (`x` and `docker.io/library/x:latest`, or a tag
+    that is another image's name): whichever is pushed last would win."""
+    pushed: dict[tuple[str, str, str], str] = {}
+    errors = []
+    for name, (path, rule, values) in nodes.items():
+        for ref in dict.fromkeys([name, *_tags(rule, values)]):
+            host, repo, tag = image_key(ref)
+            canon = (host or "docker.io", repo, tag)
+            other = pushed.setdefault(canon, name)
+            if other != name:
+                errors.append(
+                    SpecError(
+                        f"{path} pushes '{ref}', which image '{other}' pushes too",
+                        where=rule.where or Location(spec.path),
+                        layer=name,
+                    )
+                )
+    return errors
 
 
 def _merge(rule: DockerfileRule, override: DockerfileRule) -> DockerfileRule:

@@ -747,3 +747,14 @@ def test_copy_exclude_applies_through_a_symlinked_folder(dock: GitRepo) -> None:
     dock.write("images/exl/real/b.txt", "2\n")
     dock.commit("copied")
     assert short(plan(dock, base)["affected"]) == ["exl"]
+
+
+def test_two_images_pushing_one_reference_is_an_error(dock: GitRepo) -> None:
+    spec = (dock.root / "ci-layers.yaml").read_text()
+    rule = '  - path: "other/{name}/Dockerfile"\n    image: "registry.example.com/acme/{name}:latest"\n'
+    dock.write("ci-layers.yaml", spec.replace("\nimage_overrides:", rule + "\nimage_overrides:"))
+    dock.write("other/base/Dockerfile", "FROM scratch\n")
+    dock.commit("a second base:latest")
+    code, _, err = run(dock, "validate")
+    assert code == 2
+    assert "pushes 'registry.example.com/acme/base:latest', which image" in err
