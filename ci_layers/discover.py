@@ -164,6 +164,9 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
         for tag in _tags(rule, values):
             by_key.add(tag, name)
     errors += _pushed_twice(nodes, spec)
+    for published in spec.images.values():  # a spec layer pushed by an `images:` entry
+        for tag in published.tags:
+            by_key.add(tag, published.layer)
     layers = dict(own)
     for name, (path, rule, values) in nodes.items():
         layer = _layer(name, path, rule, values, files, by_key, errors, inherited=())

@@ -52,8 +52,8 @@ def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[
     contexts: dict[str, str] = {}
     args: dict[str, str] = {}
     for ref, dep in node.bases:
-        if plan.layers[dep].status != "rebuild":
-            continue  # the published image it names is current
+        if plan.layers[dep].status != "rebuild" or spec.graph[dep].dockerfile is None:
+            continue  # the published image it names is current, or a spec layer's tag
         built = key_tag(dep, plan.layers[dep].key)
         contexts[context_name(ref)] = f"docker-image://{built}"
         for written, arg in node.base_args:

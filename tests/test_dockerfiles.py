@@ -758,3 +758,19 @@ def test_two_images_pushing_one_reference_is_an_error(dock: GitRepo) -> None:
     code, _, err = run(dock, "validate")
     assert code == 2
     assert "pushes 'registry.example.com/acme/base:latest', which image" in err
+
+
+def test_a_dockerfile_built_on_a_tag_a_spec_layer_pushes_depends_on_it(git_repo: GitRepo) -> None:
+    spec = (
+        'version: 1\nlayers:\n  base: {from: "alpine@sha256:' + "0" * 64 + '", run: "echo 1"}\n'
+        "images:\n  base: {layer: base, tags: [reg.example/base:1]}\n"
+        'dockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "reg.example/{name}"\n'
+    )
+    git_repo.write("ci-layers.yaml", spec)
+    git_repo.write("images/app/Dockerfile", "FROM reg.example/base:1\nRUN true\n")
+    base = git_repo.commit("mixed")
+    git_repo.write("ci-layers.yaml", spec.replace("echo 1", "echo 2"))
+    git_repo.commit("base changes")
+    p = plan(git_repo, base)
+    assert p["affected"] == ["base", "reg.example/app"]
+    assert p["layers"]["reg.example/app"]["parents"] == ["base"]
