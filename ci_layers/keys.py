@@ -45,7 +45,7 @@ def compute_keys(spec: Spec, files: RepoFiles) -> dict[str, LayerKey]:
 
 
 def _compute_keys(spec: Spec, files: RepoFiles) -> dict[str, LayerKey]:
-    global_files = {p: read_digest(files, p) for p in input_globs(spec.global_inputs).select(files)}
+    global_files = _inputs(spec.global_inputs, files)
     keys: dict[str, LayerKey] = {}
     for name in spec.graph.topological_order():
         recipe = _recipe(spec.graph[name], keys, files, global_files)
@@ -72,6 +72,12 @@ def _dockerfile_recipe(
         "build_args": {k: v for k, v in layer.build_args if k in node.declared},
         "context": [list(item) for item in context],
     }
+
+
+def _inputs(patterns: tuple[str, ...], files: RepoFiles) -> dict[str, str]:
+    globs = input_globs(patterns)
+    found = {p: read_digest(files, p) for p in globs.select(files)}
+    return {**found, **globs.through_links(files)} if patterns else found
 
 
 def _recipe(
@@ -120,7 +126,7 @@ def _recipe(
         "cmd": None if layer.cmd is None else list(layer.cmd),
         "labels": dict(layer.labels),
         "build_args": dict(layer.build_args),
-        "inputs": {p: read_digest(files, p) for p in input_globs(layer.inputs).select(files)},
+        "inputs": _inputs(layer.inputs, files),
     }
     # Absent and empty fields are left out, so a field added in a later version does not
     # change the key of a layer that does not use it.

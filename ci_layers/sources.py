@@ -229,6 +229,25 @@ class InputGlobs:
             files.selections[key] = hit
         return hit  # type: ignore[return-value]
 
+    def through_links(self, files: RepoFiles) -> dict[str, str]:
+        """Digests of the files that literal, anchored patterns name through a symlinked
+        folder (`conf/app.conf` with `conf -> real`), which no listing holds."""
+        found = {}
+        for pattern in map(_trim, self.patterns):
+            path = pattern.strip("/")
+            if pattern.startswith("!") or "/" not in pattern.rstrip("/") or GLOB_CHARS.search(path):
+                continue
+            if path in files or path in files.trees:
+                continue
+            resolved = _resolve_dirs(files, path, last=False)
+            if resolved is None or resolved == path:
+                continue
+            if resolved in files:
+                found[path] = read_digest(files, resolved)
+            elif resolved in files.trees:
+                found[path] = f"{TREE} tree {files.trees[resolved]}"
+        return found
+
     def _select(self, files: RepoFiles) -> list[str]:
         if self._prefixes is not None:
             candidates: Iterable[str] = {p for pre in self._prefixes for p in files.under(pre)}

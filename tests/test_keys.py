@@ -355,3 +355,18 @@ def test_input_globs_select_what_gitignore_rules_match(patterns: list[str]) -> N
     )
     spec = pathspec.GitIgnoreSpec.from_lines(patterns)
     assert InputGlobs(patterns).select(files) == sorted(p for p in paths if spec.match_file(p))
+
+
+def test_an_input_named_through_a_symlinked_folder_is_read() -> None:
+    spec = parse_spec("version: 1\nlayers:\n  inp: {from: scratch, inputs: [conf/app.conf]}\n")
+
+    def key(target: bytes) -> str:
+        files = {"conf": ("120000", b"real"), "real/app.conf": ("100644", target)}
+        snap = RepoFiles(
+            {p: f"{mode} blob {blob_id(b)}" for p, (mode, b) in files.items()},
+            trees={"real": "1" * 40},
+        )
+        snap.reader = lambda p: files[p][1]
+        return compute_keys(spec, snap)["inp"].digest
+
+    assert key(b"a=1") != key(b"a=2")
