@@ -105,10 +105,10 @@ class GitHistory:
             return found
         if _SHA.match(rev):
             ref, local = rev, rev
-        elif rev.startswith("refs/"):
+        elif rev.startswith("refs/") and not rev.startswith(f"refs/remotes/{self.remote}/"):
             ref, local = f"+{rev}:{rev}", rev
         else:  # a branch, maybe written as the remote-tracking `origin/main`
-            branch = rev.removeprefix(f"{self.remote}/")
+            branch = rev.removeprefix("refs/remotes/").removeprefix(f"{self.remote}/")
             local = f"refs/remotes/{self.remote}/{branch}"
             ref = f"+refs/heads/{branch}:{local}"
         try:

@@ -219,6 +219,9 @@ def test_shallow_clone_fetches_and_deepens_until_the_merge_base(
     # the README's `--base origin/main` in a single-branch clone: fetched by name
     p = plan(cloned, "--base", "origin/main", "--head", "HEAD")
     assert (p["mode"], p["base"], p["head"]) == ("merge-base", fork, head)
+    subprocess.run(["git", "-C", str(clone), "update-ref", "-d", "refs/remotes/origin/main"])
+    p = plan(cloned, "--base", "refs/remotes/origin/main", "--head", "HEAD")
+    assert (p["mode"], p["base"], p["head"]) == ("merge-base", fork, head)
 
 
 def test_unfetchable_base_means_everything_never_an_empty_plan(mono: GitRepo) -> None:
