@@ -39,13 +39,17 @@ __all__ = [
 
 class CopySource:
     """One copy `src` with its `exclude` patterns, compiled. `src` is a pattern below
-    `root`, a directory taken literally (a build context named `[x]` is no pattern)."""
+    `root`, a directory taken literally (a build context named `[x]` is no pattern).
+    With a `scope` (a build context), symlinks resolve inside it, as BuildKit's do."""
 
-    def __init__(self, src: str, exclude: tuple[str, ...] = (), root: str = "") -> None:
+    def __init__(
+        self, src: str, exclude: tuple[str, ...] = (), root: str = "", scope: str | None = None
+    ) -> None:
         norm = posixpath.normpath(src.lstrip("/")) if src.strip("/") else "."
         self.src = src
         self.exclude = exclude
         self.root = root
+        self.scope = scope
         fixed = root.split("/") if root else []
         below = [] if norm == "." else norm.split("/")
         segments = fixed + below
@@ -107,7 +111,7 @@ class CopySource:
     def entries(self, files: RepoFiles) -> list[list[str]]:
         """[path below dest, digest] for what this source copies; a whole directory
         without exclusions is one entry, its git tree id."""
-        key = ("copy", self.root, self.src, self.exclude)
+        key = ("copy", self.root, self.src, self.exclude, self.scope)
         hit = files.selections.get(key)
         if hit is None:
             hit = self._entries(files)
@@ -120,10 +124,11 @@ class CopySource:
         prefix = self.prefix
         if not prefix or prefix in files.trees or (prefix in files and not self.is_glob):
             return None  # found as it is (a link as the whole source is followed below)
-        resolved = _resolve_dirs(files, prefix, last=self.is_glob)
+        resolved = _resolve_dirs(files, prefix, last=self.is_glob, scope=self.scope)
         if resolved is None or resolved == prefix:
             return None
-        return copy_source(self.norm[len(prefix) :].lstrip("/") or ".", self.exclude, resolved)
+        rest = self.norm[len(prefix) :].lstrip("/") or "."
+        return copy_source(rest, self.exclude, resolved, self.scope)
 
     def followed(self, files: RepoFiles) -> CopySource:
         """The source COPY reads in `files`: through the symlinks on its path, or the
@@ -131,17 +136,25 @@ class CopySource:
         if (linked := self._through_links(files)) is not None:
             return linked
         prefix = self.prefix
-        if not self.is_glob and (target := follow_symlinks(files, prefix)) != prefix and target:
-            return copy_source(".", self.exclude, target)
+        if (
+            not self.is_glob
+            and (target := follow_symlinks(files, prefix, self.scope)) != prefix
+            and target
+        ):
+            return copy_source(".", self.exclude, target, self.scope)
         return self
 
     def _entries(self, files: RepoFiles) -> list[list[str]]:
         prefix = self.prefix
         if (linked := self._through_links(files)) is not None:
             return linked.entries(files)
-        if not self.is_glob and (target := follow_symlinks(files, prefix)) != prefix and target:
+        if (
+            not self.is_glob
+            and (target := follow_symlinks(files, prefix, self.scope)) != prefix
+            and target
+        ):
             # COPY follows a symlink given as the source: the target's content counts
-            inner = copy_source(".", self.exclude, target).entries(files)
+            inner = copy_source(".", self.exclude, target, self.scope).entries(files)
             if target in files:  # a file: it lands under the link's name
                 return [[posixpath.basename(prefix), digest] for _rel, digest in inner]
             return inner
@@ -189,8 +202,12 @@ class CopySource:
         if (linked := self._through_links(files)) is not None:
             links = [p for p in _ancestors(prefix, last=True) if p in files]
             return [*links, *linked.paths(files)]
-        if not self.is_glob and (target := follow_symlinks(files, prefix)) != prefix and target:
-            return [prefix, *copy_source(".", self.exclude, target).paths(files)]
+        if (
+            not self.is_glob
+            and (target := follow_symlinks(files, prefix, self.scope)) != prefix
+            and target
+        ):
+            return [prefix, *copy_source(".", self.exclude, target, self.scope).paths(files)]
         candidates = [prefix] if (prefix and prefix in files) else []
         candidates += files.under(prefix + "/" if prefix else "")
         found = [p for p in candidates if self.relative(p) is not None]
@@ -324,9 +341,11 @@ def read_digest(files: RepoFiles, path: str) -> str:
     return digest
 
 
-def follow_symlinks(files: RepoFiles, path: str) -> str | None:
+def follow_symlinks(files: RepoFiles, path: str, scope: str | None = None) -> str | None:
     """Where a chain of symlinks at `path` ends, inside the repository; `path` itself when
-    it is no symlink, None when a link leaves the repository or loops."""
+    it is no symlink, None when a link leaves the repository or loops. With a `scope` (a
+    build context) a link never leaves it: `/x` is the context's x and `..` stops at its
+    root, as in BuildKit (continuity's RootPath)."""
     for _ in range(40):
         if not files.entries.get(path, "").startswith("120000"):
             return path
@@ -334,6 +353,9 @@ def follow_symlinks(files: RepoFiles, path: str) -> str | None:
         if target is None:
             return path  # no content to follow (a synthetic snapshot)
         link = target.decode("utf-8", "surrogateescape")
+        if scope is not None:
+            path = _in_scope(scope, posixpath.dirname(path), link)
+            continue
         if link.startswith("/"):
             return None
         path = posixpath.normpath(posixpath.join(posixpath.dirname(path), link))
@@ -342,18 +364,34 @@ def follow_symlinks(files: RepoFiles, path: str) -> str | None:
     return None
 
 
+def _in_scope(scope: str, folder: str, link: str) -> str:
+    """Repository path of `link`, read in `folder`, with `scope` as its root."""
+    inside = folder[len(scope) :].strip("/") if scope else folder
+    parts = link.split("/") if link.startswith("/") else [*inside.split("/"), *link.split("/")]
+    stack: list[str] = []
+    for part in parts:
+        if part == "..":
+            if stack:
+                stack.pop()
+        elif part and part != ".":
+            stack.append(part)
+    return "/".join([scope, *stack] if scope else stack)
+
+
 def _ancestors(path: str, *, last: bool) -> list[str]:
     parts = path.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts) + (1 if last else 0))]
 
 
-def _resolve_dirs(files: RepoFiles, path: str, *, last: bool) -> str | None:
+def _resolve_dirs(
+    files: RepoFiles, path: str, *, last: bool, scope: str | None = None
+) -> str | None:
     """`path` with each symlinked directory on it followed (the last part too when
     `last`); None when a link leaves the repository or they loop."""
     for _ in range(40):
         for head in _ancestors(path, last=last):
             if files.entries.get(head, "").startswith("120000"):
-                target = follow_symlinks(files, head)
+                target = follow_symlinks(files, head, scope)
                 if target is None or target == head:
                     return None if target is None else path
                 path = (
@@ -368,8 +406,10 @@ def _resolve_dirs(files: RepoFiles, path: str, *, last: bool) -> str | None:
 
 
 @cached(LRUCache(maxsize=16384))
-def copy_source(src: str, exclude: tuple[str, ...] = (), root: str = "") -> CopySource:
-    return CopySource(src, exclude, root)
+def copy_source(
+    src: str, exclude: tuple[str, ...] = (), root: str = "", scope: str | None = None
+) -> CopySource:
+    return CopySource(src, exclude, root, scope)
 
 
 def _literal(segment: str) -> str:
@@ -397,7 +437,7 @@ def context_reads(node: DockerfileNode, files: RepoFiles) -> list[tuple[int, str
         for src in sources:
             # BuildKit resolves a source inside the context: `../x` is `x`
             inner = posixpath.normpath("/" + src).lstrip("/") or "."
-            source = copy_source(inner, (), ctx)
+            source = copy_source(inner, (), ctx, ctx)
             for path in source.paths(files):
                 rel = path[len(ctx) + 1 :] if ctx else path
                 if ignore.ignored(rel):

@@ -774,3 +774,22 @@ def test_a_dockerfile_built_on_a_tag_a_spec_layer_pushes_depends_on_it(git_repo:
     p = plan(git_repo, base)
     assert p["affected"] == ["base", "reg.example/app"]
     assert p["layers"]["reg.example/app"]["parents"] == ["base"]
+
+
+def test_symlinks_in_a_context_resolve_inside_it(dock: GitRepo) -> None:
+    # BuildKit resolves links with the context as root: `..` stops there, `/x` is its x
+    dock.write("images/scoped/Dockerfile", "FROM scratch\nCOPY up/f /x\nCOPY abs/g /y\n")
+    dock.write("images/scoped/f", "1\n")
+    dock.write("images/scoped/g", "1\n")
+    dock.write("images/f", "1\n")  # outside the context
+    (dock.root / "images/scoped/up").symlink_to("..")
+    (dock.root / "images/scoped/abs").symlink_to("/")
+    base = dock.commit("scoped links")
+    dock.write("images/f", "2\n")
+    dock.commit("outside")
+    assert plan(dock, base)["affected"] == []
+    for name in ("images/scoped/f", "images/scoped/g"):
+        base = dock.git("rev-parse", "HEAD")
+        dock.write(name, "2\n")
+        dock.commit(name)
+        assert short(plan(dock, base)["affected"]) == ["scoped"], name
