@@ -28,7 +28,7 @@ from .repo import RepoFiles
 from .sources import follow_symlinks
 from .spec import DockerfileRule, Spec
 
-__all__ = ["InRepoImages", "image_key", "resolve_dockerfiles", "same_image"]
+__all__ = ["InRepoImages", "image_key", "pushed_as", "resolve_dockerfiles", "same_image"]
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -51,6 +51,12 @@ def image_key(ref: str) -> tuple[str | None, str, str]:
     if len(parts) == 1 and host in (None, "docker.io"):  # official images: library/
         parts = ["library", *parts]
     return host, "/".join(parts), tag
+
+
+def pushed_as(ref: str) -> tuple[str, str, str]:
+    """The reference a push goes to, however it is spelled (no host is Docker Hub)."""
+    host, path, tag = image_key(ref)
+    return host or "docker.io", path, tag
 
 
 def same_image(a: str, b: str) -> bool:
@@ -216,9 +222,7 @@ def _pushed_twice(
     errors = []
     for name, (path, rule, values) in nodes.items():
         for ref in dict.fromkeys([name, *_tags(rule, values)]):
-            host, repo, tag = image_key(ref)
-            canon = (host or "docker.io", repo, tag)
-            other = pushed.setdefault(canon, name)
+            other = pushed.setdefault(pushed_as(ref), name)
             if other != name:
                 errors.append(
                     SpecError(

@@ -9,14 +9,14 @@ and from the definition fields its key recipe differs in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .changes import ChangeSet, Comparison, GitHistory, changes_between, files_at_base
-from .discover import resolve_dockerfiles
+from .discover import pushed_as, resolve_dockerfiles
 from .errors import SpecInvalid
 from .keys import LayerKey, compute_keys
 from .mapping import cache_break, definition_changes, paths_read_at_either_end
@@ -170,8 +170,14 @@ def _published(
         and old.digest == keys[name].digest
         and old_layer is not None
         and old_layer.dockerfile is not None
-        and set(node.tags) <= set(old_layer.dockerfile.tags)
+        and not _unpushed(node.tags, old_layer.dockerfile.tags)
     )
+
+
+def _unpushed(tags: Iterable[str], before: Iterable[str]) -> set[str]:
+    """Tags not pushed before, however either is spelled (`a:1` is docker.io/library/a:1)."""
+    pushed = {pushed_as(t) for t in before}
+    return {t for t in tags if pushed_as(t) not in pushed}
 
 
 def _image_tags(spec: Spec, name: str) -> set[str]:
@@ -193,7 +199,7 @@ def _new_tags(
         if k.digest == keys[name].digest and n in base_spec.layers
         for t in _image_tags(base_spec, n)
     }
-    return _image_tags(spec, name) - pushed
+    return _unpushed(_image_tags(spec, name), pushed)
 
 
 def _why(
@@ -218,11 +224,11 @@ def _why(
     reasons = []
     node, old_layer = layer.dockerfile, base_spec.layers.get(name)
     if node is not None:
-        new = set(node.tags) - set(
-            old_layer.dockerfile.tags if old_layer and old_layer.dockerfile else ()
+        new = _unpushed(
+            node.tags, old_layer.dockerfile.tags if old_layer and old_layer.dockerfile else ()
         )
     else:
-        new = _image_tags(spec, name) - _image_tags(base_spec, name)
+        new = _unpushed(_image_tags(spec, name), _image_tags(base_spec, name))
     if new:
         reasons.append("new tags: " + ", ".join(sorted(new)))
     for dep in layer.dependencies:

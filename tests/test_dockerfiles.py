@@ -203,6 +203,17 @@ def test_two_images_that_swap_contents_are_both_built(dock: GitRepo) -> None:
     assert {R + "api", R + "worker"} <= set(p["affected"])
 
 
+def test_a_tag_spelled_another_way_is_no_new_tag(dock: GitRepo) -> None:
+    spec = (dock.root / "ci-layers.yaml").read_text()
+    dock.write("ci-layers.yaml", spec.replace("worker:stable]", "worker:stable, acme:1]"))
+    base = dock.commit("tag acme:1")
+    dock.write(
+        "ci-layers.yaml", spec.replace("worker:stable]", "worker:stable, docker.io/library/acme:1]")
+    )
+    dock.commit("the same tag, spelled in full")
+    assert plan(dock, base)["affected"] == []
+
+
 def test_a_new_tag_of_an_unchanged_image_is_pushed(dock: GitRepo) -> None:
     spec = (dock.root / "ci-layers.yaml").read_text()
     dock.write("ci-layers.yaml", spec.replace("worker:stable]", "worker:stable, worker:v2]"))
