@@ -60,6 +60,7 @@ class RepoFiles:
         self.selections: LRUCache[object, object] = LRUCache(maxsize=65536)
         self.reader: Callable[[str], bytes | None] | None = None  # file contents, by path
         self._by_name: tuple[dict[str, list[str]], dict[str, list[str]]] | None = None
+        self._gitlinks: list[str] | None = None
 
     def __contains__(self, path: object) -> bool:
         return path in self.entries
@@ -100,6 +101,12 @@ class RepoFiles:
         for d in dirs.get(name, ()):
             found = [*found, *self.under(d + "/")]
         return found
+
+    def gitlinks(self) -> list[str]:
+        """Paths of the submodules (gitlinks) in this snapshot."""
+        if self._gitlinks is None:
+            self._gitlinks = [p for p, d in self.entries.items() if d.startswith(GITLINK)]
+        return self._gitlinks
 
     def gitlink_above(self, path: str) -> str | None:
         """The submodule path that contains `path` (or is it), if any."""

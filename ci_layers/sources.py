@@ -227,11 +227,16 @@ class InputGlobs:
         self._prefixes = _anchored_prefixes(self.patterns)
         self._names = _literal_names(self.patterns)
         self._dirs = any(p.rstrip().endswith("/") for p in self.patterns)
+        # a pattern that floats (`*.c`, `**/x`) may match files inside any submodule,
+        # whose tree this clone may not have: a submodule bump counts for it
+        self._floating = any(_floats(p) for p in self.patterns)
 
     def reads(self, path: str, *, gitlink: bool = False) -> bool:
         if not self.patterns:
             return False
         if self._spec.match_file(path) or (gitlink and self._spec.match_file(path + "/")):
+            return True
+        if gitlink and self._floating:
             return True
         return gitlink and any((pre + "/").startswith(path + "/") for pre in self._prefixes or ())
 
@@ -279,11 +284,21 @@ class InputGlobs:
                 for p in candidates
                 if files.entries[p].startswith(GITLINK) and self._spec.match_file(p + "/")
             )
+        if self._floating:
+            found.update(files.gitlinks())
         for pre in self._prefixes or ():
             gitlink = files.gitlink_above(pre)
             if gitlink is not None:
                 found.add(gitlink)
         return sorted(found)
+
+
+def _floats(pattern: str) -> bool:
+    """Whether a (non-negated) gitignore pattern may match at any depth."""
+    body = _trim(pattern).rstrip("/")
+    if not body or body.startswith(("!", "#")):
+        return False
+    return "/" not in body or body.startswith("**")
 
 
 def _trim(pattern: str) -> str:
