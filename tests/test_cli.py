@@ -184,3 +184,9 @@ def test_modules_import_only_earlier_steps() -> None:
                 dep = node.module.split(".")[0]
                 if dep in STEPS:
                     assert STEPS.index(dep) < i, f"{step} imports {dep}, a later step"
+
+
+def test_the_readme_shows_the_seed_spec_as_it_is() -> None:
+    readme = (Path(ci_layers.__file__).resolve().parents[1] / "README.md").read_text()
+    seed = (FIXTURES / "seed" / "ci-layers.yaml").read_text()
+    assert f"```yaml\n{seed}```" in readme
