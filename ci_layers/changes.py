@@ -325,7 +325,11 @@ def choose_comparison(
             return _explicit(history, base=chosen.base, head=head, event=event_name)
         head_id = history.ensure(head)  # no base: still the head the caller asked for
         if head_id is None:
-            raise GitError(f"unknown revision '{head}' (--head): not in this clone", rev=head)
+            raise GitError(
+                f"unknown revision '{head}' (--head): not in this clone; check the name, "
+                "or git fetch it",
+                rev=head,
+            )
         return Comparison(None, head_id, chosen.mode, chosen.reason, event_name)
     if event_name in ("pull_request", "pull_request_target"):
         return _pull_request(history, payload, event_name)
@@ -359,22 +363,36 @@ def _explicit(
     if head:
         head_id = history.ensure(head)
         if head_id is None:
-            raise GitError(f"unknown revision '{head}' (--head): not in this clone", rev=head)
+            raise GitError(
+                f"unknown revision '{head}' (--head): not in this clone; check the name, "
+                "or git fetch it",
+                rev=head,
+            )
     base_id = history.ensure(base or "HEAD")
     if base_id is None:
-        raise GitError(f"unknown revision '{base}' (--base): not in this clone", rev=base)
+        raise GitError(
+            f"unknown revision '{base}' (--base): not in this clone; check the name, "
+            "or git fetch it",
+            rev=base,
+        )
+    b, h = _shown(base or "HEAD"), _shown(head or "")
     if head_id is None:
-        return Comparison(base_id, None, "working-tree", f"the working tree vs {base}", event)
+        return Comparison(base_id, None, "working-tree", f"the working tree vs {b}", event)
     merge_base = history.merge_base(base_id, head_id)
     if merge_base is None:
         return Comparison(
             base_id,
             head_id,
             "range",
-            f"{base} and {head} share no history: their trees are compared directly",
+            f"{b} and {h} share no history: their trees are compared directly",
             event,
         )
-    return Comparison(merge_base, head_id, "merge-base", f"merge-base of {base} and {head}", event)
+    return Comparison(merge_base, head_id, "merge-base", f"merge-base of {b} and {h}", event)
+
+
+def _shown(rev: str) -> str:
+    """A revision as people read it: a full commit id shortened."""
+    return rev[:12] if _SHA.fullmatch(rev) else rev
 
 
 def _range(

@@ -55,7 +55,8 @@ def _emit_json(data: Any, out: TextIO) -> None:
 
 
 def cmd_validate(*, spec: Spec, out: TextIO) -> int:
-    n, m = len(spec.layers), len(spec.images)
+    n = len(spec.layers)
+    m = len(spec.images) + sum(1 for x in spec.layers.values() if x.dockerfile is not None)
     out.write(f"{spec.path}: ok, {n} layer{'s' * (n != 1)}, {m} image{'s' * (m != 1)}\n")
     return 0
 
@@ -99,7 +100,7 @@ def cmd_affected(*, spec: Spec, changed: list[str], fmt: str, out: TextIO) -> in
 
 def cmd_keys(*, spec: Spec, files: RepoFiles, fmt: str, recipe: bool, out: TextIO) -> int:
     keys = compute_keys(spec, files)
-    if fmt == "json":
+    if fmt == "json" or recipe:  # the recipe is only shown as JSON
         layers = {}
         for name, k in keys.items():
             layers[name] = {"key": k.digest, **({"recipe": k.recipe} if recipe else {})}
@@ -239,7 +240,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--format", choices=["text", "json"], default="text")
     k = sub.add_parser("keys", parents=[common], help="content-addressed key of every layer")
     k.add_argument("--format", choices=["text", "json"], default="text")
-    k.add_argument("--recipe", action="store_true", help="include each key's inputs (json)")
+    k.add_argument(
+        "--recipe", action="store_true", help="include each key's inputs (implies --format json)"
+    )
     e = sub.add_parser("explain", parents=[common], help="why LAYER's key differs from REF's")
     e.add_argument("layer", metavar="LAYER")
     e.add_argument("--against", metavar="REF", required=True, help="commit to compare with")
@@ -275,6 +278,8 @@ def _parser() -> argparse.ArgumentParser:
 def _locate(repo: str, spec: str | None) -> tuple[Path, Path, str | None]:
     """(repository root, spec path, spec path relative to the root or None if outside)."""
     start = Path(repo).resolve()
+    if not start.is_dir():
+        raise UsageError(f"-C {repo}: no such directory")
     root = find_repo_root(start) or start
     # resolve() follows a symlinked spec to the file git stores
     spec_path = (start / spec if spec else root / DEFAULT_SPEC).resolve()
@@ -296,6 +301,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     shown = spec_rel if spec_rel is not None else str(spec_path)
     if args.command in ("plan", "bake"):
         event_name = args.event_name
+        if event_name and not args.event:
+            raise UsageError(f"--event-name {event_name} needs --event FILE (the event payload)")
         if args.event and not event_name:
             event_name = os.environ.get("GITHUB_EVENT_NAME")
             if not event_name:

@@ -119,7 +119,13 @@ def _dockerfiles(root: Path, out: TextIO) -> None:
     out.write("   builder image copies, and a doc its .dockerignore leaves out\n")
     out.write(plan_text(plan) + "\n")
     bake = bake_file(plan, plan.spec or spec)
-    out.write("   ci-layers bake: " + ", ".join(bake["group"]["default"]["targets"]) + "\n")
+    targets = bake["group"]["default"]["targets"]
+    out.write(
+        f"\n   `ci-layers bake` writes a docker-bake.json that builds these {len(targets)} "
+        "images in one `docker buildx bake`,\n   each on its rebuilt parents: "
+        + ", ".join(targets)
+        + "\n"
+    )
 
 
 def _monorepo_pull_request(root: Path, out: TextIO) -> None:

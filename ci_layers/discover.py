@@ -305,7 +305,7 @@ def _layer(
         ignore_file=ignore_file,
         ignore=ignore,
         externals=externals,
-        notes=parsed.notes,
+        notes=tuple(f"{path}:{n.removeprefix('line ')}" for n in parsed.notes),
         tags=tuple(_tags(rule, values)),
         bases=tuple((b, d) for b, d in found.items() if d is not None),
         base_args=parsed.base_args,

@@ -125,10 +125,12 @@ class UnknownLayer(CiLayersError):
 
     exit_code = 2
 
-    def __init__(self, name: str, suggestion: str | None = None) -> None:
-        self.name = name
-        hint = f" (did you mean '{suggestion}'?)" if suggestion else ""
-        super().__init__(f"no layer named '{name}' in the spec{hint}")
+    def __init__(self, names: list[tuple[str, str | None]]) -> None:
+        """`names`: (unknown name, closest known one or None)."""
+        self.name = names[0][0]
+        said = [f"'{n}'" + (f" (did you mean '{s}'?)" if s else "") for n, s in names]
+        what = "no layer named " if len(names) == 1 else "no layers named "
+        super().__init__(what + ", ".join(said) + " in the spec (ci-layers graph lists them)")
 
 
 class UsageError(CiLayersError):

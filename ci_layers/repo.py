@@ -173,11 +173,18 @@ def _verify_commit(g: git.Git, rev: str, *, kind: str = "commit") -> str:
     try:
         return str(g.rev_parse("--verify", "--quiet", f"{rev}^{{{kind}}}"))
     except git.GitCommandError:
+        pass
+    try:
+        g.rev_parse("--verify", "--quiet", "HEAD^{commit}")
+    except git.GitCommandError:
         raise GitError(
-            f"unknown revision '{rev}': no such commit in this clone "
-            "(fetch it; a shallow clone may need more history)",
-            rev=rev,
+            f"unknown revision '{rev}': the repository has no commit yet", rev=rev
         ) from None
+    raise GitError(
+        f"unknown revision '{rev}': not in this clone; check the name, or git fetch it "
+        "(a shallow clone may need more history)",
+        rev=rev,
+    )
 
 
 def tree_dirs(root: Path, rev: str) -> dict[str, str]:

@@ -128,11 +128,17 @@ def plan_headline(plan: Plan) -> str:
     )
 
 
+def _why(mode: str, reason: str) -> str:
+    """The comparison's reason, with its mode only when the reason does not say it."""
+    return reason if reason.startswith(mode) or mode in ("all", "none") else f"{mode}: {reason}"
+
+
 def plan_text(plan: Plan, *, max_reasons: int = 8) -> str:
     c = plan.comparison
     lines = [
         plan_headline(plan),
-        f"  compare: {_short(c.base, missing='nothing')}..{_short(c.head)} ({c.mode}: {c.reason})",
+        f"  compare: {_short(c.base, missing='nothing')}..{_short(c.head)}"
+        f" ({_why(c.mode, c.reason)})",
         f"  changed paths: {len(plan.changed_paths)}",
     ]
     for i, stage in enumerate(plan.stages, 1):

@@ -48,8 +48,11 @@ class DependencyResolver:
 
     def _known(self, names: str | Iterable[str]) -> list[str]:
         items = [names] if isinstance(names, str) else list(names)
-        for name in items:
-            if name not in self.graph:
-                near = difflib.get_close_matches(name, list(self.graph.layers), n=1)
-                raise UnknownLayer(name, near[0] if near else None)
+        unknown = [
+            (name, next(iter(difflib.get_close_matches(name, list(self.graph.layers), n=1)), None))
+            for name in dict.fromkeys(items)
+            if name not in self.graph
+        ]
+        if unknown:
+            raise UnknownLayer(unknown)
         return items

@@ -99,7 +99,9 @@ def load_spec(path: str | Path, *, display: str | None = None) -> Spec:
         raise SpecInvalid(
             [
                 SpecError(
-                    "spec file not found (create it, or pass --spec PATH)", where=Location(shown)
+                    f"spec file not found: there is no {Path(path).resolve()}; create it "
+                    "(`ci-layers schema` describes it) or pass --spec PATH",
+                    where=Location(shown),
                 )
             ]
         ) from None

@@ -73,7 +73,13 @@ def test_order_and_affected(seed_repo: GitRepo) -> None:
     }
     code, _, err = run(seed_repo, "affected", "pyhton-3.9")
     assert code == 2
-    assert err == "error: no layer named 'pyhton-3.9' in the spec (did you mean 'python-3.9'?)\n"
+    assert err == (
+        "error: no layer named 'pyhton-3.9' (did you mean 'python-3.9'?) in the spec "
+        "(ci-layers graph lists them)\n"
+    )
+    code, _, err = run(seed_repo, "affected", "my-ap", "zzz", "app-deps")
+    assert code == 2
+    assert err.startswith("error: no layers named 'my-ap' (did you mean 'my-app'?), 'zzz' in")
 
 
 def test_keys_are_stable_and_json(seed_repo: GitRepo) -> None:

@@ -343,7 +343,7 @@ def test_bake_file_builds_the_affected_dag_through_target_contexts(dock: GitRepo
     assert bake["target"]["registry-example-com-acme-tools"]["dockerfile"] == "Containerfile"
     code, out, _ = run(dock, "plan", "--format", "json", "--base", base, "--head", "HEAD")
     assert json.loads(out)["layers"][R + "tools"]["notes"] == [
-        "line 2: ADD https://example.com/tool.tar.gz is not reproducible"
+        "images/tools/Containerfile:2: ADD https://example.com/tool.tar.gz is not reproducible"
     ]
     assert bake["target"]["registry-example-com-acme-api-debug"]["contexts"] == {
         f"{R}api": "target:registry-example-com-acme-api"
