@@ -174,6 +174,12 @@ def cmd_plan(
     for warning in planned.warnings:
         _report(warning, err)
     if fmt == "bake":
+        others = [n for n in plan.affected if planned.graph[n].dockerfile is None]
+        if others:
+            err.write(
+                f"note: bake covers Dockerfile images only; {len(others)} spec layer(s) to "
+                f"rebuild are not in it: {', '.join(others)}\n"
+            )
         _emit_json(bake_file(plan, planned), out)
     elif fmt == "json":
         _emit_json(plan.to_json(), out)

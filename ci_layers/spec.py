@@ -318,7 +318,12 @@ class _Checker:
                     hint = _suggest(str(extra), allowed)
                     self.error(f"unknown key '{extra}'{where}{hint}", (*path, extra), key=True)
         elif kind == "required":
-            self.error(f"{label} is missing the required key {err.message.split()[0]}", path)
+            missing = err.message.split()[0]
+            allowed = err.schema.get("properties", {})
+            extras = [k for k in inst if k not in allowed] if isinstance(inst, dict) else []
+            if any(_suggest(str(k), allowed) == f" (did you mean {missing}?)" for k in extras):
+                return  # the unknown key's "did you mean" says it already
+            self.error(f"{label} is missing the required key {missing}", path)
         elif kind == "oneOf" and any(e.relative_path for e in err.context or ()):
             deepest = max(err.context or (), key=lambda e: len(e.relative_path))
             self._schema_error(deepest, tuple(deepest.absolute_path))

@@ -196,3 +196,43 @@ def test_the_readme_shows_the_seed_spec_as_it_is() -> None:
     readme = (Path(ci_layers.__file__).resolve().parents[1] / "README.md").read_text()
     seed = (FIXTURES / "seed" / "ci-layers.yaml").read_text()
     assert f"```yaml\n{seed}```" in readme
+
+
+def test_common_mistakes_get_errors_that_say_what_to_do(seed_repo: GitRepo, tmp_path: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    nowhere = tmp_path / "nowhere"
+    assert main(["validate", "-C", str(nowhere)], out=out, err=err) == 2
+    assert err.getvalue() == f"error: -C {nowhere}: no such directory\n"
+    (tmp_path / "empty").mkdir()
+    err = io.StringIO()
+    assert main(["validate", "-C", str(tmp_path / "empty")], out=out, err=err) == 2
+    assert f"there is no {tmp_path / 'empty' / 'ci-layers.yaml'}; create it" in err.getvalue()
+    code, _, err = run(seed_repo, "plan", "--event-name", "pull_request")
+    assert (code, err) == (
+        2,
+        "error: --event-name pull_request needs --event FILE (the event payload)\n",
+    )
+    seed_repo.write(
+        "ci-layers.yaml",
+        "version: 1\nlayers:\n  a:\n    from: scratch\n    copy:\n      - {source: x, dest: /x}\n",
+    )
+    code, _, err = run(seed_repo, "validate")
+    assert code == 2
+    assert err.splitlines() == [
+        "ci-layers.yaml:6:10: error: layer 'a': unknown key 'source' in copy[0] (did you mean 'src'?)",
+        "1 problem in the spec",
+    ]
+
+
+def test_bake_says_what_it_leaves_out(seed_repo: GitRepo) -> None:
+    code, out, err = run(seed_repo, "bake", "--base", "HEAD", "--head", "HEAD")
+    assert code == 0
+    assert json.loads(out)["group"]["default"]["targets"] == []
+    assert err == ""
+    seed_repo.write("src/myapp/new.py", "x = 1\n")
+    seed_repo.commit("new module")
+    code, out, err = run(seed_repo, "bake", "--base", "HEAD~1", "--head", "HEAD")
+    assert (
+        err
+        == "note: bake covers Dockerfile images only; 1 spec layer(s) to rebuild are not in it: my-app\n"
+    )
