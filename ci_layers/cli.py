@@ -220,7 +220,9 @@ def cmd_demo(*, out: TextIO) -> int:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--spec", metavar="PATH", help=f"the spec file (default: {DEFAULT_SPEC} at the repo root)"
+        "--spec",
+        metavar="PATH",
+        help=f"the spec file (default: {DEFAULT_SPEC} at the repo root; relative to DIR)",
     )
     common.add_argument(
         "-C", "--repo", metavar="DIR", default=".", help="the repository (default: current dir)"
@@ -263,12 +265,25 @@ def _parser() -> argparse.ArgumentParser:
         "--event", metavar="FILE", help="a GitHub event payload (GITHUB_EVENT_PATH)"
     )
     planning.add_argument(
-        "--event-name", metavar="NAME", help="the event's name (default: $GITHUB_EVENT_NAME)"
+        "--event-name",
+        metavar="NAME",
+        help="the event's name, with --event (default: $GITHUB_EVENT_NAME)",
     )
+    what = "what to rebuild, and why"
     pl = sub.add_parser(
-        "plan", parents=[common, planning], help="what to rebuild between two commits"
+        "plan",
+        parents=[common, planning],
+        help=what,
+        description=f"{what}: the working tree vs HEAD by default; with --base, vs its "
+        "merge-base with --head (or the working tree); with --event/--event-name, the "
+        "commits a GitHub event names.",
     )
-    pl.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    pl.add_argument(
+        "--format",
+        choices=["text", "json", "markdown"],
+        default="text",
+        help="text for people, json (stable, documented in the README), markdown",
+    )
     sub.add_parser(
         "bake",
         parents=[common, planning],
