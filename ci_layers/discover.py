@@ -26,11 +26,9 @@ from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
 from .repo import RepoFiles
 from .sources import follow_symlinks
-from .spec import DockerfileRule, Spec
+from .spec import PATH_PLACEHOLDER, PLACEHOLDER, DockerfileRule, Spec
 
 __all__ = ["InRepoImages", "image_key", "pushed_as", "resolve_dockerfiles", "same_image"]
-
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def image_key(ref: str) -> tuple[str | None, str, str]:
@@ -100,23 +98,29 @@ class _Compiled:
 def _compile(rule: DockerfileRule, index: int) -> _Compiled:
     out, pos, literal = [], 0, 0
     text = rule.path
-    for m in _PLACEHOLDER.finditer(text):
+    for m in PATH_PLACEHOLDER.finditer(text):
         out.append(_glob(text[pos : m.start()]))
         literal += len(text[pos : m.start()].replace("*", "").replace("?", ""))
-        out.append(f"(?P<{m.group(1)}>[^/]+)")
+        segments = "[^/]+(?:/[^/]+)*" if m.group(2) else "[^/]+"  # {name**}: one or more
+        out.append(f"(?P<{m.group(1)}>{segments})")
         pos = m.end()
     out.append(_glob(text[pos:]))
     literal += len(text[pos:].replace("*", "").replace("?", ""))
-    placeholders = len(_PLACEHOLDER.findall(text))
+    placeholders = len(PATH_PLACEHOLDER.findall(text))
     return _Compiled(rule, re.compile("".join(out)), literal, placeholders, index)
 
 
 def _glob(text: str) -> str:
-    return "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in text)
+    """`**/` is any number of folders, `*` and `?` stay within one segment."""
+    parts = text.split("**/")
+    return "(?:[^/]+/)*".join(
+        "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in part)
+        for part in parts
+    )
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:

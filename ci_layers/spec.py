@@ -225,7 +225,10 @@ _ALIASES = {
 }
 
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# In a rule's path, {name} matches one path segment and {name**} one or more; in its
+# image, context and tags, {name} is what the path's placeholder matched.
+PATH_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*\*)?\}")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
@@ -495,7 +498,7 @@ class _Checker:
         path = str(raw["path"])
         if path.startswith("/") or posixpath.normpath(path or ".").startswith(".."):
             self.error(f"Dockerfile path '{path}' must be inside the repository", (*at, "path"))
-        known = _PLACEHOLDER.findall(path)
+        known = [m.group(1) for m in PATH_PLACEHOLDER.finditer(path)]
         for name in sorted({k for k in known if known.count(k) > 1}):
             self.error(f"placeholder {{{name}}} appears twice in path '{path}'", (*at, "path"))
         tags = raw.get("tags")
@@ -505,7 +508,7 @@ class _Checker:
             *((("tags", i), t) for i, t in enumerate(tags if isinstance(tags, list) else [])),
         ]
         for field_at, text in templates:
-            for name in _PLACEHOLDER.findall(text) if isinstance(text, str) else ():
+            for name in PLACEHOLDER.findall(text) if isinstance(text, str) else ():
                 if name not in known:
                     has = ", ".join(f"{{{k}}}" for k in known) or "none"
                     self.error(

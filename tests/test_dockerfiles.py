@@ -804,3 +804,35 @@ def test_symlinks_in_a_context_resolve_inside_it(dock: GitRepo) -> None:
         dock.write(name, "2\n")
         dock.commit(name)
         assert short(plan(dock, base)["affected"]) == ["scoped"], name
+
+
+def test_a_placeholder_of_many_segments_names_images_by_their_folder(git_repo: GitRepo) -> None:
+    git_repo.write(
+        "ci-layers.yaml",
+        "version: 1\ndockerfiles:\n"
+        '  - path: "{dir**}/Dockerfile"\n    image: "reg.example/{dir}"\n'
+        '  - path: "svc/**/{name}/Containerfile"\n    image: "reg.example/svc-{name}"\n',
+    )
+    git_repo.write("base/Dockerfile", "FROM scratch\nCOPY os.txt /\n")
+    git_repo.write("base/os.txt", "1\n")
+    git_repo.write("apps/web/Dockerfile", "FROM reg.example/base\n")
+    git_repo.write("apps/web/admin/Dockerfile", "FROM reg.example/apps/web\n")
+    git_repo.write("svc/deep/er/api/Containerfile", "FROM reg.example/apps/web\n")
+    base = git_repo.commit("nested")
+    code, out, _ = run(git_repo, "graph", "--format", "json")
+    assert code == 0
+    names = sorted(layer["name"] for layer in json.loads(out)["layers"])
+    assert names == [
+        "reg.example/apps/web",
+        "reg.example/apps/web/admin",
+        "reg.example/base",
+        "reg.example/svc-api",
+    ]
+    git_repo.write("base/os.txt", "2\n")
+    git_repo.commit("base")
+    assert plan(git_repo, base)["affected"] == [
+        "reg.example/base",
+        "reg.example/apps/web",
+        "reg.example/apps/web/admin",
+        "reg.example/svc-api",
+    ]
