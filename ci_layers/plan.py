@@ -160,46 +160,40 @@ def _published(
     name with this key (a new or renamed image, two images that swapped contents), or
     that has a new tag, must be built and pushed.
     """
-    node = spec.graph[name].dockerfile
-    if node is None:
-        return not _new_tags(name, spec, keys, base_spec, base_keys)
-    old = base_keys.get(name)
-    old_layer = base_spec.layers.get(name)
+    tags = _pushed_tags(spec, name)
+    if spec.graph[name].dockerfile is None:
+        digest = keys[name].digest
+        before = {
+            t
+            for n, k in base_keys.items()
+            if k.digest == digest
+            for t in _pushed_tags(base_spec, n)
+        }
+        return not _unpushed(tags, before)
+    old, old_layer = base_keys.get(name), base_spec.layers.get(name)
     return (
         old is not None
         and old.digest == keys[name].digest
         and old_layer is not None
         and old_layer.dockerfile is not None
-        and not _unpushed(node.tags, old_layer.dockerfile.tags)
+        and not _unpushed(tags, _pushed_tags(base_spec, name))
     )
+
+
+def _pushed_tags(spec: Spec, name: str) -> set[str]:
+    """The tags a layer is pushed as: a Dockerfile image's own, a spec layer's `images:`."""
+    layer = spec.layers.get(name)
+    if layer is None:
+        return set()
+    if layer.dockerfile is not None:
+        return set(layer.dockerfile.tags)
+    return {t for img in spec.images.values() if img.layer == name for t in img.tags}
 
 
 def _unpushed(tags: Iterable[str], before: Iterable[str]) -> set[str]:
     """Tags not pushed before, however either is spelled (`a:1` is docker.io/library/a:1)."""
     pushed = {pushed_as(t) for t in before}
     return {t for t in tags if pushed_as(t) not in pushed}
-
-
-def _image_tags(spec: Spec, name: str) -> set[str]:
-    """The tags a spec layer is pushed as: those of the `images:` entries on top of it."""
-    return {t for img in spec.images.values() if img.layer == name for t in img.tags}
-
-
-def _new_tags(
-    name: str,
-    spec: Spec,
-    keys: Mapping[str, LayerKey],
-    base_spec: Spec,
-    base_keys: Mapping[str, LayerKey],
-) -> set[str]:
-    """Tags spec layer `name` is pushed as that no layer with its key was pushed as at base."""
-    pushed = {
-        t
-        for n, k in base_keys.items()
-        if k.digest == keys[name].digest and n in base_spec.layers
-        for t in _image_tags(base_spec, n)
-    }
-    return _unpushed(_image_tags(spec, name), pushed)
 
 
 def _why(
@@ -222,14 +216,7 @@ def _why(
     if old is None:
         return ["new layer"], []
     reasons = []
-    node, old_layer = layer.dockerfile, base_spec.layers.get(name)
-    if node is not None:
-        new = _unpushed(
-            node.tags, old_layer.dockerfile.tags if old_layer and old_layer.dockerfile else ()
-        )
-    else:
-        new = _unpushed(_image_tags(spec, name), _image_tags(base_spec, name))
-    if new:
+    if new := _unpushed(_pushed_tags(spec, name), _pushed_tags(base_spec, name)):
         reasons.append("new tags: " + ", ".join(sorted(new)))
     for dep in layer.dependencies:
         if dep in rebuilt:
