@@ -148,10 +148,7 @@ def run_action(
             )
             + "\n"
         )
-    if env.get("GITHUB_STEP_SUMMARY"):
-        summary_path = Path(env["GITHUB_STEP_SUMMARY"])
-        with summary_path.open("a", encoding="utf-8", errors="replace") as summary:
-            summary.write(plan_report(plan, max_bytes=SUMMARY_BYTES) + "\n")
+    _summarize(env, plan_report(plan, max_bytes=SUMMARY_BYTES))
     _comment(plan, inputs, env, event_name, payload, spec, out)
     if failed is not None:
         return failed.exit_code
@@ -194,14 +191,17 @@ def _spec_failed(
     if env.get("GITHUB_OUTPUT"):
         write_outputs(Path(env["GITHUB_OUTPUT"]), EMPTY_OUTPUTS)
     report = spec_error_report(error)
-    if env.get("GITHUB_STEP_SUMMARY"):
-        with Path(env["GITHUB_STEP_SUMMARY"]).open(
-            "a", encoding="utf-8", errors="replace"
-        ) as summary:
-            summary.write(report + "\n")
+    _summarize(env, report)
     name = spec.path if spec is not None else error.problems[0].where.file
     _post(report, name, inputs, env, event_name, payload, out, create=False)
     return 0 if inputs.fail_on == "never" else error.exit_code
+
+
+def _summarize(env: Mapping[str, str], text: str) -> None:
+    """Append to the job summary, where the runner gave one."""
+    if env.get("GITHUB_STEP_SUMMARY"):
+        with Path(env["GITHUB_STEP_SUMMARY"]).open("a", encoding="utf-8", errors="replace") as f:
+            f.write(text + "\n")
 
 
 def _log_plan(plan: Plan, outputs: Mapping[str, str], out: TextIO) -> None:
