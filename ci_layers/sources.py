@@ -146,16 +146,10 @@ class CopySource:
 
     def _entries(self, files: RepoFiles) -> list[list[str]]:
         prefix = self.prefix
-        if (linked := self._through_links(files)) is not None:
-            return linked.entries(files)
-        if (
-            not self.is_glob
-            and (target := follow_symlinks(files, prefix, self.scope)) != prefix
-            and target
-        ):
-            # COPY follows a symlink given as the source: the target's content counts
-            inner = copy_source(".", self.exclude, target, self.scope).entries(files)
-            if target in files:  # a file: it lands under the link's name
+        if (followed := self.followed(files)) is not self:
+            # COPY follows symlinks on the source's path: the target's content counts
+            inner = followed.entries(files)
+            if not self.is_glob and followed.prefix in files:  # a file lands under its name
                 return [[posixpath.basename(prefix), digest] for _rel, digest in inner]
             return inner
         if not self.is_glob and self._excluded is None:
@@ -199,15 +193,9 @@ class CopySource:
     def paths(self, files: RepoFiles) -> list[str]:
         """Repository paths this source reads (for reasons and mapping)."""
         prefix = self.prefix
-        if (linked := self._through_links(files)) is not None:
+        if (followed := self.followed(files)) is not self:
             links = [p for p in _ancestors(prefix, last=True) if p in files]
-            return [*links, *linked.paths(files)]
-        if (
-            not self.is_glob
-            and (target := follow_symlinks(files, prefix, self.scope)) != prefix
-            and target
-        ):
-            return [prefix, *copy_source(".", self.exclude, target, self.scope).paths(files)]
+            return [*links, *followed.paths(files)]
         candidates = [prefix] if (prefix and prefix in files) else []
         candidates += files.under(prefix + "/" if prefix else "")
         found = [p for p in candidates if self.relative(p) is not None]
