@@ -20,7 +20,13 @@ from dataclasses import dataclass, replace
 
 from cachetools import LRUCache, cached
 
-from .dockerfile import BaseImage, DockerfileError, ParsedDockerfile, parse_dockerfile
+from .dockerfile import (
+    BaseImage,
+    DockerfileError,
+    ParsedDockerfile,
+    parse_dockerfile,
+    valid_reference,
+)
 from .dockerignore import DockerIgnore, DockerignoreError, read_dockerignore
 from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
@@ -189,6 +195,17 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
         for name, layer in layers.items()
         if (node := layer.dockerfile) is not None
         for line, message in node.warnings
+    ]
+    warnings += [
+        SpecError(
+            f"image '{name}' is not a valid image reference (Docker wants a lower-case "
+            "repository path); change the rule's image template",
+            where=Location(path),
+            layer=name,
+            severity="warning",
+        )
+        for name, (path, _rule, _values) in nodes.items()
+        if not valid_reference(name)
     ]
     warnings += [
         SpecError(

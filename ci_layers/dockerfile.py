@@ -30,6 +30,7 @@ __all__ = [
     "Instruction",
     "ParsedDockerfile",
     "parse_dockerfile",
+    "valid_reference",
 ]
 
 # A heredoc is a whole word `<<EOF`, `<<-EOF`, `<<"EOF"` of RUN, COPY or ADD (not `<<<`).
@@ -73,7 +74,14 @@ PLATFORM_ARGS = {
     "BUILDVARIANT": "",
 }
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9._-]*")
+
+
 # distribution/reference's grammar: [host[:port]/]path[:tag][@digest], path lower case
+def valid_reference(ref: str) -> bool:
+    """Whether Docker accepts `ref` as an image reference (lower-case repository path)."""
+    return _REFERENCE.fullmatch(ref) is not None
+
+
 _REFERENCE = re.compile(
     r"(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
     r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?/)?"

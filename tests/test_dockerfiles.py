@@ -836,3 +836,14 @@ def test_a_placeholder_of_many_segments_names_images_by_their_folder(git_repo: G
         "reg.example/apps/web/admin",
         "reg.example/svc-api",
     ]
+
+
+def test_an_image_name_docker_would_refuse_is_a_located_warning(dock: GitRepo) -> None:
+    dock.write("images/MyApp/Dockerfile", "FROM scratch\n")
+    dock.commit("upper case")
+    code, _, err = run(dock, "validate")
+    assert code == 0
+    assert (
+        "images/MyApp/Dockerfile: warning: layer 'registry.example.com/acme/MyApp': image "
+        "'registry.example.com/acme/MyApp' is not a valid image reference" in err
+    )
