@@ -30,43 +30,12 @@ from .dockerfile import (
 from .dockerignore import DockerIgnore, DockerignoreError, read_dockerignore
 from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
+from .refs import image_key, pushed_as
 from .repo import RepoFiles
 from .sources import follow_symlinks
 from .spec import PATH_PLACEHOLDER, PLACEHOLDER, DockerfileRule, Spec
 
-__all__ = ["InRepoImages", "image_key", "pushed_as", "resolve_dockerfiles", "same_image"]
-
-
-def image_key(ref: str) -> tuple[str | None, str, str]:
-    """(registry host as written or None, repository path, tag) of an image reference,
-    for matching: no digest, `latest` when untagged, Docker Hub's `library/` explicit."""
-    ref = ref.split("@", 1)[0]
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    tag = "latest"
-    if colon > slash:
-        ref, tag = ref[:colon], ref[colon + 1 :]
-    parts = ref.split("/")
-    host = None
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        host = parts[0]
-        host = "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
-        parts = parts[1:]
-    if len(parts) == 1 and host in (None, "docker.io"):  # official images: library/
-        parts = ["library", *parts]
-    return host, "/".join(parts), tag
-
-
-def pushed_as(ref: str) -> tuple[str, str, str]:
-    """The reference a push goes to, however it is spelled (no host is Docker Hub)."""
-    host, path, tag = image_key(ref)
-    return host or "docker.io", path, tag
-
-
-def same_image(a: str, b: str) -> bool:
-    """Whether references `a` and `b` name one image, as an in-repo match sees it."""
-    (ha, pa, ta), (hb, pb, tb) = image_key(a), image_key(b)
-    return (pa, ta) == (pb, tb) and (ha is None or hb is None or ha == hb)
+__all__ = ["InRepoImages", "resolve_dockerfiles"]
 
 
 class InRepoImages:
@@ -97,23 +66,33 @@ class _Compiled:
     rule: DockerfileRule
     regex: re.Pattern[str]
     literal: int
+    wide: int  # `**/` and {name**}: parts that match any number of folders
     placeholders: int
     index: int
+
+    @property
+    def specificity(self) -> tuple[int, int, int, int]:
+        return (self.literal, -self.wide, -self.placeholders, -self.index)
 
 
 def _compile(rule: DockerfileRule, index: int) -> _Compiled:
     out, pos, literal = [], 0, 0
     text = rule.path
+
+    def literal_chars(part: str) -> int:
+        return len(part.replace("**/", "").replace("*", "").replace("?", ""))
+
     for m in PATH_PLACEHOLDER.finditer(text):
         out.append(_glob(text[pos : m.start()]))
-        literal += len(text[pos : m.start()].replace("*", "").replace("?", ""))
+        literal += literal_chars(text[pos : m.start()])
         segments = "[^/]+(?:/[^/]+)*" if m.group(2) else "[^/]+"  # {name**}: one or more
         out.append(f"(?P<{m.group(1)}>{segments})")
         pos = m.end()
     out.append(_glob(text[pos:]))
-    literal += len(text[pos:].replace("*", "").replace("?", ""))
-    placeholders = len(PATH_PLACEHOLDER.findall(text))
-    return _Compiled(rule, re.compile("".join(out)), literal, placeholders, index)
+    literal += literal_chars(text[pos:])
+    found = list(PATH_PLACEHOLDER.finditer(text))
+    wide = text.count("**/") + sum(1 for m in found if m.group(2))
+    return _Compiled(rule, re.compile("".join(out)), literal, wide, len(found), index)
 
 
 def _glob(text: str) -> str:
@@ -141,11 +120,7 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
         best = None
         for c in compiled:
             m = c.regex.fullmatch(path)
-            if m and (
-                best is None
-                or (c.literal, -c.placeholders, -c.index)
-                > (best[0].literal, -best[0].placeholders, -best[0].index)
-            ):
+            if m and (best is None or c.specificity > best[0].specificity):
                 best = (c, m.groupdict())
         if best is not None:
             found[path] = best
@@ -198,8 +173,8 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
     ]
     warnings += [
         SpecError(
-            f"image '{name}' is not a valid image reference (Docker wants a lower-case "
-            "repository path); change the rule's image template",
+            f"image '{name}' is not a valid image reference (Docker wants lower-case "
+            "letters, digits and . _ - in each path part); change the rule's image template",
             where=Location(path),
             layer=name,
             severity="warning",

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from .changes import ChangeSet, Comparison, GitHistory, changes_between, files_at_base
-from .discover import pushed_as, resolve_dockerfiles
+from .discover import resolve_dockerfiles
 from .errors import SpecInvalid
 from .keys import LayerKey, compute_keys
 from .mapping import cache_break, definition_changes, paths_read_at_either_end
+from .refs import pushed_as
 from .repo import RepoFiles, attach_reader, read_at, tree_dirs, tree_files, worktree_files
 from .resolver import DependencyResolver
 from .sources import input_globs

@@ -26,6 +26,7 @@ from .errors import Location, SpecError, SpecInvalid
 from .gcpause import paused_gc
 from .gomatch import GLOB_CHARS, compile_segments
 from .graph import CopySpec, ImageLayer, LayerGraph, find_cycles
+from .refs import pushed_as
 from .yamlpos import Map, Seq, load_located, location
 
 __all__ = [
@@ -508,6 +509,11 @@ class _Checker:
             *((("tags", i), t) for i, t in enumerate(tags if isinstance(tags, list) else [])),
         ]
         for field_at, text in templates:
+            if isinstance(text, str) and (wide := re.search(r"\{(\w+)\*\*\}", text)):
+                self.error(
+                    f"write {{{wide.group(1)}}} here: {{{wide.group(1)}**}} is only for the path",
+                    (*at, *field_at),
+                )
             for name in PLACEHOLDER.findall(text) if isinstance(text, str) else ():
                 if name not in known:
                     has = ", ".join(f"{{{k}}}" for k in known) or "none"
@@ -541,6 +547,15 @@ class _Checker:
                 )
                 continue
             images[name] = PublishedImage(name=name, layer=top, tags=_as_tuple(raw.get("tags")))
+        pushed: dict[tuple[str, str, str], str] = {}
+        for name, image in images.items():
+            for i, tag in enumerate(image.tags):
+                other = pushed.setdefault(pushed_as(tag), name)
+                if other != name:
+                    self.error(
+                        f"image '{name}' pushes '{tag}', which image '{other}' pushes too",
+                        ("images", name, "tags", i),
+                    )
         return images
 
 

@@ -170,6 +170,7 @@ STEPS = [
     "errors",
     "gcpause",
     "graph",
+    "refs",
     "spec",
     "resolver",
     "repo",

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from ci_layers.cli import main
-from ci_layers.discover import InRepoImages, same_image
+from ci_layers.discover import InRepoImages
 from ci_layers.docker import context_name
+from ci_layers.refs import same_image
 
 from .conftest import FIXTURES
 from .gitrepo import GitRepo
@@ -847,3 +848,34 @@ def test_an_image_name_docker_would_refuse_is_a_located_warning(dock: GitRepo) -
         "images/MyApp/Dockerfile: warning: layer 'registry.example.com/acme/MyApp': image "
         "'registry.example.com/acme/MyApp' is not a valid image reference" in err
     )
+
+
+def test_a_rule_of_any_depth_is_less_specific_than_one_of_one_folder(git_repo: GitRepo) -> None:
+    git_repo.write(
+        "ci-layers.yaml",
+        "version: 1\ndockerfiles:\n"
+        '  - path: "images/**/{name}/Dockerfile"\n    image: "reg.example/nested-{name}"\n'
+        '  - path: "{dir**}/Dockerfile"\n    image: "reg.example/any/{dir}"\n'
+        '  - path: "images/{name}/Dockerfile"\n    image: "reg.example/{name}"\n',
+    )
+    git_repo.write("images/a/Dockerfile", "FROM scratch\n")
+    git_repo.write("images/x/b/Dockerfile", "FROM reg.example/a\n")
+    git_repo.write("other/c/Dockerfile", "FROM scratch\n")
+    git_repo.commit("rules")
+    code, out, _ = run(git_repo, "graph", "--format", "json")
+    assert code == 0
+    layers = {layer["name"]: layer for layer in json.loads(out)["layers"]}
+    assert sorted(layers) == ["reg.example/a", "reg.example/any/other/c", "reg.example/nested-b"]
+    assert layers["reg.example/nested-b"]["parents"] == ["reg.example/a"]
+
+
+def test_a_wide_placeholder_in_an_image_template_is_an_error(git_repo: GitRepo) -> None:
+    git_repo.write(
+        "ci-layers.yaml",
+        'version: 1\ndockerfiles:\n  - path: "{dir**}/Dockerfile"\n    image: "reg/{dir**}"\n',
+    )
+    git_repo.write("a/Dockerfile", "FROM scratch\n")
+    git_repo.commit("typo")
+    code, _, err = run(git_repo, "validate")
+    assert code == 2
+    assert "write {dir} here: {dir**} is only for the path" in err

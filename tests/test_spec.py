@@ -576,3 +576,14 @@ def test_any_document_is_a_spec_or_a_located_error(doc) -> None:
     if problem is not None:
         assert problem.errors
         assert all(e.where.file == "ci-layers.yaml" for e in problem.errors)
+
+
+def test_two_images_entries_pushing_one_tag_is_an_error() -> None:
+    text = (
+        "version: 1\nlayers:\n  a: {from: scratch}\n  b: {from: scratch}\n"
+        "images:\n  one: {layer: a, tags: [r.example/app:1]}\n"
+        "  two: {layer: b, tags: [r.example/app:1]}\n"
+    )
+    with pytest.raises(SpecInvalid) as info:
+        parse_spec(text)
+    assert "image 'two' pushes 'r.example/app:1', which image 'one' pushes too" in str(info.value)

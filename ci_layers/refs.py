@@ -1,0 +1,42 @@
+"""Image references as Docker reads them: what a name points at, and where a push goes.
+
+`registry.example.com/team/app:1`, `team/app` and `docker.io/team/app:latest` are
+spellings Docker resolves by its own rules (distribution/reference): no host is Docker
+Hub, a single name there is `library/<name>`, no tag is `latest`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["image_key", "pushed_as", "same_image"]
+
+
+def image_key(ref: str) -> tuple[str | None, str, str]:
+    """(registry host as written or None, repository path, tag) of an image reference,
+    for matching: no digest, `latest` when untagged, Docker Hub's `library/` explicit."""
+    ref = ref.split("@", 1)[0]
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    tag = "latest"
+    if colon > slash:
+        ref, tag = ref[:colon], ref[colon + 1 :]
+    parts = ref.split("/")
+    host = None
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        host = parts[0]
+        host = "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
+        parts = parts[1:]
+    if len(parts) == 1 and host in (None, "docker.io"):  # official images: library/
+        parts = ["library", *parts]
+    return host, "/".join(parts), tag
+
+
+def pushed_as(ref: str) -> tuple[str, str, str]:
+    """The reference a push goes to, however it is spelled (no host is Docker Hub)."""
+    host, path, tag = image_key(ref)
+    return host or "docker.io", path, tag
+
+
+def same_image(a: str, b: str) -> bool:
+    """Whether references `a` and `b` name one image, as an in-repo match sees it."""
+    (ha, pa, ta), (hb, pb, tb) = image_key(a), image_key(b)
+    return (pa, ta) == (pb, tb) and (ha is None or hb is None or ha == hb)
