@@ -31,7 +31,7 @@ from .dockerignore import DockerIgnore, DockerignoreError, read_dockerignore
 from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
 from .refs import image_key, pushed_as
-from .repo import RepoFiles
+from .repo import GITLINK, RepoFiles
 from .sources import follow_symlinks
 from .spec import PATH_PLACEHOLDER, PLACEHOLDER, DockerfileRule, Spec
 
@@ -272,6 +272,19 @@ def _layer(
         )
         return None
     context = follow_symlinks(files, context) or context  # Docker follows a linked context
+    if (
+        context
+        and context not in files.trees
+        and not files.entries.get(context, "").startswith(GITLINK)
+    ):
+        errors.append(
+            SpecError(
+                f"build context '{written}' is not a folder of the repository",
+                where=rule.where or Location(path),
+                layer=name,
+            )
+        )
+        return None
     args = {k: _fill(v, values) for k, v in rule.build_args}
     try:
         text = raw.decode("utf-8", errors="surrogateescape")  # BuildKit reads bytes

@@ -297,7 +297,8 @@ def parse_dockerfile(
         raise DockerfileError("no FROM instruction", 1)
     built = len(state.stages) - 1
     if target is not None:
-        found = state.stage_index(target)
+        named = [i for i, name in enumerate(state.stages) if name == target.lower()]
+        found = named[-1] if named else None  # BuildKit looks a target up by name only
         if found is None:
             raise DockerfileError(f"no stage named '{target}' to build (target)", 1)
         built = found

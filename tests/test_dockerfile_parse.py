@@ -254,3 +254,5 @@ def test_only_stages_the_built_one_reaches_count() -> None:
     assert unused.bases == ("r.example/tools",)
     with pytest.raises(DockerfileError, match="no stage named 'prod'"):
         parse_dockerfile(text, build_args={}, target="prod")
+    with pytest.raises(DockerfileError, match="no stage named '0'"):  # names only, as BuildKit
+        parse_dockerfile(text, build_args={}, target="0")

@@ -712,15 +712,25 @@ def test_a_context_written_from_the_root_or_through_a_link(dock: GitRepo) -> Non
     assert short(plan(dock, base)["affected"]) == ["ln"]
 
 
-def test_a_context_outside_the_repository_is_an_error(dock: GitRepo) -> None:
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ("../x", "build context '../x' is outside the repository"),
+        ("nope", "build context 'nope' is not a folder of the repository"),
+        ("out/o/Dockerfile", "build context 'out/o/Dockerfile' is not a folder of the repository"),
+    ],
+)
+def test_a_context_that_is_no_folder_of_the_repository_is_an_error(
+    dock: GitRepo, context: str, message: str
+) -> None:
     spec = (dock.root / "ci-layers.yaml").read_text()
-    rule = '  - path: "out/{name}/Dockerfile"\n    image: "r.example/{name}"\n    context: "../x"\n'
+    rule = f'  - path: "out/{{name}}/Dockerfile"\n    image: "r.example/{{name}}"\n    context: "{context}"\n'
     dock.write("ci-layers.yaml", spec.replace("\nimage_overrides:", rule + "\nimage_overrides:"))
     dock.write("out/o/Dockerfile", "FROM scratch\n")
     dock.commit("outside")
     code, _, err = run(dock, "validate")
     assert code == 2
-    assert "build context '../x' is outside the repository" in err
+    assert message in err
 
 
 def test_args_only_an_unreachable_stage_uses_rebuild_nothing(dock: GitRepo) -> None:
