@@ -98,24 +98,42 @@ class GitHistory:
             return None
 
     def ensure(self, rev: str, *, depth: int = 1) -> str | None:
-        """The commit id of `rev`, fetching it by id if this clone lacks it (with `depth`
-        commits of its history)."""
+        """The commit id of `rev`, fetching it if this clone lacks it (with `depth`
+        commits of its history): by id, or by name as a branch, then as a tag; a
+        relative revision (`origin/main~2`) with the history it needs."""
         found = self.resolve(rev)
         if found or not self.remote:
             return found
+        back = re.search(r"([~^]\d*)+$", rev)
+        if back:  # fetch what it is relative to, deep enough to reach it
+            steps = sum(int(n or 1) for n in re.findall(r"[~^](\d*)", back.group()))
+            self._fetch(rev[: back.start()], depth + steps)
+            return self.resolve(rev)
+        return self._fetch(rev, depth)
+
+    def _fetch(self, rev: str, depth: int) -> str | None:
+        for ref, local in self._fetchable(rev):
+            try:
+                self.g.fetch("--no-tags", "--quiet", f"--depth={depth}", self.remote, ref)
+            except git.GitCommandError:
+                continue
+            if found := self.resolve(local):
+                return found
+        return None
+
+    def _fetchable(self, rev: str) -> list[tuple[str, str]]:
+        """(refspec, local ref) to try for `rev`, in order."""
         if _SHA.match(rev):
-            ref, local = rev, rev
-        elif rev.startswith("refs/") and not rev.startswith(f"refs/remotes/{self.remote}/"):
-            ref, local = f"+{rev}:{rev}", rev
-        else:  # a branch, maybe written as the remote-tracking `origin/main`
-            branch = rev.removeprefix("refs/remotes/").removeprefix(f"{self.remote}/")
-            local = f"refs/remotes/{self.remote}/{branch}"
-            ref = f"+refs/heads/{branch}:{local}"
-        try:
-            self.g.fetch("--no-tags", "--quiet", f"--depth={depth}", self.remote, ref)
-        except git.GitCommandError:
-            return None
-        return self.resolve(local)
+            return [(rev, rev)]
+        if rev.startswith("refs/") and not rev.startswith(f"refs/remotes/{self.remote}/"):
+            return [(f"+{rev}:{rev}", rev)]
+        # a branch (maybe written as the remote-tracking `origin/main`), else a tag
+        branch = rev.removeprefix("refs/remotes/").removeprefix(f"{self.remote}/")
+        local = f"refs/remotes/{self.remote}/{branch}"
+        return [
+            (f"+refs/heads/{branch}:{local}", local),
+            (f"+refs/tags/{rev}:refs/tags/{rev}", f"refs/tags/{rev}"),
+        ]
 
     def deepen(self, rev: str, by: int = 1) -> None:
         # on failure the caller sees that the commit is still missing

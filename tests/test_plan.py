@@ -191,6 +191,7 @@ def test_shallow_clone_fetches_and_deepens_until_the_merge_base(
     for i in range(5):
         mono.write("docs/log.md", f"{i}\n")
         base = mono.commit(f"main {i}")
+    mono.git("tag", "v-main", base)
     clone = tmp_path / "clone"
     subprocess.run(
         [
@@ -221,6 +222,10 @@ def test_shallow_clone_fetches_and_deepens_until_the_merge_base(
     assert (p["mode"], p["base"], p["head"]) == ("merge-base", fork, head)
     subprocess.run(["git", "-C", str(clone), "update-ref", "-d", "refs/remotes/origin/main"])
     p = plan(cloned, "--base", "refs/remotes/origin/main", "--head", "HEAD")
+    assert (p["mode"], p["base"], p["head"]) == ("merge-base", fork, head)
+    p = plan(cloned, "--base", "origin/main~2", "--head", "HEAD")  # history fetched for it
+    assert (p["mode"], p["base"], p["head"]) == ("merge-base", fork, head)
+    p = plan(cloned, "--base", "v-main", "--head", "HEAD")  # a tag, fetched by name
     assert (p["mode"], p["base"], p["head"]) == ("merge-base", fork, head)
 
 
