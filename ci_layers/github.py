@@ -9,6 +9,7 @@ other API failure comes back as a warning. The token is never printed.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,11 @@ class CommentResult:
 def marker_for(spec_name: str) -> str:
     safe = spec_name.replace("--", "- -").replace(">", "")
     return f"<!-- ci-layers:plan {safe} -->"
+
+
+# PyGithub logs every retried request to stderr at INFO: noise next to the warning
+# annotation this module returns when it gives up.
+logging.getLogger("github").setLevel(logging.WARNING)
 
 
 def _client(api_url: str, token: str, *, retries: int, backoff: float) -> Github:

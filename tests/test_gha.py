@@ -336,3 +336,14 @@ def test_outputs_over_githubs_limit_fail_with_an_annotation_and_the_plan_file(
         for line in _commands_outside_stops(done.stdout)
     )
     assert summary.startswith("### ci-layers: 1500 of 1500 layers to rebuild")
+
+
+def test_updating_the_comment_with_the_actions_token_prints_no_noise(
+    mono: GitRepo, gh: FakeGitHub
+) -> None:
+    event = pr_event(mono)
+    run_gha(mono, "pull_request", event, gh)
+    done, _, _ = run_gha(mono, "pull_request", event, gh)  # found again: GET /user is a 403
+    assert done.returncode == 0
+    assert "PR comment unchanged" in done.stdout or "PR comment updated" in done.stdout
+    assert "403" not in done.stderr
