@@ -421,7 +421,11 @@ def main(
     """Entry point of the console script; returns the exit code."""
     out = out or sys.stdout
     err = err or sys.stderr
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the command whose options were mistyped, with its own usage
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     with _error_handler(err) as code:
         code[0] = _run(args, out, err)
     return code[0]

@@ -237,3 +237,27 @@ def test_bake_says_what_it_leaves_out(seed_repo: GitRepo) -> None:
         err
         == "note: bake covers Dockerfile images only; 1 spec layer(s) to rebuild are not in it: my-app\n"
     )
+
+
+def test_a_mistyped_option_names_its_command(seed_repo: GitRepo) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ci_layers.cli",
+            "keys",
+            "--formt",
+            "json",
+            "-C",
+            str(seed_repo.root),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr.splitlines()[-1]
+        == "ci-layers keys: error: unrecognized arguments: --formt json"
+    )
+    assert done.stderr.startswith("usage: ci-layers keys ")
