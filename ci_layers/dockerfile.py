@@ -440,7 +440,11 @@ class _State:
             raise DockerfileError(f"invalid stage name '{words[2]}'", ins.line)
         image = expand_word(words[0], self.global_args, escape=self.escape)
         if not image:
-            raise DockerfileError(f"FROM {words[0]} expands to nothing", ins.line)
+            raise DockerfileError(
+                f"FROM {words[0]} expands to nothing: give the ARG a default, or set it in "
+                "the rule's build_args as CI passes it",
+                ins.line,
+            )
         if not self.internal(image) and not _REFERENCE.fullmatch(image):
             # A warning: CI may pass the build arg that completes it. Set it in the spec.
             shown = image if image == words[0] else f"{words[0]} expands to '{image}', which"
