@@ -30,7 +30,7 @@ from .dockerfile import (
 from .dockerignore import DockerIgnore, DockerignoreError, read_dockerignore
 from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
-from .refs import image_key, pushed_as
+from .refs import image_key, pushed_twice
 from .repo import GITLINK, RepoFiles
 from .sources import follow_symlinks
 from .spec import PATH_PLACEHOLDER, PLACEHOLDER, DockerfileRule, Spec
@@ -214,19 +214,22 @@ def _pushed_twice(
 ) -> list[SpecError]:
     """Two images pushing one reference (`x` and `docker.io/library/x:latest`, or a tag
     that is another image's name): whichever is pushed last would win."""
-    pushed: dict[tuple[str, str, str], str] = {}
+    pushes = [
+        (name, ref)
+        for name, (_path, rule, values) in nodes.items()
+        for ref in dict.fromkeys([name, *_tags(rule, values)])
+    ]
     errors = []
-    for name, (path, rule, values) in nodes.items():
-        for ref in dict.fromkeys([name, *_tags(rule, values)]):
-            other = pushed.setdefault(pushed_as(ref), name)
-            if other != name:
-                errors.append(
-                    SpecError(
-                        f"{path} pushes '{ref}', which image '{other}' pushes too",
-                        where=rule.where or Location(spec.path),
-                        layer=name,
-                    )
-                )
+    for i, other in pushed_twice(pushes):
+        name, ref = pushes[i]
+        path, rule, _values = nodes[name]
+        errors.append(
+            SpecError(
+                f"{path} pushes '{ref}', which image '{other}' pushes too",
+                where=rule.where or Location(spec.path),
+                layer=name,
+            )
+        )
     return errors
 
 

@@ -305,8 +305,9 @@ def parse_dockerfile(
     keep = state.reached(built)
     bases = [b for b, o in state.bases if o in keep]
     kept = [(i, o) for i, o in zip(instructions, owner, strict=True) if o < 0 or o in keep]
-    used = _global_args_used(kept, {n for n, o in state.declared if o in keep})
-    declared = {n for n, o in state.declared if o in keep} | used | set(PLATFORM_ARGS)
+    in_stages = {n for n, o in state.declared if o in keep}
+    used = _global_args_used(kept, in_stages)
+    declared = in_stages | used | set(PLATFORM_ARGS)
     return ParsedDockerfile(
         instructions=tuple(
             i
@@ -330,8 +331,8 @@ def _arg_words(value: str) -> list[tuple[str, str]]:
 
 
 def _global_args_used(kept: list[tuple[Instruction, int]], redeclared: set[str]) -> set[str]:
-    """The ARGs before the first FROM that the built stages use: in a FROM they start
-    from, declared again in them, or in the default of another used one."""
+    """The ARGs the built stages use from before the first FROM (and those they declare
+    again): in a FROM they start from, or in the default of another used one."""
     used = set(redeclared)
     texts = [i.value for i, o in kept if i.keyword == "FROM"]
     globals_ = [w for i, o in kept if o < 0 and i.keyword == "ARG" for w in _arg_words(i.value)]
@@ -342,7 +343,7 @@ def _global_args_used(kept: list[tuple[Instruction, int]], redeclared: set[str])
             if name not in used and any(_mentions(t, name) for t in texts)
         }
         if not more:
-            return used & {name for name, _ in globals_} | (used & redeclared)
+            return used
         used |= more
         texts += [word for name, word in globals_ if name in more]
 

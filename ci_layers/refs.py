@@ -7,7 +7,9 @@ Hub, a single name there is `library/<name>`, no tag is `latest`.
 
 from __future__ import annotations
 
-__all__ = ["image_key", "pushed_as", "same_image"]
+from collections.abc import Sequence
+
+__all__ = ["image_key", "pushed_as", "pushed_twice", "same_image"]
 
 
 def image_key(ref: str) -> tuple[str | None, str, str]:
@@ -40,3 +42,15 @@ def same_image(a: str, b: str) -> bool:
     """Whether references `a` and `b` name one image, as an in-repo match sees it."""
     (ha, pa, ta), (hb, pb, tb) = image_key(a), image_key(b)
     return (pa, ta) == (pb, tb) and (ha is None or hb is None or ha == hb)
+
+
+def pushed_twice(pushes: Sequence[tuple[str, str]]) -> list[tuple[int, str]]:
+    """Of (image, reference) pushes, each that goes where another image pushed first,
+    however either is spelled: (its index, that other image)."""
+    first: dict[tuple[str, str, str], str] = {}
+    twice = []
+    for i, (image, ref) in enumerate(pushes):
+        other = first.setdefault(pushed_as(ref), image)
+        if other != image:
+            twice.append((i, other))
+    return twice

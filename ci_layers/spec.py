@@ -26,7 +26,7 @@ from .errors import Location, SpecError, SpecInvalid
 from .gcpause import paused_gc
 from .gomatch import GLOB_CHARS, compile_segments
 from .graph import CopySpec, ImageLayer, LayerGraph, find_cycles
-from .refs import pushed_as
+from .refs import pushed_twice
 from .yamlpos import Map, Seq, load_located, location
 
 __all__ = [
@@ -547,15 +547,13 @@ class _Checker:
                 )
                 continue
             images[name] = PublishedImage(name=name, layer=top, tags=_as_tuple(raw.get("tags")))
-        pushed: dict[tuple[str, str, str], str] = {}
-        for name, image in images.items():
-            for i, tag in enumerate(image.tags):
-                other = pushed.setdefault(pushed_as(tag), name)
-                if other != name:
-                    self.error(
-                        f"image '{name}' pushes '{tag}', which image '{other}' pushes too",
-                        ("images", name, "tags", i),
-                    )
+        tags = [(name, i, tag) for name, img in images.items() for i, tag in enumerate(img.tags)]
+        for k, other in pushed_twice([(name, tag) for name, _i, tag in tags]):
+            name, i, tag = tags[k]
+            self.error(
+                f"image '{name}' pushes '{tag}', which image '{other}' pushes too",
+                ("images", name, "tags", i),
+            )
         return images
 
 
