@@ -8,7 +8,10 @@ CiLayersError                 str() is one line a user can act on
 │   ├── UnknownParent
 │   └── CycleError            carries the whole cycle, a -> b -> a
 ├── UnknownLayer              a name asked for on the command line
-└── GitError                  a git operation failed, with the revision it concerned
+├── GitError                  a git operation failed, with the revision it concerned
+├── StoreError                the OCI store: a missing blob or image, a broken layout
+│   └── DigestMismatch        bytes that are not what their digest says (want, got, size)
+└── BuildError                a layer could not be built (what failed, which layer)
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ from dataclasses import dataclass
 
 __all__ = [
     "CiLayersError",
+    "BuildError",
     "CycleError",
+    "DigestMismatch",
     "DuplicateLayer",
     "GitError",
     "GraphError",
     "Location",
     "SpecError",
     "SpecInvalid",
+    "StoreError",
     "UnknownLayer",
     "UnknownParent",
     "UsageError",
@@ -145,3 +151,23 @@ class GitError(CiLayersError):
     def __init__(self, message: str, *, rev: str | None = None) -> None:
         self.rev = rev
         super().__init__(message)
+
+
+class StoreError(CiLayersError):
+    """The OCI store cannot do what was asked (a missing blob or image, a broken file)."""
+
+
+class DigestMismatch(StoreError):
+    """Bytes read or written that do not hash to the digest that names them."""
+
+    def __init__(self, *, want: str, got: str, size: int, what: str = "blob") -> None:
+        self.want, self.got, self.size = want, got, size
+        super().__init__(f"{what} {want}: read {size} bytes that hash to {got}; refused")
+
+
+class BuildError(CiLayersError):
+    """A layer could not be built; `layer` names it when known."""
+
+    def __init__(self, message: str, *, layer: str | None = None) -> None:
+        self.layer = layer
+        super().__init__(f"layer '{layer}': {message}" if layer else message)

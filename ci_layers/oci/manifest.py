@@ -1,0 +1,235 @@
+"""ImageManifest: an image's layers, in order, and its config, as OCI JSON.
+
+Written canonically (sorted keys, no spaces), so the same layers and config always give
+the same config and manifest digests. Images pulled into the store by other tools
+(skopeo) may be Docker schema 2 or an index of platforms; `load` reads those too.
+"""
+
+from __future__ import annotations
+
+import json
+import platform as _platform
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import StoreError
+from .digest import Descriptor, Digest
+from .store import OciStore
+
+__all__ = [
+    "CONFIG",
+    "LAYER_GZIP",
+    "LAYER_TAR",
+    "LAYER_ZSTD",
+    "MANIFEST",
+    "History",
+    "ImageConfig",
+    "ImageManifest",
+    "Layer",
+    "host_platform",
+]
+
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+INDEX = "application/vnd.oci.image.index.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+_MANIFESTS = (MANIFEST, _DOCKER_MANIFEST)
+_INDEXES = (INDEX, _DOCKER_LIST)
+_KNOWN_CONFIG = {"Env", "Entrypoint", "Cmd", "WorkingDir", "User", "Labels"}
+
+
+def host_platform() -> tuple[str, str]:
+    """(os, architecture) in Go's names, as images record them."""
+    machine = _platform.machine().lower()
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
+    return "linux", arch.get(machine, machine)
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One layer blob: its descriptor (compressed bytes) and diff_id (the tar's digest)."""
+
+    descriptor: Descriptor
+    diff_id: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    created_by: str
+    empty_layer: bool = False
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    """The image config fields ci-layers sets; `extra` keeps the rest of a base's."""
+
+    architecture: str
+    os: str
+    env: tuple[tuple[str, str], ...] = ()
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    workdir: str = ""
+    user: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    created: int = 0
+    extra: str = "{}"  # other keys of `config`, as canonical JSON
+    variant: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        conf: dict[str, Any] = json.loads(self.extra)
+        if self.env:
+            conf["Env"] = [f"{k}={v}" for k, v in self.env]
+        if self.entrypoint is not None:
+            conf["Entrypoint"] = list(self.entrypoint)
+        if self.cmd is not None:
+            conf["Cmd"] = list(self.cmd)
+        if self.workdir:
+            conf["WorkingDir"] = self.workdir
+        if self.user:
+            conf["User"] = self.user
+        if self.labels:
+            conf["Labels"] = dict(self.labels)
+        out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
+        if self.variant:
+            out["variant"] = self.variant
+        out["created"] = _rfc3339(self.created)
+        out["config"] = conf
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ImageConfig:
+        conf = dict(data.get("config") or {})
+        env = []
+        for item in conf.get("Env") or []:
+            k, _, v = str(item).partition("=")
+            env.append((k, v))
+        extra = {k: v for k, v in conf.items() if k not in _KNOWN_CONFIG}
+        entry, cmd = conf.get("Entrypoint"), conf.get("Cmd")
+        return cls(
+            architecture=str(data.get("architecture") or ""),
+            os=str(data.get("os") or ""),
+            variant=str(data.get("variant") or ""),
+            env=tuple(env),
+            entrypoint=None if entry is None else tuple(map(str, entry)),
+            cmd=None if cmd is None else tuple(map(str, cmd)),
+            workdir=str(conf.get("WorkingDir") or ""),
+            user=str(conf.get("User") or ""),
+            labels=tuple(sorted((conf.get("Labels") or {}).items())),
+            extra=json.dumps(extra, sort_keys=True, separators=(",", ":")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ImageManifest:
+    """The ordered layers of an image (base first), its config and history."""
+
+    config: ImageConfig
+    layers: tuple[Layer, ...] = ()
+    history: tuple[History, ...] = ()
+    annotations: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def scratch(cls, *, created: int = 0) -> ImageManifest:
+        os_name, arch = host_platform()
+        return cls(ImageConfig(architecture=arch, os=os_name, created=created))
+
+    def config_bytes(self) -> bytes:
+        data = self.config.to_json()
+        data["rootfs"] = {"type": "layers", "diff_ids": [str(x.diff_id) for x in self.layers]}
+        data["history"] = [_history(h, self.config.created) for h in self.history]
+        return _canonical(data)
+
+    def manifest_bytes(self, config: Descriptor) -> bytes:
+        data: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": config.to_json(),
+            "layers": [x.descriptor.to_json() for x in self.layers],
+        }
+        if self.annotations:
+            data["annotations"] = dict(self.annotations)
+        return _canonical(data)
+
+    def write(self, store: OciStore) -> Descriptor:
+        """Config, then manifest, into the store (layers must be there already)."""
+        for x in self.layers:
+            if not store.has(x.descriptor.digest):
+                raise StoreError(f"layer {x.descriptor.digest} is not in the store {store.path}")
+        config = store.put_bytes(self.config_bytes(), media_type=CONFIG)
+        desc = store.put_bytes(self.manifest_bytes(config), media_type=MANIFEST)
+        return replace(
+            desc,
+            platform=(("architecture", self.config.architecture), ("os", self.config.os)),
+        )
+
+    def with_annotations(self, annotations: Mapping[str, str]) -> ImageManifest:
+        return replace(self, annotations=tuple(sorted({**dict(self.annotations), **annotations}.items())))
+
+    @classmethod
+    def load(cls, store: OciStore, desc: Descriptor) -> ImageManifest:
+        """The image `desc` names: a manifest, or the host's platform in an index."""
+        data = store.read_json(desc)
+        media = data.get("mediaType") or desc.media_type
+        if media in _INDEXES or "manifests" in data:
+            desc = _pick_platform(data, desc)
+            data = store.read_json(desc)
+            media = data.get("mediaType") or desc.media_type
+        if media not in _MANIFESTS and "layers" not in data:
+            raise StoreError(f"{desc.digest} is a {media}, not an image manifest")
+        where = f"manifest {desc.digest}"
+        config_desc = Descriptor.from_json(data.get("config"), where=where)
+        config = store.read_json(config_desc)
+        diff_ids = [Digest.parse(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
+        layer_descs = [Descriptor.from_json(x, where=where) for x in data.get("layers") or []]
+        if len(diff_ids) != len(layer_descs):
+            raise StoreError(f"{where}: {len(layer_descs)} layers but {len(diff_ids)} diff_ids")
+        history = tuple(
+            History(
+                created_by=str(h.get("created_by") or ""),
+                empty_layer=bool(h.get("empty_layer")),
+                comment=str(h.get("comment") or ""),
+            )
+            for h in config.get("history") or []
+        )
+        return cls(
+            config=ImageConfig.from_json(config),
+            layers=tuple(Layer(d, i) for d, i in zip(layer_descs, diff_ids, strict=True)),
+            history=history,
+            annotations=tuple(sorted((data.get("annotations") or {}).items())),
+        )
+
+
+def _pick_platform(index: Mapping[str, Any], desc: Descriptor) -> Descriptor:
+    os_name, arch = host_platform()
+    found = []
+    for m in index.get("manifests") or []:
+        p = m.get("platform") or {}
+        if p.get("os") == os_name and p.get("architecture") == arch:
+            found.append(Descriptor.from_json(m, where=f"index {desc.digest}"))
+    if not found:
+        raise StoreError(f"index {desc.digest} has no image for {os_name}/{arch}")
+    return found[0]
+
+
+def _history(h: History, created: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"created": _rfc3339(created), "created_by": h.created_by}
+    if h.comment:
+        out["comment"] = h.comment
+    if h.empty_layer:
+        out["empty_layer"] = True
+    return out
+
+
+def _rfc3339(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _canonical(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
