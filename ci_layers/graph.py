@@ -69,6 +69,7 @@ class ImageLayer:
     labels: tuple[tuple[str, str], ...] = ()
     build_args: tuple[tuple[str, str], ...] = ()
     inputs: tuple[str, ...] = ()
+    network: str | None = None  # `run`'s network: None (the default) or "none"
     needs: tuple[str, ...] = ()  # other layers it reads (a Dockerfile's other stages' images)
     dockerfile: DockerfileNode | None = None
     where: Location | None = field(default=None, compare=False)

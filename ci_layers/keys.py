@@ -127,6 +127,7 @@ def _recipe(
         "labels": dict(layer.labels),
         "build_args": dict(layer.build_args),
         "inputs": _inputs(layer.inputs, files),
+        "network": layer.network if layer.network not in (None, "default") else None,
     }
     # Absent and empty fields are left out, so a field added in a later version does not
     # change the key of a layer that does not use it.

@@ -157,6 +157,28 @@ class CopySource:
                 return [[posixpath.basename(prefix), files.digest(prefix)]]
             if prefix in files.trees:
                 return [["", f"{TREE} tree {files.trees[prefix]}"]]
+        found = [[rel, files.digest(path)] for rel, path in self._landed(files)]
+        if self.is_glob:
+            found += self._gitlinks_below(files)
+        if not found and prefix:
+            gitlink = files.gitlink_above(prefix)
+            if gitlink is not None:  # a source inside a submodule: its commit is the content
+                return [[prefix[len(gitlink) :].lstrip("/"), files.digest(gitlink)]]
+        return found
+
+    def landed(self, files: RepoFiles) -> list[tuple[str, str]]:
+        """(path below dest, repository path) of each file this source copies, sorted by
+        where it lands: what `entries` keys, file by file, for LayerBuilder to write.
+        Submodules are left to the caller (their files are not in `files`)."""
+        if (followed := self.followed(files)) is not self:
+            inner = followed.landed(files)
+            if not self.is_glob and followed.prefix in files:  # a file lands under its name
+                return [(posixpath.basename(self.prefix), path) for _rel, path in inner]
+            return inner
+        return self._landed(files)
+
+    def _landed(self, files: RepoFiles) -> list[tuple[str, str]]:
+        prefix = self.prefix
         if not self.is_glob and prefix in files:
             candidates: Iterable[str] = [prefix]
         else:
@@ -166,15 +188,8 @@ class CopySource:
         landed: dict[str, str] = {}
         for p in sorted(candidates, key=lambda p: p.split("/")) if self.is_glob else candidates:
             if (rel := self.relative(p)) is not None:
-                landed[rel] = files.digest(p)
-        found = sorted([rel, digest] for rel, digest in landed.items())
-        if self.is_glob:
-            found += self._gitlinks_below(files)
-        if not found and prefix:
-            gitlink = files.gitlink_above(prefix)
-            if gitlink is not None:  # a source inside a submodule: its commit is the content
-                return [[prefix[len(gitlink) :].lstrip("/"), files.digest(gitlink)]]
-        return found
+                landed[rel] = p
+        return sorted(landed.items())
 
     def _gitlinks_below(self, files: RepoFiles) -> list[list[str]]:
         """Submodules a wildcard reaches into: a glob segment may match the submodule's

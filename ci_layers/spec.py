@@ -422,6 +422,7 @@ class _Checker:
             labels=_pairs(raw.get("labels")),
             build_args=_pairs(raw.get("build_args")),
             inputs=inputs,
+            network=_str_or_none(raw.get("network")),
             where=self.where(at, key=True),
         )
 

@@ -18,14 +18,14 @@ import threading
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from ..errors import BuildError
 from ..oci.digest import Descriptor, Digest
 from ..oci.manifest import LAYER_GZIP, LAYER_TAR, LAYER_ZSTD, Layer
 from ..oci.store import BlobWriter, OciStore
 
-__all__ = ["COMPRESSIONS", "Entry", "sort_key", "write_layer"]
+__all__ = ["COMPRESSIONS", "Entry", "sort_key", "tar_stream", "write_layer"]
 
 FILE, DIR, SYMLINK, HARDLINK, FIFO, WHITEOUT, OPAQUE = (
     "file",
@@ -91,24 +91,11 @@ def write_layer(
     epoch: int = 0,
 ) -> Layer:
     """Write `entries` as one layer blob into the store; returns its descriptor and diff_id."""
-    ordered = sorted(entries, key=lambda e: sort_key(e.name))
-    seen: set[str] = set()
-    for e in ordered:
-        if e.name in seen:
-            raise BuildError(f"two entries for '{e.name}' in one layer")
-        seen.add(e.name)
+    ordered = _ordered(entries)
     with store.writer() as blob:
         sink = _Sink(blob, compression)
         try:
-            with tarfile.open(
-                fileobj=sink,  # type: ignore[arg-type]
-                mode="w|",
-                format=tarfile.PAX_FORMAT,
-                encoding="utf-8",
-                errors="surrogateescape",
-            ) as tar:
-                for e in ordered:
-                    _add(tar, e, epoch)
+            _write(ordered, sink, epoch)
         except BaseException:
             sink.abandon()
             raise
@@ -117,6 +104,33 @@ def write_layer(
         size = blob.size
     media = {"gzip": LAYER_GZIP, "zstd": LAYER_ZSTD, "none": LAYER_TAR}[compression]
     return Layer(Descriptor(media, digest, size), diff_id)
+
+
+def tar_stream(entries: Iterable[Entry], out: IO[bytes], *, epoch: int = 0) -> None:
+    """The same tar, uncompressed, into `out` (to apply copies before a `run`)."""
+    _write(_ordered(entries), out, epoch)
+
+
+def _ordered(entries: Iterable[Entry]) -> list[Entry]:
+    ordered = sorted(entries, key=lambda e: sort_key(e.name))
+    seen: set[str] = set()
+    for e in ordered:
+        if e.name in seen:
+            raise BuildError(f"two entries for '{e.name}' in one layer")
+        seen.add(e.name)
+    return ordered
+
+
+def _write(ordered: list[Entry], out: object, epoch: int) -> None:
+    with tarfile.open(
+        fileobj=out,  # type: ignore[arg-type]
+        mode="w|",
+        format=tarfile.PAX_FORMAT,
+        encoding="utf-8",
+        errors="surrogateescape",
+    ) as tar:
+        for e in ordered:
+            _add(tar, e, epoch)
 
 
 def _add(tar: tarfile.TarFile, e: Entry, epoch: int) -> None:

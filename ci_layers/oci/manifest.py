@@ -170,7 +170,8 @@ class ImageManifest:
         )
 
     def with_annotations(self, annotations: Mapping[str, str]) -> ImageManifest:
-        return replace(self, annotations=tuple(sorted({**dict(self.annotations), **annotations}.items())))
+        merged = {**dict(self.annotations), **annotations}
+        return replace(self, annotations=tuple(sorted(merged.items())))
 
     @classmethod
     def load(cls, store: OciStore, desc: Descriptor) -> ImageManifest:

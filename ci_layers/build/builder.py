@@ -1,0 +1,423 @@
+"""LayerBuilder: build the planned layers of a spec, reusing every key the store has.
+
+A layer is built on its parent's image: `copy` entries (written straight into a tar
+when the layer has no `run`: no root, no runtime), then `run` through runc in the
+parent's root under an overlay, whose upper directory is the layer. Each built layer is
+recorded in the store as an image tagged `ci-layers-<key>` (the image as of that
+layer), so the next build of that key, under any name or commit, reuses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO
+
+from ..errors import BuildError
+from ..graph import ImageLayer
+from ..keys import LayerKey
+from ..oci.digest import Descriptor, Digest
+from ..oci.layers import open_layer
+from ..oci.manifest import History, ImageConfig, ImageManifest, Layer
+from ..oci.store import OciStore
+from ..refs import same_image
+from ..repo import RepoFiles
+from ..resolver import DependencyResolver
+from ..spec import Spec
+from .copy import copy_entries, image_path
+from .rootfs import apply_layer, assemble_rootfs
+from .run import DEFAULT_PATH, find_runtime, run_commands
+from .snapshot import changed_entries, overlay, overlay_works, record_tree, upper_entries
+from .tarwriter import Entry, tar_stream, write_layer
+from .users import user_ids
+
+__all__ = ["BuildResult", "LayerBuilder", "key_tag"]
+
+KEY_ANNOTATION = "dev.ci-layers.key"
+EMPTY_ANNOTATION = "dev.ci-layers.empty"
+BASE_NAME = "org.opencontainers.image.base.name"
+BASE_DIGEST = "org.opencontainers.image.base.digest"
+REVISION = "org.opencontainers.image.revision"
+SOURCE = "org.opencontainers.image.source"
+
+
+def key_tag(key: str) -> str:
+    """The tag a layer's image has in the store (and, later, a registry)."""
+    return "ci-layers-" + Digest.parse(key).hex
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    name: str
+    key: str
+    status: str  # "built" or "reused"
+    manifest: Descriptor
+    layer: Layer | None  # the layer's own blob (None: it changes the config only)
+    seconds: float
+
+
+Progress = Callable[[str, str, BuildResult | None], None]  # (layer, event, result)
+
+
+class LayerBuilder:
+    """Builds spec layers into an OciStore, in plan order, each on its parent."""
+
+    def __init__(
+        self,
+        *,
+        spec: Spec,
+        keys: Mapping[str, LayerKey],
+        files: RepoFiles,
+        root: Path,
+        store: OciStore,
+        compression: str = "gzip",
+        epoch: int = 0,
+        runtime: str | None = None,
+        log: IO[bytes] | None = None,
+        progress: Progress | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        self.spec, self.keys, self.files, self.root = spec, keys, files, root
+        self.store, self.compression, self.epoch = store, compression, epoch
+        self._runtime_arg = runtime
+        self._runtime: str | None = None
+        self.log = log
+        self.progress = progress or (lambda _n, _e, _r: None)
+        self.annotations = dict(annotations or {})  # revision, source: published images only
+
+    # --- the plan ------------------------------------------------------------------------
+
+    def order(self, targets: Sequence[str]) -> list[str]:
+        return DependencyResolver(self.spec.graph).build_order(list(targets))
+
+    def missing(self, names: Sequence[str]) -> list[str]:
+        """Of `names`, those whose key the store does not have."""
+        return [n for n in names if self.store.resolve(key_tag(self.keys[n].digest)) is None]
+
+    def check(self, names: Sequence[str]) -> None:
+        """Fail before building anything that cannot be built here."""
+        todo = self.missing(names)
+        for name in todo:
+            layer = self.spec.graph[name]
+            if layer.dockerfile is not None:
+                raise BuildError(
+                    f"is built from {layer.dockerfile.file}; Dockerfile images are built by "
+                    "BuildKit: ci-layers bake > docker-bake.json && docker buildx bake "
+                    "-f docker-bake.json",
+                    layer=name,
+                )
+            if layer.base and layer.base != "scratch":
+                self._base(name, layer.base)
+        if any(self.spec.graph[n].run for n in todo):
+            self._runtime = find_runtime(self._runtime_arg)
+
+    def build(self, targets: Sequence[str]) -> list[BuildResult]:
+        """Every layer the targets need, built or reused, in build order."""
+        names = self.order(targets)
+        self.check(names)
+        return [self.build_layer(n) for n in names]
+
+    # --- one layer -----------------------------------------------------------------------
+
+    def build_layer(self, name: str) -> BuildResult:
+        key = self.keys[name].digest
+        start = time.monotonic()
+        found = self.store.resolve(key_tag(key))
+        if found is not None:
+            result = BuildResult(name, key, "reused", found, self._own_layer(found), 0.0)
+            self._publish(name, found)
+            self.progress(name, "reused", result)
+            return result
+        self.progress(name, "building", None)
+        layer = self.spec.graph[name]
+        parent, base_notes = self._parent(name, layer)
+        config = _config(parent.config, layer, epoch=self.epoch)
+        own = self._layer(name, layer, parent)
+        history = History(
+            created_by=_created_by(layer), empty_layer=own is None, comment=f"ci-layers {key}"
+        )
+        image = ImageManifest(
+            config=config,
+            layers=parent.layers + ((own,) if own else ()),
+            history=(*parent.history, history),
+            annotations=tuple(
+                sorted(
+                    {
+                        **base_notes,
+                        KEY_ANNOTATION: key,
+                        EMPTY_ANNOTATION: str(own is None).lower(),
+                    }.items()
+                )
+            ),
+        )
+        desc = image.write(self.store)
+        self.store.tag(key_tag(key), desc)
+        self._publish(name, desc)
+        result = BuildResult(name, key, "built", desc, own, time.monotonic() - start)
+        self.progress(name, "built", result)
+        return result
+
+    def image(self, name: str) -> ImageManifest:
+        """The image as of layer `name`, from the store."""
+        desc = self.store.resolve(key_tag(self.keys[name].digest))
+        if desc is None:
+            raise BuildError("is not built yet", layer=name)
+        return ImageManifest.load(self.store, desc)
+
+    def _own_layer(self, desc: Descriptor) -> Layer | None:
+        image = ImageManifest.load(self.store, desc)
+        if dict(image.annotations).get(EMPTY_ANNOTATION) == "true" or not image.layers:
+            return None
+        return image.layers[-1]
+
+    def _publish(self, name: str, desc: Descriptor) -> None:
+        """Tag the spec's `images:` that end at this layer, with revision and source."""
+        tags = [t for img in self.spec.images.values() if img.layer == name for t in img.tags]
+        if not tags:
+            return
+        if self.annotations:
+            image = ImageManifest.load(self.store, desc).with_annotations(self.annotations)
+            desc = image.write(self.store)
+        for tag in tags:
+            self.store.tag(tag, desc)
+
+    def _parent(self, name: str, layer: ImageLayer) -> tuple[ImageManifest, dict[str, str]]:
+        if layer.parent:
+            parent = self.image(layer.parent)
+            notes = {k: v for k, v in parent.annotations if k in (BASE_NAME, BASE_DIGEST)}
+            return parent, notes
+        if not layer.base or layer.base == "scratch":
+            return ImageManifest.scratch(created=self.epoch), {}
+        desc = self._base(name, layer.base)
+        base = ImageManifest.load(self.store, desc)
+        return replace(base, annotations=()), {BASE_NAME: layer.base, BASE_DIGEST: str(desc.digest)}
+
+    def _base(self, name: str, ref: str) -> Descriptor:
+        """The external base image, found in the store by digest or by name."""
+        pinned = ref.partition("@")[2]
+        if pinned:
+            digest = Digest.parse(pinned)
+            for d in self.store.index():
+                if d.digest == digest:
+                    return d
+            if self.store.has(digest):
+                return Descriptor("application/vnd.oci.image.manifest.v1+json", digest, 0)
+        for d in reversed(self.store.index()):
+            tag = d.annotation("org.opencontainers.image.ref.name") or ""
+            if tag and not pinned and same_image(tag, ref):
+                return d
+        where = self.store.path
+        raise BuildError(
+            f"base image {ref} is not in the store {where}; copy it in first, e.g. "
+            f"skopeo copy docker://{ref} oci:{where}:{ref.partition('@')[0]}",
+            layer=name,
+        )
+
+    # --- entries -------------------------------------------------------------------------
+
+    def _layer(self, name: str, layer: ImageLayer, parent: ImageManifest) -> Layer | None:
+        """The layer's blob, written while the files it is read from still exist."""
+        with tempfile.TemporaryDirectory(prefix="ci-layers-build-") as tmp:
+            scratch = Path(tmp)
+            if not layer.run:
+                view = _LazyRoot(self, parent, scratch / "parent", privileged=False)
+                return self._write(self._copies(layer, parent, view, scratch))
+            return self._run(name, layer, parent, scratch)
+
+    def _write(self, entries: list[Entry]) -> Layer | None:
+        if not entries:
+            return None
+        return write_layer(entries, self.store, compression=self.compression, epoch=self.epoch)
+
+    def _copies(
+        self, layer: ImageLayer, parent: ImageManifest, view: _LazyRoot, scratch: Path
+    ) -> list[Entry]:
+        from_layers = {}
+        for c in layer.copy:
+            if c.from_layer and c.from_layer not in from_layers:
+                where = scratch / f"from-{len(from_layers)}"
+                self._extract(self.image(c.from_layer), where, privileged=os.geteuid() == 0)
+                from_layers[c.from_layer] = where
+        return copy_entries(
+            layer,
+            self.files,
+            root=self.root,
+            workdir=_workdir(parent.config, layer),
+            parent_read=view.read,
+            parent_is_dir=view.is_dir,
+            from_layers=from_layers,
+            epoch=self.epoch,
+        )
+
+    def _run(
+        self, name: str, layer: ImageLayer, parent: ImageManifest, scratch: Path
+    ) -> Layer | None:
+        runtime = self._runtime or find_runtime(self._runtime_arg)
+        lower = scratch / "lower"
+        self._extract(parent, lower, privileged=True)
+        config = _config(parent.config, layer, epoch=self.epoch)
+        if overlay_works(scratch):
+            with overlay(lower, scratch / "ovl") as (merged, _upper):
+                self._run_in(name, layer, parent, merged, scratch, runtime, config)
+            return self._write(upper_entries(scratch / "ovl" / "upper", lower))
+        before = record_tree(lower)
+        self._run_in(name, layer, parent, lower, scratch, runtime, config)
+        return self._write(changed_entries(lower, before))
+
+    def _run_in(
+        self,
+        name: str,
+        layer: ImageLayer,
+        parent: ImageManifest,
+        rootfs: Path,
+        scratch: Path,
+        runtime: str,
+        config: ImageConfig,
+    ) -> None:
+        view = _LazyRoot(self, parent, rootfs, privileged=True, ready=True)
+        entries = self._copies(layer, parent, view, scratch)
+        if entries:
+            with tempfile.TemporaryFile(dir=scratch) as tar:
+                tar_stream(entries, tar, epoch=self.epoch)
+                tar.seek(0)
+                apply_layer(rootfs, tar, layer=name, privileged=True)
+        cwd = "/" + image_path("", config.workdir) if config.workdir else "/"
+        with contextlib.suppress(FileExistsError):
+            (rootfs / cwd.lstrip("/")).mkdir(parents=True)
+        uid, gid, groups = user_ids(config.user, view.read)
+        env = dict(config.env)
+        env.setdefault("PATH", DEFAULT_PATH)
+        env.update({k: v for k, v in layer.build_args if k not in dict(layer.env)})
+        run_commands(
+            rootfs,
+            layer.run,
+            runtime=runtime,
+            bundle=scratch / "bundle",
+            env=[f"{k}={v}" for k, v in env.items()],
+            cwd=cwd,
+            uid=uid,
+            gid=gid,
+            groups=groups,
+            network=layer.network != "none",
+            log=self.log,
+            layer=name,
+        )
+
+    def _extract(self, image: ImageManifest, where: Path, *, privileged: bool) -> None:
+        where.mkdir(parents=True, exist_ok=True)
+        openers = [(str(x.descriptor.digest), _opener(self.store, x)) for x in image.layers]
+        assemble_rootfs(where, openers, privileged=privileged)
+
+
+def _opener(store: OciStore, layer: Layer) -> Callable[[], IO[bytes]]:
+    return lambda: open_layer(store, layer)
+
+
+class _LazyRoot:
+    """The parent's files, extracted only when a copy needs to look (a `chown` name, a
+    `dest` that may be a folder)."""
+
+    def __init__(
+        self,
+        builder: LayerBuilder,
+        image: ImageManifest,
+        where: Path,
+        *,
+        privileged: bool,
+        ready: bool = False,
+    ) -> None:
+        self._builder, self._image, self._where = builder, image, where
+        self._privileged = privileged
+        self._ready = ready
+
+    def _root(self) -> Path:
+        if not self._ready:
+            self._builder._extract(self._image, self._where, privileged=self._privileged)
+            self._ready = True
+        return self._where
+
+    def _inside(self, rel: str) -> Path | None:
+        """`rel` resolved in the root as the container would (links stay inside)."""
+        root = self._root()
+        parts = [p for p in rel.split("/") if p and p != "."]
+        current: list[str] = []
+        for _ in range(255):
+            if not parts:
+                return root.joinpath(*current) if current else root
+            part = parts.pop(0)
+            if part == "..":
+                if current:
+                    current.pop()
+                continue
+            path = root.joinpath(*current, part)
+            if path.is_symlink():
+                target = os.readlink(path)
+                if target.startswith("/"):
+                    current = []
+                parts = [p for p in target.split("/") if p and p != "."] + parts
+                continue
+            current.append(part)
+        return None
+
+    def read(self, rel: str) -> bytes | None:
+        path = self._inside(rel)
+        try:
+            return path.read_bytes() if path is not None and path.is_file() else None
+        except OSError:
+            return None
+
+    def is_dir(self, rel: str) -> bool:
+        path = self._inside(rel)
+        return path is not None and path.is_dir()
+
+
+def _workdir(parent: ImageConfig, layer: ImageLayer) -> str:
+    if layer.workdir is None:
+        return parent.workdir
+    return "/" + image_path(layer.workdir, parent.workdir)
+
+
+def _config(parent: ImageConfig, layer: ImageLayer, *, epoch: int) -> ImageConfig:
+    """The parent's config with this layer's fields over it, as Docker applies ENV,
+    WORKDIR, USER, ENTRYPOINT, CMD and LABEL."""
+    env = dict(parent.env)
+    env.update(layer.env)
+    labels = dict(parent.labels)
+    labels.update(layer.labels)
+    cmd = parent.cmd
+    if layer.entrypoint is not None and layer.cmd is None:
+        cmd = None  # Docker: a new ENTRYPOINT drops the CMD inherited from the base
+    if layer.cmd is not None:
+        cmd = layer.cmd
+    return replace(
+        parent,
+        env=tuple(env.items()),
+        labels=tuple(sorted(labels.items())),
+        workdir=_workdir(parent, layer),
+        user=layer.user if layer.user is not None else parent.user,
+        entrypoint=layer.entrypoint if layer.entrypoint is not None else parent.entrypoint,
+        cmd=cmd,
+        created=epoch,
+    )
+
+
+def _created_by(layer: ImageLayer) -> str:
+    """What built the layer, in Dockerfile words (the name is no part of it)."""
+    parts = []
+    for c in layer.copy:
+        source = f"--from={c.from_layer} " if c.from_layer else ""
+        parts.append(f"COPY {source}{' '.join(c.src)} {c.dest}")
+    parts += [f"RUN /bin/sh -c {cmd}" for cmd in layer.run]
+    if not parts:
+        fields = [
+            k
+            for k in ("env", "workdir", "user", "entrypoint", "cmd", "labels")
+            if getattr(layer, k)
+        ]
+        parts.append("ci-layers: " + (", ".join(fields) or "no change"))
+    return "; ".join(parts)

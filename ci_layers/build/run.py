@@ -1,0 +1,219 @@
+"""`run` through an existing OCI runtime (runc), with a generated runtime config.
+
+ci-layers writes the bundle's config.json and calls `runc run`; it has no sandbox of
+its own. The container gets the layer's env, workdir and user, /proc, a minimal /dev
+(runc's default devices on a tmpfs), a read-only /sys, and the host's network unless
+the layer says `network: none` (then a network namespace with only loopback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import BuildError
+
+__all__ = ["DEFAULT_PATH", "MOUNT_STUBS", "find_runtime", "run_commands"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Files the runtime mounts over; a build never keeps them (BuildKit drops them too).
+MOUNT_STUBS = ("etc/resolv.conf", "etc/hosts", "etc/hostname")
+_CAPS = [  # Docker's default set
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+
+
+def find_runtime(explicit: str | None = None) -> str:
+    """The runtime binary; fails before anything is built when RUN cannot work."""
+    path = shutil.which(explicit) if explicit else shutil.which("runc")
+    if path is None:
+        if explicit:
+            raise BuildError(f"--runtime {explicit}: no such executable")
+        raise BuildError(
+            "layers with `run` need an OCI runtime: install runc (Debian/Ubuntu: "
+            "apt-get install runc; GitHub's Ubuntu runners have it) or pass --runtime PATH"
+        )
+    if os.geteuid() != 0:
+        raise BuildError(
+            "layers with `run` need root for runc (a mount namespace and an overlay "
+            "mount): run as root, e.g. sudo -E ci-layers build …; layers that only copy "
+            "build without it"
+        )
+    return path
+
+
+def runtime_config(
+    rootfs: Path,
+    command: str,
+    *,
+    env: Sequence[str],
+    cwd: str,
+    uid: int,
+    gid: int,
+    groups: Sequence[int],
+    network: bool,
+    etc: Path,
+) -> dict[str, Any]:
+    caps = list(_CAPS)
+    mounts: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        },
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
+    ]
+    for name in ("resolv.conf", "hosts", "hostname"):
+        mounts.append(
+            {
+                "destination": f"/etc/{name}",
+                "type": "bind",
+                "source": str(etc / name),
+                "options": ["rbind", "ro"],
+            }
+        )
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    if not network:
+        namespaces.append({"type": "network"})
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": uid, "gid": gid, "additionalGids": list(groups)},
+            "args": ["/bin/sh", "-c", command],
+            "env": list(env),
+            "cwd": cwd,
+            "capabilities": dict.fromkeys(("bounding", "effective", "permitted"), caps),
+            "noNewPrivileges": False,
+        },
+        "root": {"path": str(rootfs), "readonly": False},
+        "hostname": "ci-layers",
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "maskedPaths": [
+                "/proc/acpi",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/proc/scsi",
+                "/sys/firmware",
+            ],
+            "readonlyPaths": [
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
+            ],
+        },
+    }
+
+
+def run_commands(
+    rootfs: Path,
+    commands: Sequence[str],
+    *,
+    runtime: str,
+    bundle: Path,
+    env: Sequence[str],
+    cwd: str,
+    uid: int,
+    gid: int,
+    groups: Sequence[int] = (),
+    network: bool = True,
+    log: IO[bytes] | None = None,
+    layer: str,
+) -> None:
+    """Run each command in `rootfs`, one after another; the first that fails stops."""
+    etc = bundle / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    _host_files(etc, network=network)
+    state = bundle / "state"
+    state.mkdir(exist_ok=True)
+    for i, command in enumerate(commands, 1):
+        config = runtime_config(
+            rootfs,
+            command,
+            env=env,
+            cwd=cwd,
+            uid=uid,
+            gid=gid,
+            groups=groups,
+            network=network,
+            etc=etc,
+        )
+        (bundle / "config.json").write_text(json.dumps(config))
+        name = f"ci-layers-{uuid.uuid4().hex[:16]}"
+        argv = [runtime, "--root", str(state), "run", "--bundle", str(bundle), name]
+        try:
+            done = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False
+            )
+        except OSError as exc:
+            raise BuildError(f"cannot start {runtime}: {exc.strerror}", layer=layer) from None
+        finally:
+            subprocess.run(
+                [runtime, "--root", str(state), "delete", "--force", name],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+        if done.returncode != 0:
+            what = command if len(command) <= 80 else command[:77] + "..."
+            raise BuildError(f"run[{i - 1}] exited with {done.returncode}: {what}", layer=layer)
+
+
+def _host_files(etc: Path, *, network: bool) -> None:
+    """resolv.conf, hosts and hostname for the container, from the host's."""
+    resolv = b""
+    if network:
+        try:
+            resolv = Path("/etc/resolv.conf").read_bytes()
+        except OSError:
+            resolv = b""
+    (etc / "resolv.conf").write_bytes(resolv)
+    (etc / "hosts").write_bytes(b"127.0.0.1\tlocalhost ci-layers\n::1\tlocalhost ci-layers\n")
+    (etc / "hostname").write_bytes(b"ci-layers\n")

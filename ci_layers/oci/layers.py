@@ -1,0 +1,60 @@
+"""A layer blob's tar, uncompressed, verified twice: the blob against its digest and
+the tar against its diff_id."""
+
+from __future__ import annotations
+
+import gzip
+from typing import IO, Any
+
+from ..errors import StoreError
+from .digest import VerifyingReader
+from .manifest import Layer
+from .store import OciStore
+
+__all__ = ["open_layer"]
+
+
+class _Tar:
+    """The uncompressed stream; closing it drains and verifies both digests."""
+
+    def __init__(self, outer: VerifyingReader, inner: VerifyingReader | None) -> None:
+        self._outer, self._inner = outer, inner
+
+    def read(self, n: int = -1) -> bytes:
+        return self._outer.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        try:
+            self._outer.close()
+        finally:
+            if self._inner is not None:
+                self._inner.close()
+
+    def __enter__(self) -> _Tar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_layer(store: OciStore, layer: Layer) -> IO[bytes]:
+    """The layer's tar stream (gzip, zstd or plain, by its media type)."""
+    desc = layer.descriptor
+    blob = store.open(desc.digest, size=desc.size)
+    media = desc.media_type
+    decompressed: Any
+    if media.endswith("+gzip") or media.endswith(".tar.gzip") or media.endswith("tar.gzip"):
+        decompressed = gzip.GzipFile(fileobj=blob, mode="rb")  # type: ignore[arg-type]
+    elif media.endswith("+zstd"):
+        import zstandard
+
+        decompressed = zstandard.ZstdDecompressor().stream_reader(blob, closefd=False)
+    elif media.endswith(".tar") or media.endswith("rootfs.diff.tar"):
+        return _Tar(VerifyingReader(blob, digest=layer.diff_id), None)  # type: ignore[arg-type]
+    else:
+        blob.close()
+        raise StoreError(f"layer {desc.digest}: unknown media type {media}")
+    return _Tar(VerifyingReader(decompressed, digest=layer.diff_id), blob)  # type: ignore[return-value]
