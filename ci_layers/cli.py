@@ -17,7 +17,7 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from . import __version__
 from .changes import Comparison, GitHistory, changes_between, choose_comparison, read_event
@@ -27,7 +27,7 @@ from .errors import CiLayersError, SpecError, SpecInvalid, UsageError
 from .explain import explain_layer
 from .keys import KEY_VERSION, compute_keys
 from .plan import make_plan
-from .repo import RepoFiles, find_repo_root, read_at, tree_files, worktree_files
+from .repo import RepoFiles, find_repo_root, read_at, source_of, tree_files, worktree_files
 from .report import (
     annotation,
     graph_dot,
@@ -293,6 +293,29 @@ def _parser() -> argparse.ArgumentParser:
         "gha", parents=[common], help="run as the GitHub Action (inputs from INPUT_* variables)"
     )
     sub.add_parser("demo", help="run on the built-in example and show what ci-layers does")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument(
+        "--store", metavar="DIR", help="the OCI image layout (default: .ci-layers/store in DIR)"
+    )
+    b = sub.add_parser(
+        "build",
+        parents=[common, store],
+        help="build layers (and what they need) into the store, reusing every key it has",
+    )
+    b.add_argument("targets", nargs="*", metavar="TARGET", help="layers (default: all)")
+    b.add_argument("--job", metavar="JSON", help="a matrix job's entry ($JOB): its layers")
+    b.add_argument("--compression", choices=["gzip", "zstd", "none"], default="gzip")
+    b.add_argument("--runtime", metavar="PATH", help="the OCI runtime for `run` (default: runc)")
+    b.add_argument(
+        "--epoch",
+        metavar="SECONDS",
+        help="clamp mtimes and set created to this (default: $SOURCE_DATE_EPOCH, else 0)",
+    )
+    x = sub.add_parser(
+        "export", parents=[common, store], help="write an image of the store as an OCI archive"
+    )
+    x.add_argument("image", metavar="IMAGE", help="a tag in the store, or a layer name")
+    x.add_argument("--oci-archive", metavar="FILE", required=True, type=Path)
     return p
 
 
@@ -352,6 +375,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for warning in spec.warnings:
         _report(warning, err)
     fmt = getattr(args, "format", "text")
+    if args.command in ("build", "export"):
+        return _build_commands(args, spec=spec, root=root, files=working_tree, out=out, err=err)
     match args.command:
         case "validate":
             return cmd_validate(spec=spec, out=out)
@@ -374,6 +399,57 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 out=out,
             )
     raise AssertionError(args.command)
+
+
+def _build_commands(
+    args: argparse.Namespace,
+    *,
+    spec: Spec,
+    root: Path,
+    files: Callable[[], RepoFiles],
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    from .build.command import cmd_build, cmd_export  # the build path loads only here
+
+    store = Path(args.store) if args.store else root / ".ci-layers" / "store"
+    if args.command == "export":
+        keys = None
+        if args.image in spec.layers:
+            keys = {n: k.digest for n, k in compute_keys(spec, files()).items()}
+        return cmd_export(
+            store=store, image=args.image, archive=args.oci_archive, keys=keys, out=out
+        )
+    epoch_text = args.epoch if args.epoch is not None else os.environ.get("SOURCE_DATE_EPOCH", "0")
+    if not epoch_text.isdigit():
+        raise UsageError(f"epoch '{epoch_text}' is not a number of seconds (SOURCE_DATE_EPOCH)")
+    revision, source = source_of(root)
+    if os.environ.get("GITHUB_REPOSITORY"):
+        server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
+        source = f"{server}/{os.environ['GITHUB_REPOSITORY']}"
+    annotations = {
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.source": source,
+    }
+    try:
+        log: IO[bytes] | None = err.buffer if err.fileno() >= 0 else None
+    except (AttributeError, OSError, ValueError):
+        log = None
+    return cmd_build(
+        spec=spec,
+        root=root,
+        files=files(),
+        targets=args.targets,
+        job=args.job,
+        store=store,
+        compression=args.compression,
+        epoch=int(epoch_text),
+        runtime=args.runtime,
+        annotations={k: v for k, v in annotations.items() if v},
+        actions=os.environ.get("GITHUB_ACTIONS") == "true",
+        out=out,
+        log=log,
+    )
 
 
 def _report(problem: SpecError, err: TextIO) -> None:

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "CiLayersError",
     "BuildError",
+    "CiLayersError",
     "CycleError",
     "DigestMismatch",
     "DuplicateLayer",

@@ -341,3 +341,22 @@ def read_at(root: Path, rev: str, path: str) -> str | None:
     except git.GitCommandError:
         return None
     return data.decode("utf-8", errors="replace")
+
+
+def source_of(root: Path) -> tuple[str | None, str | None]:
+    """(HEAD's commit id, the `origin` remote as an https URL), either None if unknown:
+    what an image's revision and source annotations say."""
+    try:
+        repo = git.Repo(root)
+        revision: str | None = repo.head.commit.hexsha
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        return None, None
+    try:
+        url: str | None = str(repo.remote("origin").url)
+    except ValueError:
+        url = None
+    if url:
+        url = re.sub(r"^(?:ssh://)?git@([^:/]+)[:/]", r"https://\1/", url)
+        url = re.sub(r"://[^@/]+@", "://", url)  # never a token from the URL
+        url = url[:-4] if url.endswith(".git") else url
+    return revision, url

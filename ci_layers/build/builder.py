@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO, cast
 
 from ..errors import BuildError
 from ..graph import ImageLayer
@@ -237,7 +237,7 @@ class LayerBuilder:
     def _copies(
         self, layer: ImageLayer, parent: ImageManifest, view: _LazyRoot, scratch: Path
     ) -> list[Entry]:
-        from_layers = {}
+        from_layers: dict[str, Path] = {}
         for c in layer.copy:
             if c.from_layer and c.from_layer not in from_layers:
                 where = scratch / f"from-{len(from_layers)}"
@@ -314,8 +314,8 @@ class LayerBuilder:
         assemble_rootfs(where, openers, privileged=privileged)
 
 
-def _opener(store: OciStore, layer: Layer) -> Callable[[], IO[bytes]]:
-    return lambda: open_layer(store, layer)
+def _opener(store: OciStore, layer: Layer) -> Callable[[], BinaryIO]:
+    return lambda: cast(BinaryIO, open_layer(store, layer))
 
 
 class _LazyRoot:

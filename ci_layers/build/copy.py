@@ -15,6 +15,7 @@ import os
 import posixpath
 import stat
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import BuildError
@@ -186,11 +187,7 @@ def _submodule(path: Path, target: str, owner: tuple[int, int], mode: int | None
 
 
 def _clamped(e: Entry, epoch: int) -> Entry:
-    return e if e.mtime == epoch else Entry(**{**_fields(e), "mtime": epoch})
-
-
-def _fields(e: Entry) -> dict[str, object]:
-    return {k: getattr(e, k) for k in Entry.__slots__}  # type: ignore[attr-defined]
+    return e if e.mtime == epoch else replace(e, mtime=epoch)
 
 
 def dir_files(path: Path) -> RepoFiles:

@@ -121,9 +121,9 @@ def _ordered(entries: Iterable[Entry]) -> list[Entry]:
     return ordered
 
 
-def _write(ordered: list[Entry], out: object, epoch: int) -> None:
+def _write(ordered: list[Entry], out: Any, epoch: int) -> None:
     with tarfile.open(
-        fileobj=out,  # type: ignore[arg-type]
+        fileobj=out,
         mode="w|",
         format=tarfile.PAX_FORMAT,
         encoding="utf-8",
@@ -155,7 +155,7 @@ def _add(tar: tarfile.TarFile, e: Entry, epoch: int) -> None:
         info.mode, info.uid, info.gid = 0o644, 0, 0
     elif e.kind == FILE and e.data is not None:
         info.size = len(e.data)
-        tar.addfile(info, _Bytes(e.data))  # type: ignore[arg-type]
+        tar.addfile(info, _Bytes(e.data))
         return
     elif e.kind == FILE and e.source is not None:
         try:

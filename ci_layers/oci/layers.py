@@ -4,7 +4,7 @@ the tar against its diff_id."""
 from __future__ import annotations
 
 import gzip
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from ..errors import StoreError
 from .digest import VerifyingReader
@@ -47,14 +47,17 @@ def open_layer(store: OciStore, layer: Layer) -> IO[bytes]:
     media = desc.media_type
     decompressed: Any
     if media.endswith("+gzip") or media.endswith(".tar.gzip") or media.endswith("tar.gzip"):
-        decompressed = gzip.GzipFile(fileobj=blob, mode="rb")  # type: ignore[arg-type]
+        decompressed = gzip.GzipFile(fileobj=cast(IO[bytes], blob), mode="rb")
     elif media.endswith("+zstd"):
         import zstandard
 
-        decompressed = zstandard.ZstdDecompressor().stream_reader(blob, closefd=False)
+        reader = zstandard.ZstdDecompressor()
+        decompressed = reader.stream_reader(cast(IO[bytes], blob), closefd=False)
     elif media.endswith(".tar") or media.endswith("rootfs.diff.tar"):
-        return _Tar(VerifyingReader(blob, digest=layer.diff_id), None)  # type: ignore[arg-type]
+        return cast(
+            IO[bytes], _Tar(VerifyingReader(cast(IO[bytes], blob), digest=layer.diff_id), None)
+        )
     else:
         blob.close()
         raise StoreError(f"layer {desc.digest}: unknown media type {media}")
-    return _Tar(VerifyingReader(decompressed, digest=layer.diff_id), blob)  # type: ignore[return-value]
+    return cast(IO[bytes], _Tar(VerifyingReader(decompressed, digest=layer.diff_id), blob))

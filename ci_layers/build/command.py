@@ -1,0 +1,125 @@
+"""`ci-layers build` and `ci-layers export`: the chain read top to bottom is
+spec -> keys over the working tree -> LayerBuilder into the store -> summary."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, TextIO
+
+from ..errors import BuildError, UsageError
+from ..keys import compute_keys
+from ..oci.archive import export_archive
+from ..oci.store import OciStore
+from ..repo import RepoFiles
+from ..spec import Spec
+from .builder import LayerBuilder, key_tag
+from .progress import BuildProgress, summary_table
+from .tarwriter import COMPRESSIONS
+
+__all__ = ["cmd_build", "cmd_export", "job_layers"]
+
+
+def job_layers(job: str) -> list[tuple[str, str | None]]:
+    """(layer, planned key) of a matrix job (the `stages` output's entry, as JSON)."""
+    try:
+        data = json.loads(job)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--job: not JSON ({exc.msg} at {exc.pos})") from None
+    entries = data.get("layers") if isinstance(data, dict) else None
+    if entries is None and isinstance(data, dict) and "name" in data:
+        entries = [data]
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries
+    ):
+        raise UsageError('--job: expected a matrix entry, {"name": …} or {"layers": [{"name": …}]}')
+    return [(e["name"], e.get("key") if isinstance(e.get("key"), str) else None) for e in entries]
+
+
+def cmd_build(
+    *,
+    spec: Spec,
+    root: Path,
+    files: RepoFiles,
+    targets: Sequence[str],
+    job: str | None,
+    store: Path,
+    compression: str,
+    epoch: int,
+    runtime: str | None,
+    annotations: Mapping[str, str],
+    actions: bool,
+    out: TextIO,
+    log: IO[bytes] | None,
+) -> int:
+    if compression not in COMPRESSIONS:
+        raise UsageError(f"--compression {compression}: one of {', '.join(COMPRESSIONS)}")
+    keys = compute_keys(spec, files)
+    names = list(targets)
+    if job is not None:
+        planned = job_layers(job)
+        for name, key in planned:
+            if name in keys and key is not None and keys[name].digest != key:
+                raise BuildError(
+                    f"the checkout gives key {keys[name].digest}, the job was planned with "
+                    f"{key}: build the commit the plan was made for",
+                    layer=name,
+                )
+        names += [n for n, _key in planned]
+    if not names:  # everything the spec builds itself
+        names = [n for n in spec.graph.topological_order() if spec.graph[n].dockerfile is None]
+    builder = LayerBuilder(
+        spec=spec,
+        keys=keys,
+        files=files,
+        root=root,
+        store=OciStore(store),
+        compression=compression,
+        epoch=epoch,
+        runtime=runtime,
+        log=log,
+        annotations=annotations,
+    )
+    order = builder.order(names)
+    progress = BuildProgress(out, actions=actions, total=len(order))
+    builder.progress = progress
+    builder.check(order)
+    results = []
+    try:
+        for name in order:
+            results.append(builder.build_layer(name))
+    except BaseException:
+        progress.failed()
+        raise
+    out.write("\n" + summary_table(results) + "\n")
+    out.write(f"store: {store}\n")
+    return 0
+
+
+def cmd_export(
+    *,
+    store: Path,
+    image: str,
+    archive: Path,
+    keys: Mapping[str, str] | None,
+    out: TextIO,
+) -> int:
+    """IMAGE is a tag in the store or, with a spec, a layer name (its key's image)."""
+    oci = OciStore(store)
+    ref = image
+    desc = oci.resolve(image)
+    if desc is None and keys is not None and image in keys:
+        ref = key_tag(keys[image])
+        desc = oci.resolve(ref)
+        if desc is None:
+            raise BuildError("is not built yet: ci-layers build " + image, layer=image)
+    if desc is None:
+        tags = sorted(
+            {d.annotation("org.opencontainers.image.ref.name") or "" for d in oci.index()} - {""}
+        )
+        shown = ", ".join(t for t in tags if not t.startswith("ci-layers-")) or "none"
+        raise UsageError(f"no image '{image}' in the store {store} (tagged there: {shown})")
+    n = export_archive(oci, desc, archive, ref=ref)
+    out.write(f"{archive}: {ref} ({n} blobs, manifest {desc.digest})\n")
+    return 0
