@@ -84,7 +84,61 @@ def run_demo(*, out: TextIO) -> int:
         out.write(f"  reused from cache: {', '.join(reused) or 'nothing'}\n\n")
         _monorepo_pull_request(Path(tmp) / "monorepo", out)
         _dockerfiles(Path(tmp) / "dockerfiles", out)
+        _build(Path(tmp) / "build", out)
     return 0
+
+
+def _build(root: Path, out: TextIO) -> None:
+    """fixtures/build built by LayerBuilder on a busybox root, then rebuilt after a
+    change: only the changed layer and what is built on it are built again."""
+    from .build.builder import LayerBuilder
+    from .build.busybox import BUSYBOX_REF, busybox_image
+    from .build.progress import summary_table
+    from .errors import BuildError
+    from .oci.store import OciStore
+
+    out.write("\n== fixtures/build: build the layers with ci-layers' own builder (no Docker\n")
+    out.write("   daemon, no registry), on a root made from the host's busybox-static\n")
+    store = OciStore(root.parent / "store")
+    try:
+        base = busybox_image(store)
+    except BuildError as exc:
+        out.write(f"   skipped: {exc}\n")
+        return
+    shutil.copytree(fixture_path("build"), root)
+    spec_file = root / "ci-layers.yaml"
+    pinned = f"{BUSYBOX_REF}@{base.digest}"
+    spec_file.write_text(spec_file.read_text().replace(f"from: {BUSYBOX_REF}", f"from: {pinned}"))
+    g = git.Repo.init(root, initial_branch="main").git
+    _commit(g, "build fixture")
+    out.write(f"   base image: {pinned[:60]}...\n")
+
+    def build() -> None:
+        spec = load_spec(spec_file, display="ci-layers.yaml")
+        files = worktree_files(root)
+        builder = LayerBuilder(
+            spec=spec, keys=compute_keys(spec, files), files=files, root=root, store=store
+        )
+        order = builder.order(list(spec.layers))
+        try:
+            builder.check(order)
+        except BuildError as exc:  # no root or no runc: the layers that only copy still build
+            runs = {n for n in order if spec.graph[n].run}
+            blocked = spec.graph.closure_down(runs)
+            order = [n for n in order if n not in blocked]
+            out.write(f"   only the copy layers build here: {exc}\n")
+        results = [builder.build_layer(n) for n in order]
+        out.write("   " + summary_table(results).replace("\n", "\n   ") + "\n")
+
+    build()
+    (root / "src/main.sh").write_text('#!/bin/sh\necho "hello again"\n')
+    out.write("\n== Edit src/main.sh and build again: only app is built, the rest is reused\n")
+    build()
+    out.write(
+        f"\n   The store is an OCI image layout: skopeo inspect oci:{store.path}:"
+        "registry.example.com/demo-app:latest\n   (it is removed when the demo ends; "
+        "ci-layers build keeps its own in .ci-layers/store)\n"
+    )
 
 
 def _fixture_repo(name: str, root: Path) -> git.Git:
