@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,41 @@ def gh(github_openapi):
     yield fake
     server.shutdown()
     assert fake.violations == [], fake.violations
+
+
+def require(*tools: str, root: bool = False) -> None:
+    """Skip a test whose host tools are missing, except in CI (`CI` set), where
+    scripts/test installs them: there a missing tool fails the test, never skips it."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    problem = ", ".join(missing) + " not installed" if missing else ""
+    if root and os.geteuid() != 0:
+        problem = (problem + "; " if problem else "") + "needs root"
+    if not problem:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{problem}: scripts/test installs and runs everything as root in CI")
+    pytest.skip(problem)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    from ci_layers.oci.store import OciStore
+
+    return OciStore(tmp_path / "store")
+
+
+@pytest.fixture
+def busybox_store(store):
+    """A store holding the busybox-static root image, tagged ci-layers.local/busybox."""
+    from ci_layers.build.busybox import busybox_image
+
+    require("busybox")
+    busybox_image(store)
+    return store
+
+
+@pytest.fixture
+def runc() -> str:
+    """runc, as root: what `run` layers need."""
+    require("runc", root=True)
+    return shutil.which("runc") or "runc"

@@ -129,6 +129,7 @@ class LayerBuilder:
         start = time.monotonic()
         found = self.store.resolve(key_tag(key))
         if found is not None:
+            found = replace(found, annotations=())  # the manifest's, not the tag's
             result = BuildResult(name, key, "reused", found, self._own_layer(found), 0.0)
             self._publish(name, found)
             self.progress(name, "reused", result)
