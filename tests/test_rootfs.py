@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import pickle
 import stat
 import struct
 import tarfile
 import tempfile
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar, cast
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +26,15 @@ from hypothesis import strategies as st
 
 from ci_layers.build.rootfs import UnsafeLayer, apply_layer, assemble_rootfs
 
-root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+from .conftest import require
+
+
+@pytest.fixture
+def as_root() -> None:
+    require(root=True)  # skipped as a user; in CI (root) never skipped
+
+
+root_only = pytest.mark.usefixtures("as_root")
 DIGEST = "sha256:" + "ab" * 32
 
 
@@ -83,6 +94,58 @@ def snapshot(top: Path, skip: Path) -> dict[str, tuple[object, ...]]:
     return seen
 
 
+JAILED = os.geteuid() == 0  # chroot needs root
+NOBODY = 65534
+T = TypeVar("T")
+
+
+def jailed(top: Path, fn: Callable[[], T], *, uid: int | None = None) -> T:
+    """fn() in a child process chrooted to top (when root), its outcome sent back.
+
+    These tests write through links to `/`, to this machine's paths and above the root.
+    An extractor that regressed would follow them and, as root, overwrite this machine's
+    files (a deliberately broken build once rewrote /etc/passwd). In the jail the same
+    regression only reaches top, which the tests compare; unprivileged, it is refused.
+    `uid`: drop to that user (and group) in the jail, to run as an unprivileged build."""
+    if not JAILED:
+        return fn()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child never returns into pytest
+        try:
+            os.close(r)
+            outcome: tuple[str, object]
+            try:
+                os.chroot(top)
+                os.chdir("/")
+                if uid is not None:
+                    os.setgroups([])
+                    os.setgid(uid)
+                    os.setuid(uid)
+                outcome = ("ok", fn())
+            except UnsafeLayer as exc:
+                outcome = ("unsafe", (exc.message, exc.entry, exc.layer))
+            except BaseException:
+                outcome = ("error", traceback.format_exc())
+            with os.fdopen(w, "wb") as out:
+                pickle.dump(outcome, out)
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as src:
+        data = src.read()
+    os.waitpid(pid, 0)
+    if not data:
+        pytest.fail("the jailed child died without a word")
+    kind, payload = pickle.loads(data)
+    if kind == "unsafe":
+        message, entry, digest = payload
+        raise UnsafeLayer(message, entry=entry, layer=digest)
+    if kind == "error":
+        pytest.fail(f"in the jail:\n{payload}")
+    return cast(T, payload)
+
+
 @dataclass
 class Box:
     """tmp_path/root to build in, tmp_path/outside with a secret, and their snapshot."""
@@ -100,13 +163,24 @@ class Box:
         (self.outside / "etc" / "passwd").write_bytes(b"host passwd")
         self.before = snapshot(self.top, self.root)
 
+    def run(self, fn: Callable[[Path], T], *, unprivileged: bool = False) -> T:
+        """fn(root), jailed: it gets the root's path as seen from inside the jail."""
+        inner = Path("/", self.root.relative_to(self.top)) if JAILED else self.root
+        uid = None
+        if unprivileged and JAILED:
+            uid = NOBODY
+            os.chown(self.root, uid, uid)
+            os.chmod(self.top, 0o755)  # the jail's / (pytest makes it 0700)
+            self.before = snapshot(self.top, self.root)
+        return jailed(self.top, lambda: fn(inner), uid=uid)
+
     def apply(self, *layers: bytes, privileged: bool = False) -> list[str]:
         items = [(DIGEST, (lambda b=b: io.BytesIO(b))) for b in layers]
-        return assemble_rootfs(self.root, items, privileged=privileged)
+        return self.run(lambda root: assemble_rootfs(root, items, privileged=privileged))
 
-    def refused(self, *layers: bytes, match: str) -> UnsafeLayer:
+    def refused(self, *layers: bytes, match: str, privileged: bool = False) -> UnsafeLayer:
         with pytest.raises(UnsafeLayer, match=match) as info:
-            self.apply(*layers)
+            self.apply(*layers, privileged=privileged)
         return info.value
 
     def outside_untouched(self) -> bool:
@@ -373,9 +447,13 @@ class Trickle(io.RawIOBase):
 def test_large_file_is_streamed(box: Box) -> None:
     content = os.urandom(3 << 20)
     stream = Trickle(layer(reg("big.bin", content)))
-    apply_layer(box.root, stream, privileged=False)  # type: ignore[arg-type]  # a raw stream
+
+    def apply(root: Path) -> int:
+        apply_layer(root, stream, privileged=False)  # type: ignore[arg-type]  # a raw stream
+        return stream.largest
+
+    assert box.run(apply) <= 1 << 20
     assert (box.root / "big.bin").read_bytes() == content
-    assert stream.largest <= 1 << 20
     assert box.outside_untouched()
 
 
@@ -392,8 +470,7 @@ def test_capability_xattr_applied_when_privileged(box: Box) -> None:
         "SCHILY.xattr.user.other": "ignored",
     }
     warnings = box.apply(layer(ti), privileged=True)
-    if warnings:
-        pytest.skip(f"this filesystem refuses security.capability: {warnings}")
+    assert warnings == []
     assert os.getxattr(box.root / "bin/ping", "security.capability") == _capability()
     assert "user.other" not in os.listxattr(box.root / "bin/ping")
     assert box.outside_untouched()
@@ -412,9 +489,46 @@ def test_capability_xattr_dropped_when_unprivileged(box: Box) -> None:
     assert box.outside_untouched()
 
 
+def test_unprivileged_process_writes_read_only_dirs_and_files(box: Box) -> None:
+    entries = (
+        dir_("ro", 0o555),
+        reg("ro/f", b"x", mode=0o444),
+        reg("none", b"y", mode=0o000),
+        hard("none2", "none"),
+        reg("ro/sub/g", b"z", mode=0o2755, uid=0),
+    )
+    warnings = box.run(
+        lambda root: apply_layer(root, io.BytesIO(layer(*entries))), unprivileged=True
+    )
+    modes = {
+        n: stat.S_IMODE(os.lstat(box.root / n).st_mode) for n in ("ro", "ro/f", "none", "ro/sub/g")
+    }
+    assert modes == {"ro": 0o555, "ro/f": 0o444, "none": 0o000, "ro/sub/g": 0o755}
+    assert [w.split(": ", 1)[1] for w in warnings] == [
+        "metadata not applied: permission denied",  # none2: an unreadable inode, as nobody
+        "setuid/setgid bits stripped (not privileged)",
+    ]
+    assert os.stat(box.root / "none2").st_ino == os.stat(box.root / "none").st_ino
+    assert box.outside_untouched()
+
+
+def test_absurd_owner_or_mtime_never_crash(box: Box) -> None:
+    ti = reg("f", b"x")
+    ti.pax_headers = {"mtime": "1e300"}
+    box.apply(layer(ti, reg("g", b"y", mtime=-1)))
+    assert (box.root / "f").read_bytes() == b"x"
+    if JAILED:
+        box.refused(
+            layer(reg("h", b"z", uid=1 << 40)),
+            match="entry 'h': cannot be applied",
+            privileged=True,
+        )
+    assert box.outside_untouched()
+
+
 def test_unsafe_layer_message_without_a_layer(box: Box) -> None:
     with pytest.raises(UnsafeLayer) as info:
-        apply_layer(box.root, io.BytesIO(layer(reg("../x"))))
+        box.run(lambda root: apply_layer(root, io.BytesIO(layer(reg("../x")))))
     assert str(info.value) == "entry '../x': escapes the root"
     assert info.value.exit_code == 1
     assert box.outside_untouched()
@@ -457,6 +571,7 @@ def _build(spec: list[tuple[str, str, str]], outside: Path) -> bytes:
     return layer(*(made[kind](name, target) for kind, name, target in spec))
 
 
+@root_only  # random links to / are only safe to follow in the chroot a root test runs in
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.lists(entries, max_size=8), min_size=1, max_size=4))
 def test_random_layers_never_touch_anything_outside_the_root(

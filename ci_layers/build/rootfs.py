@@ -103,17 +103,16 @@ def _remove(pfd: int, name: str) -> None:
 
     A file is unlinked, never truncated: a lower layer's hardlink may share it."""
     st = _lstat(pfd, name)
-    if st is None or not stat.S_ISDIR(st.st_mode):
-        if st is not None:
-            os.unlink(name, dir_fd=pfd)
-        return
-    fd = os.open(name, _DIR, dir_fd=pfd)
-    try:
-        for child in os.listdir(fd):
-            _remove(fd, child)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=pfd)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        fd = os.open(name, _DIR, dir_fd=pfd)
+        try:
+            for child in os.listdir(fd):
+                _remove(fd, child)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=pfd)
+    elif st is not None:
+        os.unlink(name, dir_fd=pfd)
 
 
 def _mtime_ns(m: tarfile.TarInfo) -> int:
@@ -146,13 +145,11 @@ class _Layer:
             yield
         except _Refused as exc:
             raise UnsafeLayer(str(exc), entry=m.name, layer=self.layer) from None
-        except OverflowError as exc:
-            raise UnsafeLayer(f"cannot be applied: {exc}", entry=m.name, layer=self.layer) from exc
-        except OSError as exc:
-            if exc.errno not in _ARCHIVE_ERRNOS:
+        except (OSError, OverflowError) as exc:  # an owner or time beyond what the OS takes
+            if isinstance(exc, OSError) and exc.errno not in _ARCHIVE_ERRNOS:
                 raise
-            what = f"cannot be applied: {exc.strerror}"
-            raise UnsafeLayer(what, entry=m.name, layer=self.layer) from exc
+            why = f"cannot be applied: {getattr(exc, 'strerror', None) or exc}"
+            raise UnsafeLayer(why, entry=m.name, layer=self.layer) from exc
 
     def entry(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         parts = _parts(m.name)

@@ -1,0 +1,152 @@
+"""The OCI store: verified reads, atomic blobs, concurrent writers, a killed build."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ci_layers.errors import DigestMismatch, StoreError
+from ci_layers.oci.digest import Descriptor, Digest
+
+from .buildhelp import BASE, build, built
+from .gitrepo import GitRepo
+
+
+def test_blob_round_trip_and_layout(store):
+    desc = store.put_bytes(b"hello", media_type="application/octet-stream")
+    assert desc.digest == Digest.of(b"hello")
+    assert store.read_bytes(desc.digest) == b"hello"
+    assert (store.path / "oci-layout").read_bytes() == b'{"imageLayoutVersion":"1.0.0"}'
+    assert os.listdir(store.path / "ingest") == []
+
+
+def test_corrupted_blob_is_refused(store):
+    desc = store.put_bytes(b"hello world", media_type="application/octet-stream")
+    store.blob_path(desc.digest).write_bytes(b"hello w0rld")
+    with pytest.raises(DigestMismatch, match=f"blob {desc.digest}: read 11 bytes that hash to"):
+        store.read_bytes(desc.digest)
+    assert store.verify() == [
+        f"blob {desc.digest}: read 11 bytes that hash to {Digest.of(b'hello w0rld')}; refused"
+    ]
+
+
+def test_symlinked_blob_is_refused(store, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.write_bytes(b"x")
+    digest = Digest.of(b"x")
+    os.symlink(outside, store.blob_path(digest))
+    with pytest.raises(StoreError, match="Too many levels of symbolic links|not a regular"):
+        store.read_bytes(digest)
+
+
+def test_commit_refuses_the_wrong_digest(store):
+    with store.writer() as w:
+        w.write(b"abc")
+        with pytest.raises(DigestMismatch):
+            w.commit(expect=Digest.of(b"abd"))
+    assert not store.has(Digest.of(b"abc"))
+    assert os.listdir(store.path / "ingest") == []
+
+
+def test_tags_replace_and_untag(store):
+    a = store.put_bytes(b"{}", media_type="application/vnd.oci.image.manifest.v1+json")
+    b = store.put_bytes(b"[]", media_type="application/vnd.oci.image.manifest.v1+json")
+    store.tag("x", a)
+    store.tag("x", b)
+    assert store.resolve("x").digest == b.digest
+    assert len(store.index()) == 1
+    assert store.untag("x")
+    assert store.resolve("x") is None
+
+
+def test_concurrent_taggers_lose_nothing(store):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from ci_layers.oci.store import OciStore
+        store = OciStore(Path({str(store.path)!r}))
+        who = sys.argv[1]
+        for i in range(40):
+            d = store.put_bytes(f"{{who}}-{{i}}".encode(), media_type="application/json")
+            store.tag(f"{{who}}-{{i}}", d)
+        """
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, w]) for w in ("a", "b", "c")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    tags = {d.annotation("org.opencontainers.image.ref.name") for d in store.index()}
+    assert tags == {f"{w}-{i}" for w in "abc" for i in range(40)}
+    assert store.verify() == []
+
+
+def test_killed_while_writing_a_blob_leaves_the_store_valid(git_repo, busybox_store):
+    """A writer killed mid-blob leaves only a temp file in ingest/; the next build works."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from ci_layers.oci.store import OciStore
+        store = OciStore(Path({str(busybox_store.path)!r}))
+        w = store.writer()
+        w.write(b"x" * (1 << 20))
+        print("writing", flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "writing\n"
+    blobs_before = set(os.listdir(busybox_store.path / "blobs/sha256"))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert set(os.listdir(busybox_store.path / "blobs/sha256")) == blobs_before
+    assert busybox_store.verify() == []
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  os:\n    from: {BASE}\n    copy: [{{src: a, dest: /a}}]\n",
+    )
+    git_repo.write("a", "a\n")
+    git_repo.commit()
+    assert built(build(git_repo.root, busybox_store)) == {"os"}
+    assert busybox_store.verify() == []
+
+
+def test_two_builds_into_one_store_at_once(tmp_path, busybox_store):
+    repos = []
+    for name in ("one", "two"):
+        repo = GitRepo(tmp_path / name)
+        repo.write(
+            "ci-layers.yaml",
+            f"version: 1\nlayers:\n  {name}:\n    from: {BASE}\n"
+            f"    copy: [{{src: files/, dest: /{name}/}}]\n",
+        )
+        for i in range(200):
+            repo.write(f"files/{i}.txt", f"{name} {i}\n" * 50)
+        repo.commit()
+        repos.append(repo)
+    procs = [
+        subprocess.Popen(
+            ["ci-layers", "build", "--store", str(busybox_store.path)],
+            cwd=r.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in repos
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert "1 built, 0 reused" in out
+    assert busybox_store.verify() == []
+    for r in repos:
+        assert built(build(r.root, busybox_store)) == set()  # both recorded under their keys
+
+
+def test_descriptor_from_bad_json_is_a_store_error():
+    with pytest.raises(StoreError, match="is no sha256 digest"):
+        Descriptor.from_json({"mediaType": "x", "digest": "sha256:nothex", "size": 1}, where="t")
