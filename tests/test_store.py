@@ -40,7 +40,7 @@ def test_symlinked_blob_is_refused(store, tmp_path):
     outside.write_bytes(b"x")
     digest = Digest.of(b"x")
     os.symlink(outside, store.blob_path(digest))
-    with pytest.raises(StoreError, match="Too many levels of symbolic links|not a regular"):
+    with pytest.raises(StoreError, match=r"Too many levels of symbolic links|not a regular"):
         store.read_bytes(digest)
 
 
