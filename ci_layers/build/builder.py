@@ -182,8 +182,7 @@ class LayerBuilder:
         if not tags:
             return
         if self.annotations:
-            image = ImageManifest.load(self.store, desc).with_annotations(self.annotations)
-            desc = image.write(self.store)
+            desc = ImageManifest.annotate(self.store, desc, self.annotations)
         for tag in tags:
             self.store.tag(tag, desc)
 

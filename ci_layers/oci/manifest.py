@@ -64,6 +64,7 @@ class History:
     created_by: str
     empty_layer: bool = False
     comment: str = ""
+    created: str | None = None  # a base image's own; ours are the config's `created`
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +170,13 @@ class ImageManifest:
             platform=(("architecture", self.config.architecture), ("os", self.config.os)),
         )
 
-    def with_annotations(self, annotations: Mapping[str, str]) -> ImageManifest:
-        merged = {**dict(self.annotations), **annotations}
-        return replace(self, annotations=tuple(sorted(merged.items())))
+    @staticmethod
+    def annotate(store: OciStore, desc: Descriptor, annotations: Mapping[str, str]) -> Descriptor:
+        """The manifest `desc` names with more annotations: config and layers unchanged."""
+        data = store.read_json(desc)
+        data["annotations"] = {**(data.get("annotations") or {}), **annotations}
+        new = store.put_bytes(_canonical(data), media_type=desc.media_type)
+        return replace(new, platform=desc.platform)
 
     @classmethod
     def load(cls, store: OciStore, desc: Descriptor) -> ImageManifest:
@@ -196,6 +201,7 @@ class ImageManifest:
                 created_by=str(h.get("created_by") or ""),
                 empty_layer=bool(h.get("empty_layer")),
                 comment=str(h.get("comment") or ""),
+                created=str(h["created"]) if h.get("created") else None,
             )
             for h in config.get("history") or []
         )
@@ -220,7 +226,7 @@ def _pick_platform(index: Mapping[str, Any], desc: Descriptor) -> Descriptor:
 
 
 def _history(h: History, created: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"created": _rfc3339(created), "created_by": h.created_by}
+    out: dict[str, Any] = {"created": h.created or _rfc3339(created), "created_by": h.created_by}
     if h.comment:
         out["comment"] = h.comment
     if h.empty_layer:

@@ -1,0 +1,201 @@
+"""`ci-layers build` and `export` from the command line: outputs, exit codes, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+
+from ci_layers.cli import main
+
+from .buildhelp import BASE
+from .conftest import require
+
+SPEC = f"""
+version: 1
+layers:
+  os:
+    from: {BASE}
+    copy: [{{src: etc/, dest: /etc/}}]
+  app:
+    parent: os
+    copy: [{{src: app/, dest: /app/}}]
+    cmd: ["sh"]
+images:
+  app:
+    layer: app
+    tags: [registry.example.com/app:1]
+"""
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _repo(git_repo):
+    git_repo.write("ci-layers.yaml", SPEC)
+    git_repo.write("etc/motd", "hi\n")
+    git_repo.write("app/main.sh", "echo app\n")
+    git_repo.commit()
+    return git_repo
+
+
+def _keys(root) -> dict[str, str]:
+    code, out, _err = run("keys", "-C", str(root), "--format", "json")
+    assert code == 0
+    return {n: v["key"] for n, v in json.loads(out)["layers"].items()}
+
+
+def test_build_then_reuse(git_repo, busybox_store):
+    repo = _repo(git_repo)
+    store = str(busybox_store.path)
+    code, out, err = run("build", "-C", str(repo.root), "--store", store)
+    assert code == 0, err
+    assert "[1/2] building os" in out
+    assert "2 built, 0 reused" in out
+    code, out, _ = run("build", "app", "-C", str(repo.root), "--store", store)
+    assert code == 0
+    assert "0 built, 2 reused" in out
+    assert busybox_store.resolve("registry.example.com/app:1") is not None
+
+
+def test_build_job_builds_its_layers(git_repo, busybox_store):
+    repo = _repo(git_repo)
+    keys = _keys(repo.root)
+    job = {"name": "os", "key": keys["os"], "layers": [{"name": "os", "key": keys["os"]}]}
+    code, out, err = run(
+        "build", "-C", str(repo.root), "--store", str(busybox_store.path), "--job", json.dumps(job)
+    )
+    assert code == 0, err
+    assert "1 built, 0 reused" in out
+    assert "app" not in out
+
+
+def test_build_job_planned_for_another_commit_is_refused(git_repo, busybox_store):
+    repo = _repo(git_repo)
+    stale = "sha256:" + "0" * 64
+    job = json.dumps({"name": "os", "key": stale})
+    code, _out, err = run(
+        "build", "-C", str(repo.root), "--store", str(busybox_store.path), "--job", job
+    )
+    assert code == 1
+    assert "layer 'os': the checkout gives key sha256:" in err
+    assert f"the job was planned with {stale}" in err
+
+
+def test_bad_job_is_a_usage_error(git_repo, busybox_store):
+    repo = _repo(git_repo)
+    code, _out, err = run("build", "-C", str(repo.root), "--job", "{not json")
+    assert code == 2
+    assert "error: --job: not JSON" in err
+    code, _out, err = run("build", "-C", str(repo.root), "--job", "[1, 2]")
+    assert code == 2
+    assert "expected a matrix entry" in err
+
+
+def test_missing_base_says_how_to_get_it(git_repo, store):
+    repo = _repo(git_repo)
+    code, _out, err = run("build", "-C", str(repo.root), "--store", str(store.path))
+    assert code == 1
+    assert f"layer 'os': base image {BASE} is not in the store" in err
+    assert "skopeo copy docker://" in err
+    assert "Traceback" not in err
+
+
+def test_dockerfile_image_names_bake(git_repo, busybox_store):
+    git_repo.write(
+        "ci-layers.yaml",
+        'version: 1\ndockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "reg/{name}"\n',
+    )
+    git_repo.write("images/web/Dockerfile", "FROM scratch\nCOPY a /a\n")
+    git_repo.write("images/web/a", "a\n")
+    git_repo.commit()
+    code, _out, err = run(
+        "build", "reg/web", "-C", str(git_repo.root), "--store", str(busybox_store.path)
+    )
+    assert code == 1
+    assert "is built from images/web/Dockerfile" in err
+    assert "ci-layers bake" in err
+
+
+def test_bad_epoch_is_a_usage_error(git_repo):
+    repo = _repo(git_repo)
+    code, _out, err = run("build", "-C", str(repo.root), "--epoch", "yesterday")
+    assert code == 2
+    assert "epoch 'yesterday' is not a number of seconds" in err
+
+
+def test_epoch_sets_created_and_clamps(git_repo, busybox_store):
+    repo = _repo(git_repo)
+    code, _out, err = run(
+        "build", "-C", str(repo.root), "--store", str(busybox_store.path), "--epoch", "1700000000"
+    )
+    assert code == 0, err
+    manifest = busybox_store.read_json(busybox_store.resolve("registry.example.com/app:1"))
+    from ci_layers.oci.digest import Descriptor
+
+    config = busybox_store.read_json(Descriptor.from_json(manifest["config"], where="t"))
+    assert config["created"] == "2023-11-14T22:13:20Z"
+
+
+def test_export_oci_archive_for_skopeo(git_repo, busybox_store, tmp_path):
+    require("skopeo")
+    repo = _repo(git_repo)
+    store = str(busybox_store.path)
+    assert run("build", "-C", str(repo.root), "--store", store)[0] == 0
+    archive = tmp_path / "app.tar"
+    code, out, err = run(
+        "export",
+        "registry.example.com/app:1",
+        "-C",
+        str(repo.root),
+        "--store",
+        store,
+        "--oci-archive",
+        str(archive),
+    )
+    assert code == 0, err
+    assert out.startswith(f"{archive}: registry.example.com/app:1 (5 blobs")
+    done = subprocess.run(
+        ["skopeo", "inspect", f"oci-archive:{archive}"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["Layers"]) == 3
+    copied = subprocess.run(
+        ["skopeo", "copy", f"oci-archive:{archive}", f"oci:{tmp_path / 'copy'}:app"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert copied.returncode == 0, copied.stderr
+    # a layer name exports the image as of that layer
+    code, out, _ = run(
+        "export",
+        "os",
+        "-C",
+        str(repo.root),
+        "--store",
+        store,
+        "--oci-archive",
+        str(tmp_path / "os.tar"),
+    )
+    assert code == 0
+    assert ": ci-layers-" in out
+
+
+def test_export_unknown_image_lists_what_is_there(git_repo, busybox_store, tmp_path):
+    repo = _repo(git_repo)
+    code, _out, err = run(
+        "export",
+        "nope",
+        "-C",
+        str(repo.root),
+        "--store",
+        str(busybox_store.path),
+        "--oci-archive",
+        str(tmp_path / "x.tar"),
+    )
+    assert code == 2
+    assert f"no image 'nope' in the store {busybox_store.path} (tagged there: {BASE})" in err
