@@ -199,3 +199,24 @@ def test_export_unknown_image_lists_what_is_there(git_repo, busybox_store, tmp_p
     )
     assert code == 2
     assert f"no image 'nope' in the store {busybox_store.path} (tagged there: {BASE})" in err
+
+
+def test_matrix_script_builds_the_job(git_repo, busybox_store):
+    """scripts/build-layers-from-matrix, as the example workflow's stage jobs run it."""
+    import os
+    from pathlib import Path
+
+    repo = _repo(git_repo)
+    keys = _keys(repo.root)
+    job = {"name": "app", "key": keys["app"], "layers": [{"name": "app", "key": keys["app"]}]}
+    script = Path(__file__).resolve().parent.parent / "scripts/build-layers-from-matrix"
+    done = subprocess.run(
+        [str(script), "--store", str(busybox_store.path)],
+        cwd=repo.root,
+        env={**os.environ, "JOB": json.dumps(job)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 built, 0 reused" in done.stdout  # app, and os, which this machine lacked
