@@ -113,6 +113,35 @@ def test_demo_runs_and_explains_the_change() -> None:
     assert "reused from cache: ubuntu-base, python-3.9" in text
 
 
+def test_demo_builds_the_build_fixture(monkeypatch) -> None:
+    """The demo's last part builds fixtures/build; after the edit only `app` is rebuilt."""
+    from .conftest import require
+
+    require("busybox", "runc", root=True)
+    out = io.StringIO()
+    assert main(["demo"], out=out) == 0
+    text = out.getvalue().split("== fixtures/build", 1)[1]
+    first, second = text.split("== Edit src/main.sh", 1)
+    assert "4 built, 0 reused" in first
+    assert "1 built, 3 reused" in second
+    assert "app    built" in second
+    assert "only the copy layers build here" not in text
+
+
+def test_demo_without_root_builds_the_copy_layers(monkeypatch) -> None:
+    """Where `run` cannot run, the copy layers still build and the demo says why."""
+    from .conftest import require
+
+    require("busybox")
+    monkeypatch.setattr("os.geteuid", lambda: 1000)  # the platform: a user without root
+    out = io.StringIO()
+    assert main(["demo"], out=out) == 0
+    text = out.getvalue().split("== fixtures/build", 1)[1]
+    assert "only the copy layers build here" in text
+    assert "need root for runc" in text
+    assert "2 built, 0 reused" in text.split("== Edit", 1)[0]  # os and docs
+
+
 def test_console_script_entry_point(seed_repo: GitRepo) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "ci_layers.cli", "order", "my-app", "-C", str(seed_repo.root)],
