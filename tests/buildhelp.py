@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from ci_layers.repo import worktree_files
 from ci_layers.spec import load_spec
 
 BASE = "ci-layers.local/busybox:latest"
+# the console script of the ci-layers being tested, whatever PATH says
+CLI = str(Path(sys.executable).with_name("ci-layers"))
 
 
 def builder(root: Path, store: OciStore, **options) -> LayerBuilder:

@@ -14,7 +14,7 @@ from ci_layers.build import snapshot
 from ci_layers.errors import BuildError
 from ci_layers.oci.store import OciStore
 
-from .buildhelp import BASE, build, built, members, skopeo_inspect, tag_of, unpack
+from .buildhelp import BASE, CLI, build, built, members, skopeo_inspect, tag_of, unpack
 from .conftest import require
 
 CHANGES = f"""
@@ -290,7 +290,7 @@ def test_cli_build_with_runc(git_repo, busybox_store, runc):
     git_repo.write("ci-layers.yaml", CHANGES)
     git_repo.commit()
     done = subprocess.run(
-        ["ci-layers", "build", "change", "--store", str(busybox_store.path)],
+        [CLI, "build", "change", "--store", str(busybox_store.path)],
         cwd=git_repo.root,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ import subprocess
 
 from ci_layers.cli import main
 
-from .buildhelp import BASE
+from .buildhelp import BASE, CLI
 from .conftest import require
 
 SPEC = f"""
@@ -213,7 +213,7 @@ def test_matrix_script_builds_the_job(git_repo, busybox_store):
     done = subprocess.run(
         [str(script), "--store", str(busybox_store.path)],
         cwd=repo.root,
-        env={**os.environ, "JOB": json.dumps(job)},
+        env={**os.environ, "JOB": json.dumps(job), "CI_LAYERS": CLI},
         capture_output=True,
         text=True,
         check=False,

@@ -13,7 +13,7 @@ import pytest
 from ci_layers.errors import DigestMismatch, StoreError
 from ci_layers.oci.digest import Descriptor, Digest
 
-from .buildhelp import BASE, build, built
+from .buildhelp import BASE, CLI, build, built
 from .gitrepo import GitRepo
 
 
@@ -130,7 +130,7 @@ def test_two_builds_into_one_store_at_once(tmp_path, busybox_store):
         repos.append(repo)
     procs = [
         subprocess.Popen(
-            ["ci-layers", "build", "--store", str(busybox_store.path)],
+            [CLI, "build", "--store", str(busybox_store.path)],
             cwd=r.root,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
