@@ -190,6 +190,8 @@ def test_public_api() -> None:
         "LayerGraph",
         "DependencyResolver",
         "CiLayersError",
+        "LayerBuilder",
+        "ImageManifest",
     }
     for name in ci_layers.__all__:
         assert hasattr(ci_layers, name)
@@ -220,6 +222,25 @@ def test_modules_import_only_earlier_steps() -> None:
                 dep = node.module.split(".")[0]
                 if dep in STEPS:
                     assert STEPS.index(dep) < i, f"{step} imports {dep}, a later step"
+
+
+def test_the_build_path_stays_apart_from_planning() -> None:
+    """oci/ knows nothing of planning; planning never imports build/ or oci/."""
+    pkg = Path(ci_layers.__file__).parent
+
+    def imports(path: Path) -> set[str]:
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level and node.module:
+                found.add(node.module.split(".")[0] if node.level == 1 else node.module)
+            elif isinstance(node, ast.ImportFrom) and node.level:
+                found.update(a.name for a in node.names)
+        return found
+
+    for path in (pkg / "oci").glob("*.py"):
+        assert imports(path) <= {"errors", "digest", "store", "manifest", "layers"}, path
+    for step in ("spec", "keys", "changes", "mapping", "plan", "report", "gha", "outputs"):
+        assert not imports(pkg / f"{step}.py") & {"build", "oci"}, step
 
 
 def test_the_readme_shows_the_seed_spec_as_it_is() -> None:
