@@ -10,7 +10,6 @@ import subprocess
 
 import pytest
 
-from ci_layers.build.builder import LayerBuilder
 from ci_layers.errors import BuildError
 from ci_layers.sources import copy_source
 
@@ -252,31 +251,3 @@ def test_unpacked_by_umoci_and_inspected_by_skopeo(git_repo, busybox_store):
     )
     assert done.returncode == 0, done.stderr
     assert '"Layers"' in done.stdout
-
-
-def test_dockerfile_image_is_left_to_bake(git_repo, busybox_store):
-    git_repo.write(
-        "ci-layers.yaml",
-        'version: 1\ndockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "reg/{name}"\n',
-    )
-    git_repo.write("images/web/Dockerfile", "FROM scratch\nCOPY a /a\n")
-    git_repo.write("images/web/a", "a\n")
-    git_repo.commit()
-    from ci_layers.discover import resolve_dockerfiles
-    from ci_layers.keys import compute_keys
-    from ci_layers.repo import worktree_files
-    from ci_layers.spec import load_spec
-
-    files = worktree_files(git_repo.root)
-    spec = resolve_dockerfiles(load_spec(git_repo.root / "ci-layers.yaml"), files)
-    b = LayerBuilder(
-        spec=spec,
-        keys=compute_keys(spec, files),
-        files=files,
-        root=git_repo.root,
-        store=busybox_store,
-    )
-    with pytest.raises(
-        BuildError, match=r"Dockerfile images are built by BuildKit: ci-layers bake"
-    ):
-        b.build(list(spec.layers))
