@@ -150,3 +150,46 @@ def test_two_builds_into_one_store_at_once(tmp_path, busybox_store):
 def test_descriptor_from_bad_json_is_a_store_error():
     with pytest.raises(StoreError, match="is no sha256 digest"):
         Descriptor.from_json({"mediaType": "x", "digest": "sha256:nothex", "size": 1}, where="t")
+
+
+def test_image_view_looks_up_without_extracting(store):
+    """What a copy asks of its parent: whiteouts, opaque folders and links applied."""
+    from ci_layers.build.tarwriter import Entry, write_layer
+    from ci_layers.build.view import ImageView
+    from ci_layers.oci.layers import open_layer
+    from ci_layers.oci.manifest import ImageManifest
+
+    lower = write_layer(
+        [
+            Entry("etc", "dir", 0o755),
+            Entry("etc/passwd", "file", data=b"root:x:0:0::/:/bin/sh\n"),
+            Entry("opt/old", "dir", 0o755),
+            Entry("opt/old/f", "file", data=b"f"),
+            Entry("srv/a", "file", data=b"a"),
+            Entry("usr/lib", "dir", 0o755),
+            Entry("lib", "symlink", target="/usr/lib"),
+        ],
+        store,
+    )
+    upper = write_layer(
+        [
+            Entry("opt/old", "whiteout"),
+            Entry("srv", "opaque"),
+            Entry("srv", "dir", 0o755),
+            Entry("srv/b", "file", data=b"b"),
+            Entry("etc/group", "hardlink", target="etc/passwd"),
+        ],
+        store,
+    )
+    image = ImageManifest.scratch()
+    image = ImageManifest(config=image.config, layers=(lower, upper))
+    view = ImageView(image, lambda x: open_layer(store, x))
+    assert view.is_dir("etc")
+    assert view.is_dir("lib")  # through the link
+    assert view.is_dir("/lib/../lib")  # .. of a link is the target's parent: /usr/lib
+    assert not view.is_dir("opt/old")
+    assert view.read("opt/old/f") is None
+    assert view.read("srv/a") is None  # hidden by the opaque marker
+    assert view.read("srv/b") == b"b"
+    assert view.read("etc/passwd") == b"root:x:0:0::/:/bin/sh\n"
+    assert view.read("etc/group") == view.read("etc/passwd")  # a hardlink reads its target

@@ -35,6 +35,7 @@ from .run import DEFAULT_PATH, find_runtime, run_commands
 from .snapshot import changed_entries, overlay, overlay_works, record_tree, upper_entries
 from .tarwriter import Entry, tar_stream, write_layer
 from .users import user_ids
+from .view import ImageView
 
 __all__ = ["BuildResult", "LayerBuilder", "key_tag"]
 
@@ -214,7 +215,8 @@ class LayerBuilder:
         where = self.store.path
         raise BuildError(
             f"base image {ref} is not in the store {where}; copy it in first, e.g. "
-            f"skopeo copy docker://{ref} oci:{where}:{ref.partition('@')[0]}",
+            f"skopeo copy {'--all ' if pinned else ''}docker://{ref} "
+            f"oci:{where}:{ref.partition('@')[0]}",
             layer=name,
         )
 
@@ -225,7 +227,7 @@ class LayerBuilder:
         with tempfile.TemporaryDirectory(prefix="ci-layers-build-") as tmp:
             scratch = Path(tmp)
             if not layer.run:
-                view = _LazyRoot(self, parent, scratch / "parent", privileged=False)
+                view = ImageView(parent, lambda x: open_layer(self.store, x))
                 return self._write(self._copies(layer, parent, view, scratch))
             return self._run(name, layer, parent, scratch)
 
@@ -235,7 +237,7 @@ class LayerBuilder:
         return write_layer(entries, self.store, compression=self.compression, epoch=self.epoch)
 
     def _copies(
-        self, layer: ImageLayer, parent: ImageManifest, view: _LazyRoot, scratch: Path
+        self, layer: ImageLayer, parent: ImageManifest, view: ImageView | _DiskRoot, scratch: Path
     ) -> list[Entry]:
         from_layers: dict[str, Path] = {}
         for c in layer.copy:
@@ -279,7 +281,7 @@ class LayerBuilder:
         runtime: str,
         config: ImageConfig,
     ) -> None:
-        view = _LazyRoot(self, parent, rootfs, privileged=True, ready=True)
+        view = _DiskRoot(rootfs)
         entries = self._copies(layer, parent, view, scratch)
         if entries:
             with tempfile.TemporaryFile(dir=scratch) as tar:
@@ -318,43 +320,25 @@ def _opener(store: OciStore, layer: Layer) -> Callable[[], BinaryIO]:
     return lambda: cast(BinaryIO, open_layer(store, layer))
 
 
-class _LazyRoot:
-    """The parent's files, extracted only when a copy needs to look (a `chown` name, a
-    `dest` that may be a folder)."""
+class _DiskRoot:
+    """An assembled root on disk, looked up the way ImageView looks up an image."""
 
-    def __init__(
-        self,
-        builder: LayerBuilder,
-        image: ImageManifest,
-        where: Path,
-        *,
-        privileged: bool,
-        ready: bool = False,
-    ) -> None:
-        self._builder, self._image, self._where = builder, image, where
-        self._privileged = privileged
-        self._ready = ready
-
-    def _root(self) -> Path:
-        if not self._ready:
-            self._builder._extract(self._image, self._where, privileged=self._privileged)
-            self._ready = True
-        return self._where
+    def __init__(self, root: Path) -> None:
+        self._root = root
 
     def _inside(self, rel: str) -> Path | None:
         """`rel` resolved in the root as the container would (links stay inside)."""
-        root = self._root()
         parts = [p for p in rel.split("/") if p and p != "."]
         current: list[str] = []
         for _ in range(255):
             if not parts:
-                return root.joinpath(*current) if current else root
+                return self._root.joinpath(*current)
             part = parts.pop(0)
             if part == "..":
                 if current:
                     current.pop()
                 continue
-            path = root.joinpath(*current, part)
+            path = self._root.joinpath(*current, part)
             if path.is_symlink():
                 target = os.readlink(path)
                 if target.startswith("/"):

@@ -80,6 +80,7 @@ class OciStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._cache: tuple[tuple[int, int, int], list[Descriptor]] | None = None
         try:
             (path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
             (path / "ingest").mkdir(exist_ok=True)
@@ -145,12 +146,18 @@ class OciStore:
         """The descriptors index.json lists (tags are their ref.name annotations)."""
         where = str(self.path / "index.json")
         try:
+            st = os.stat(where)
+            seen = (st.st_ino, st.st_mtime_ns, st.st_size)  # a rewrite is a new inode
+            if self._cache is not None and self._cache[0] == seen:
+                return list(self._cache[1])
             data = json.loads((self.path / "index.json").read_bytes())
         except FileNotFoundError:
             return []
         except (OSError, ValueError) as exc:
             raise StoreError(f"{where}: unreadable ({exc})") from None
-        return [Descriptor.from_json(m, where=where) for m in data.get("manifests") or []]
+        found = [Descriptor.from_json(m, where=where) for m in data.get("manifests") or []]
+        self._cache = (seen, found)
+        return list(found)
 
     def resolve(self, ref: str) -> Descriptor | None:
         """The manifest tagged `ref` (the last one, as skopeo reads the layout)."""
