@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, ClassVar, cast
 
 import yaml
 from timing import best
@@ -252,35 +252,34 @@ def snapshot_unavailable() -> str:
 
 
 @contextlib.contextmanager
-def timed_upper_entries() -> Iterator[list[float]]:
-    """Seconds of each `upper_entries` call the builder makes, while inside."""
-    real: Callable[..., Any] = builder_module.upper_entries
+def timed(name: str) -> Iterator[list[float]]:
+    """Seconds of each call the builder makes to its function `name` (`upper_entries`,
+    `assemble_rootfs`), while inside."""
+    real: Callable[..., Any] = getattr(builder_module, name)
     laps: list[float] = []
 
-    def timed(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         try:
             return real(*args, **kwargs)
         finally:
             laps.append(time.perf_counter() - start)
 
-    builder_module.upper_entries = timed  # type: ignore[assignment]
+    setattr(builder_module, name, wrapper)
     try:
         yield laps
     finally:
-        builder_module.upper_entries = real  # type: ignore[assignment]
+        setattr(builder_module, name, real)
 
 
-def extract(repo: Repo, store: OciStore, layer: str, where: Path) -> float:
-    """Extract the image as of `layer` into `where` as the builder does; seconds."""
+def extract(repo: Repo, store: OciStore, layer: str, where: Path) -> None:
+    """Extract the image as of `layer` into `where` as the builder does."""
     image = repo.builder(store).image(layer)
     openers = [
         (str(x.descriptor.digest), (lambda x=x: cast(BinaryIO, open_layer(store, x))))
         for x in image.layers
     ]
-    start = time.perf_counter()
     assemble_rootfs(where, openers, privileged=True)
-    return time.perf_counter() - start
 
 
 def tree_compare(root: Path, repeat: int) -> float:
@@ -295,6 +294,55 @@ def tree_compare(root: Path, repeat: int) -> float:
         assert [e.path for e in entries] == ["hello"], [e.path for e in entries]
         (root / "hello").unlink()
     return min(times)
+
+
+@dataclass(frozen=True)
+class Row:
+    """Seconds measured on one parent size (the snapshots: None if not measured)."""
+
+    HEADER: ClassVar[tuple[str, ...]] = (
+        "parent files",
+        "parent build s",
+        "child build s",
+        "of it extract s",
+        "overlay snap ms",
+        "tree-cmp snap ms",
+    )
+    files: int
+    parent: float
+    child: float
+    extract: float
+    overlay: float | None
+    tree: float
+
+    def cells(self) -> tuple[str, ...]:
+        overlay = f"{self.overlay * 1000:.1f}" if self.overlay is not None else "n/a"
+        seconds = (f"{t:.2f}" for t in (self.parent, self.child, self.extract))
+        return (f"{self.files:,}", *seconds, overlay, f"{self.tree * 1000:.1f}")
+
+
+def snapshot_row(
+    repo: Repo, builder: LayerBuilder, store: OciStore, n: int, work: Path, repeat: int
+) -> Row:
+    """Build parent-n once, then child-n `repeat` times (untagged before each build), the
+    builder's extraction and overlay snapshot timed inside; then the tree compare on the
+    same parent, extracted."""
+    start = time.perf_counter()
+    builder.build_layer(f"parent-{n}")
+    t_parent = time.perf_counter() - start
+    child, builds = f"child-{n}", []
+    with timed("assemble_rootfs") as extracts, timed("upper_entries") as snaps:
+        for _ in range(repeat):
+            store.untag(key_tag(repo.keys[child].digest))
+            start = time.perf_counter()
+            builder.build_layer(child)
+            builds.append(time.perf_counter() - start)
+    lower = work / f"lower-{n}"
+    extract(repo, store, f"parent-{n}", lower)
+    t_tree = tree_compare(lower, repeat)
+    shutil.rmtree(lower)
+    overlay = min(snaps) if snaps else None
+    return Row(n, t_parent, min(builds), min(extracts), overlay, t_tree)
 
 
 def snapshot_part(work: Path, sizes: list[int], repeat: int) -> None:
@@ -314,40 +362,20 @@ def snapshot_part(work: Path, sizes: list[int], repeat: int) -> None:
     busybox_image(store)
     builder = repo.builder(store)
     builder.check(list(layers))
-    rows = []
-    for n in sizes:
-        start = time.perf_counter()
-        builder.build_layer(f"parent-{n}")
-        t_parent = time.perf_counter() - start
-        child, builds = f"child-{n}", []
-        with timed_upper_entries() as laps:
-            for _ in range(repeat):
-                store.untag(key_tag(repo.keys[child].digest))
-                start = time.perf_counter()
-                builder.build_layer(child)
-                builds.append(time.perf_counter() - start)
-        lower = work / f"lower-{n}"
-        t_extract = extract(repo, store, f"parent-{n}", lower)
-        t_tree = tree_compare(lower, repeat)
-        shutil.rmtree(lower)
-        rows.append((n, t_parent, t_extract, min(builds), min(laps) if laps else None, t_tree))
-    header = ("parent files", "parent build s", "extract s", "child build s")
-    header += ("overlay snap ms", "tree-cmp snap ms")
-    print("  " + "".join(f"{h:>17}" for h in header))
-    for n, t_parent, t_extract, t_build, t_overlay, t_tree in rows:
-        overlay = f"{t_overlay * 1000:.1f}" if t_overlay is not None else "n/a"
-        cells = (f"{n:,}", f"{t_parent:.2f}", f"{t_extract:.2f}", f"{t_build:.2f}", overlay)
-        print("  " + "".join(f"{c:>17}" for c in (*cells, f"{t_tree * 1000:.1f}")))
-    if rows[0][4] is None:
-        print("  overlay could not be mounted: the child builds used the tree compare")
+    rows = [snapshot_row(repo, builder, store, n, work, repeat) for n in sizes]
+    print("  " + "".join(f"{h:>17}" for h in Row.HEADER))
+    for row in rows:
+        print("  " + "".join(f"{c:>17}" for c in row.cells()))
     first, last = rows[0], rows[-1]
-    grow = f"{last[0] // first[0]}x"
-    print(f"  growth {last[0]:,}/{first[0]:,} files ({grow}):")
-    print(f"    child build:       {last[3] / first[3]:.2f}")
-    if first[4] is not None and last[4] is not None:
-        print(f"    overlay snapshot:  {last[4] / first[4]:.2f}  (goal: ~1, flat)")
-    print(f"    tree compare:      {last[5] / first[5]:.2f}  (expected ~{grow}, linear)")
-    print(f"    parent extraction: {last[2] / first[2]:.2f}  (part of every child build)")
+    if first.overlay is None:
+        print("  overlay could not be mounted: the child builds used the tree compare")
+    grow = f"{last.files // first.files}x"
+    print(f"  growth {last.files:,}/{first.files:,} files ({grow}):")
+    print(f"    child build:       {last.child / first.child:.2f}")
+    print(f"    parent extraction: {last.extract / first.extract:.2f}  (inside every child build)")
+    if first.overlay is not None and last.overlay is not None:
+        print(f"    overlay snapshot:  {last.overlay / first.overlay:.2f}  (goal: ~1, flat)")
+    print(f"    tree compare:      {last.tree / first.tree:.2f}  (expected ~{grow}, linear)")
 
 
 # --- 3. the machine ---------------------------------------------------------------------
