@@ -46,11 +46,26 @@ def _gid(name: str, read: Reader, *, what: str) -> int:
     raise BuildError(f"{what}: no group '{name}' in the image's /etc/group")
 
 
+_MAX_ID = (1 << 32) - 2  # (uid_t)-1 means "no change" to the kernel
+
+
+def _checked(value: str, *ids: int) -> None:
+    for n in ids:
+        if n > _MAX_ID:
+            raise BuildError(f"'{value}': {n} is no valid user or group id (at most {_MAX_ID})")
+
+
 def chown_ids(value: str, read: Reader) -> tuple[int, int]:
-    """COPY --chown: `user[:group]`; without a group the gid is the uid (Docker's rule)."""
+    """COPY --chown: `user[:group]`. Without a group, a numeric user's gid is the uid and
+    a named user's is its primary group (BuildKit's readUser)."""
     user, _, group = value.partition(":")
-    uid = int(user) if user.isdigit() else _uid(user, read, what=f"chown {value}")[0]
-    gid = _gid(group, read, what=f"chown {value}") if group else uid
+    if user.isdigit():
+        uid, primary = int(user), int(user)
+    else:
+        uid, found = _uid(user, read, what=f"chown {value}")
+        primary = found if found is not None else uid
+    gid = _gid(group, read, what=f"chown {value}") if group else primary
+    _checked(value, uid, gid)
     return uid, gid
 
 
@@ -69,4 +84,5 @@ def user_ids(value: str, read: Reader) -> tuple[int, int, tuple[int, ...]]:
             member = len(row) >= 4 and names & set(row[3].split(","))
             if member and row[2].isdigit() and int(row[2]) != gid:
                 extra.append(int(row[2]))
+    _checked(value, uid, gid)
     return uid, gid, tuple(sorted(set(extra)))
