@@ -29,7 +29,7 @@ from ..refs import same_image
 from ..repo import RepoFiles
 from ..resolver import DependencyResolver
 from ..spec import Spec
-from .copy import copy_entries, image_path
+from .copy import FromLayer, copy_entries, image_path
 from .rootfs import apply_layer, assemble_rootfs
 from .run import DEFAULT_PATH, find_runtime, run_commands
 from .snapshot import changed_entries, overlay, overlay_works, record_tree, upper_entries
@@ -239,12 +239,14 @@ class LayerBuilder:
     def _copies(
         self, layer: ImageLayer, parent: ImageManifest, view: ImageView | _DiskRoot, scratch: Path
     ) -> list[Entry]:
-        from_layers: dict[str, Path] = {}
+        from_layers: dict[str, FromLayer] = {}
         for c in layer.copy:
             if c.from_layer and c.from_layer not in from_layers:
                 where = scratch / f"from-{len(from_layers)}"
-                self._extract(self.image(c.from_layer), where, privileged=os.geteuid() == 0)
-                from_layers[c.from_layer] = where
+                image = self.image(c.from_layer)
+                self._extract(image, where, privileged=os.geteuid() == 0)
+                headers = ImageView(image, lambda x: open_layer(self.store, x))
+                from_layers[c.from_layer] = FromLayer(where, headers.meta)
         return copy_entries(
             layer,
             self.files,
@@ -253,6 +255,7 @@ class LayerBuilder:
             parent_read=view.read,
             parent_is_dir=view.is_dir,
             from_layers=from_layers,
+            scratch=scratch,
             epoch=self.epoch,
         )
 

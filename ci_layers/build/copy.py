@@ -2,11 +2,14 @@
 
 What a source copies comes from `sources.CopySource.landed`, the enumeration the key
 is computed from, so the layer holds what the key names and nothing else (no ignored
-or untracked file). Modes are git's (0644, or 0755 for an executable), never the
-checkout's umask, and every mtime is the epoch: a copy layer is the same bytes on any
-machine. Docker's COPY semantics: a directory's contents go into `dest`; several
-sources or a wildcard go into `dest` as a directory; one file goes to `dest` itself
-unless `dest` ends in `/` or is a directory in the parent; symlinks stay symlinks.
+or untracked file). Files from the repository take git's modes (0644, or 0755 for an
+executable), never the checkout's umask, and every mtime is the epoch: a copy layer is
+the same bytes on any machine. Docker's COPY semantics: a directory's contents go into
+`dest`; several sources or a wildcard go into `dest` as a folder; one file goes to
+`dest` itself unless `dest` ends in `/` (or `/.`) or is a folder in the parent;
+symlinks stay symlinks. Folders the copy creates are written (0755, with `chown`'s
+owner); folders the parent has keep their mode and owner (fsutil copies file info
+only for folders it creates).
 """
 
 from __future__ import annotations
@@ -15,17 +18,28 @@ import os
 import posixpath
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
+
+import git
 
 from ..errors import BuildError
 from ..graph import CopySpec, ImageLayer
 from ..repo import GITLINK, RepoFiles
 from ..sources import copy_source
-from .tarwriter import DIR, FILE, SYMLINK, Entry
+from .tarwriter import DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, sort_key
 from .users import Reader, chown_ids
 
-__all__ = ["copy_entries", "dir_files", "image_path"]
+__all__ = ["FromLayer", "copy_entries", "dir_files", "image_path"]
+
+Meta = Callable[[str], tuple[int, int, int] | None]  # (mode, uid, gid) of an image path
+
+
+class FromLayer:
+    """Another layer's image as a copy source: extracted files, header metadata."""
+
+    def __init__(self, root: Path, meta: Meta) -> None:
+        self.root, self.meta = root, meta
+        self.files = dir_files(root)
 
 
 def image_path(dest: str, workdir: str) -> str:
@@ -33,6 +47,11 @@ def image_path(dest: str, workdir: str) -> str:
     `dest` is taken from the working directory, as COPY does."""
     full = posixpath.normpath(posixpath.join("/", workdir or "/", dest))
     return full.lstrip("/")
+
+
+def _names_folder(dest: str) -> bool:
+    """`x/`, `x/.`, `.` and `..` name a folder (BuildKit keeps a trailing `/.`)."""
+    return dest in (".", "..") or dest.endswith(("/", "/.", "/.."))
 
 
 def copy_entries(
@@ -43,156 +62,232 @@ def copy_entries(
     workdir: str,
     parent_read: Reader,
     parent_is_dir: Callable[[str], bool],
-    from_layers: Mapping[str, Path],
+    from_layers: Mapping[str, FromLayer],
+    scratch: Path,
     epoch: int = 0,
 ) -> list[Entry]:
     """Every entry `layer.copy` writes, later copies over earlier ones."""
     out: dict[str, Entry] = {}
     for c in layer.copy:
-        owner = chown_ids(c.chown, parent_read) if c.chown else (0, 0)
+        try:
+            owner = chown_ids(c.chown, parent_read) if c.chown else None
+        except BuildError as exc:
+            raise BuildError(str(exc), layer=layer.name) from None
         mode = int(c.chmod, 8) if c.chmod else None
+        copier = _Copy(c, workdir, parent_is_dir, owner, mode, epoch, scratch)
         if c.from_layer:
-            src_root = from_layers[c.from_layer]
-            view = dir_files(src_root)
-            scope: str | None = ""  # an image's links resolve inside its root
+            found = copier.run(from_layers[c.from_layer], layer.name)
         else:
-            src_root, view, scope = root, files, None
-        for entry in _one_copy(c, view, src_root, workdir, parent_is_dir, scope, owner, mode):
-            out[entry.path] = _clamped(entry, epoch)
+            found = copier.run(None, layer.name, files=files, repo=root)
+        for entry in found:
+            out[entry.path] = entry
     return list(out.values())
 
 
-def _one_copy(
-    c: CopySpec,
-    files: RepoFiles,
-    src_root: Path,
-    workdir: str,
-    parent_is_dir: Callable[[str], bool],
-    scope: str | None,
-    owner: tuple[int, int],
-    mode: int | None,
-) -> list[Entry]:
-    dest = image_path(c.dest, workdir)
-    out: list[Entry] = []
-    for src in c.src:
-        source = copy_source(src, c.exclude, "", scope)
-        landed = source.landed(files)
-        followed = source.followed(files)
-        single = not source.is_glob and followed.prefix in files
-        one_match = source.is_glob and len(landed) == 1 and "/" not in landed[0][0]
-        into = (
-            c.dest.endswith("/")
-            or len(c.src) > 1
-            or not (single or one_match)
-            or (dest != "" and parent_is_dir(dest))
-        )
-        if not landed and not _is_dir(files, followed.prefix):
-            gitlink = files.gitlink_above(source.prefix) if source.prefix else None
-            if gitlink is None:
-                raise BuildError(f"copy source '{src}' matches no file")
+class _Copy:
+    """One `copy` entry."""
+
+    def __init__(
+        self,
+        c: CopySpec,
+        workdir: str,
+        parent_is_dir: Callable[[str], bool],
+        owner: tuple[int, int] | None,
+        mode: int | None,
+        epoch: int,
+        scratch: Path,
+    ) -> None:
+        self.c, self.parent_is_dir = c, parent_is_dir
+        self.owner, self.mode, self.epoch, self.scratch = owner, mode, epoch, scratch
+        self.dest = image_path(c.dest, workdir)
+
+    def run(
+        self,
+        source_layer: FromLayer | None,
+        name: str,
+        *,
+        files: RepoFiles | None = None,
+        repo: Path | None = None,
+    ) -> list[Entry]:
+        c, dest = self.c, self.dest
+        if source_layer is not None:
+            files, src_root, scope = source_layer.files, source_layer.root, ""
+        else:
+            assert files is not None
+            assert repo is not None
+            src_root, scope = repo, None
+        out: list[Entry] = []
         dirs: set[str] = set()
-        for rel, path in landed:
-            target = posixpath.join(dest, rel) if into else dest
-            if not target:
-                raise BuildError(f"copy of '{src}' to '{c.dest}' writes over the root")
-            digest = files.digest(path)
-            if digest.startswith(GITLINK):
-                out += _submodule(src_root / path, target, owner, mode)
-            else:
-                out.append(_entry(files, src_root, path, target, owner, mode))
-            _parents(target, dest, dirs)
-        if _is_dir(files, followed.prefix):  # empty folders of an image's directory
-            base = followed.prefix
-            for d in files.trees:
-                if d != base and (not base or d.startswith(base + "/")):
-                    rel = d[len(base) + 1 :] if base else d
-                    if not source.exclude or source.relative(d + "/x") is not None:
-                        dirs.add(posixpath.join(dest, rel))
-        for d in sorted(dirs):
-            m = _dir_mode(src_root, files, d, dest, followed.prefix)
-            out.append(Entry(d, DIR, mode if mode is not None else m, *owner))
-    return out
+        for src in c.src:
+            source = copy_source(src, c.exclude, "", scope)
+            landed = source.landed(files)
+            followed = source.followed(files)
+            single = not source.is_glob and followed.prefix in files
+            one_match = source.is_glob and len(landed) == 1 and "/" not in landed[0][0]
+            into = (
+                _names_folder(c.dest)
+                or len(c.src) > 1
+                or not (single or one_match)
+                or (dest != "" and self.parent_is_dir(dest))
+            )
+            is_dir = not source.is_glob and followed.prefix in files.trees
+            in_submodule = source.prefix and files.gitlink_above(source.prefix)
+            if not landed and not is_dir and not in_submodule:
+                raise BuildError(f"copy source '{src}' matches no file", layer=name)
+            for rel, path in landed:
+                target = posixpath.join(dest, rel) if into else dest
+                if not target:
+                    raise BuildError(
+                        f"copy of '{src}' to '{c.dest}' writes over the root", layer=name
+                    )
+                if files.digest(path).startswith(GITLINK):
+                    out += self._submodule(src_root, path, files.digest(path), target, dirs)
+                    continue
+                out.append(self._entry(files, src_root, path, target, source_layer))
+                dirs.add(posixpath.dirname(target))
+            if is_dir and source_layer is not None:  # an image's empty folders
+                base = followed.prefix
+                for d in files.trees:
+                    below = d != base and (not base or d.startswith(base + "/"))
+                    if below and (not c.exclude or source.relative(d + "/") is not None):
+                        dirs.add(posixpath.join(dest, d[len(base) :].lstrip("/")))
+        out += self._folders(dirs, source_layer, files)
+        if source_layer is not None:
+            out = _link_shared(out)
+        return out
 
-
-def _is_dir(files: RepoFiles, path: str) -> bool:
-    return path in files.trees
-
-
-def _parents(target: str, dest: str, dirs: set[str]) -> None:
-    """The folders between `dest` (not included: it may exist in the parent, with
-    modes the layer must not change) and `target`."""
-    head = posixpath.dirname(target)
-    while head and head != dest and (not dest or head.startswith(dest + "/")):
-        dirs.add(head)
-        head = posixpath.dirname(head)
-
-
-def _dir_mode(src_root: Path, files: RepoFiles, d: str, dest: str, base: str) -> int:
-    if files.rev != "dir":
-        return 0o755  # git keeps no folder modes
-    rel = d[len(dest) :].lstrip("/") if dest else d
-    try:
-        return stat.S_IMODE(os.lstat(src_root / base / rel).st_mode)
-    except OSError:
-        return 0o755
-
-
-def _entry(
-    files: RepoFiles,
-    src_root: Path,
-    path: str,
-    target: str,
-    owner: tuple[int, int],
-    mode: int | None,
-) -> Entry:
-    kind = files.digest(path).split(" ", 1)[0]
-    full = src_root / path
-    if kind == "120000":
-        link = files.read(path)
-        if link is None:
-            raise BuildError(f"cannot read the symlink {path}")
-        return Entry(target, SYMLINK, 0o777, *owner, target=os.fsdecode(link))
-    if files.rev == "dir":  # an image's file keeps its mode
-        default = stat.S_IMODE(os.lstat(full).st_mode)
-    else:
-        default = 0o755 if kind == "100755" else 0o644
-    return Entry(target, FILE, mode if mode is not None else default, *owner, source=str(full))
-
-
-def _submodule(path: Path, target: str, owner: tuple[int, int], mode: int | None) -> list[Entry]:
-    """A submodule's checked-out files (the key holds its commit; git's tree does not
-    list what is inside)."""
-    if not path.is_dir() or not any(path.iterdir()):
-        raise BuildError(
-            f"submodule {path.name} is not checked out; run git submodule update --init"
-        )
-    out = [Entry(target, DIR, 0o755, *owner)]
-    for top, dirnames, names in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        rel_top = os.path.relpath(top, path)
-        for d in dirnames:
-            out.append(Entry(posixpath.normpath(f"{target}/{rel_top}/{d}"), DIR, 0o755, *owner))
-        for name in names:
-            if name == ".git":
+    def _folders(
+        self, dirs: set[str], source_layer: FromLayer | None, files: RepoFiles
+    ) -> list[Entry]:
+        """Folders the copy creates, up to the first one the parent has: a folder the
+        parent has keeps its metadata, so it is not written."""
+        wanted: set[str] = set()
+        for d in dirs:
+            while d and d not in wanted:
+                wanted.add(d)
+                d = posixpath.dirname(d)
+        out = []
+        for d in sorted(wanted, key=sort_key):
+            if self.parent_is_dir(d):
                 continue
-            full = os.path.join(top, name)
-            where = posixpath.normpath(f"{target}/{rel_top}/{name}")
+            uid, gid = self.owner or (0, 0)
+            mode = 0o755
+            inside = d[len(self.dest) :].lstrip("/") if d.startswith(self.dest) else None
+            if source_layer is not None and inside is not None and d != self.dest:
+                meta = _source_meta(source_layer, self.c, inside)
+                if meta is not None:
+                    mode = meta[0]
+                    uid, gid = self.owner or meta[1:]
+            out.append(Entry(d, DIR, mode, uid, gid, mtime=self.epoch))
+        return out
+
+    def _entry(
+        self,
+        files: RepoFiles,
+        src_root: Path,
+        path: str,
+        target: str,
+        source_layer: FromLayer | None,
+    ) -> Entry:
+        kind = files.digest(path).split(" ", 1)[0]
+        full = os.path.join(src_root, path)
+        uid, gid = self.owner or (0, 0)
+        if source_layer is not None:
             st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                out.append(Entry(where, SYMLINK, 0o777, *owner, target=os.readlink(full)))
-            elif stat.S_ISREG(st.st_mode):
-                m = 0o755 if st.st_mode & 0o100 else 0o644
-                out.append(Entry(where, FILE, mode if mode is not None else m, *owner, source=full))
+            meta = source_layer.meta(path)
+            mode, ouid, ogid = meta if meta is not None else (stat.S_IMODE(st.st_mode), 0, 0)
+            uid, gid = self.owner or (ouid, ogid)  # COPY --from keeps the owner unless chown
+            if stat.S_ISFIFO(st.st_mode):
+                return Entry(target, FIFO, mode, uid, gid, mtime=self.epoch)
+        else:
+            mode = 0o755 if kind == "100755" else 0o644
+        if kind == "120000":
+            link = files.read(path)
+            if link is None:
+                raise BuildError(f"cannot read the symlink {path}")
+            return Entry(
+                target, SYMLINK, 0o777, uid, gid, target=os.fsdecode(link), mtime=self.epoch
+            )
+        if self.mode is not None:
+            mode = self.mode
+        return Entry(target, FILE, mode, uid, gid, source=full, mtime=self.epoch)
+
+    def _submodule(
+        self, repo: Path, path: str, digest: str, target: str, dirs: set[str]
+    ) -> list[Entry]:
+        """A submodule's files at the commit the key holds, read from its own git (the
+        checkout's files may be edited; the key names the commit only)."""
+        commit = digest.rpartition(" ")[2]
+        try:
+            sub = git.Repo(repo / path)
+            listing = sub.git.ls_tree("-r", "-z", commit, stdout_as_string=False)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError):
+            raise BuildError(
+                f"submodule {path} at {commit[:12]} is not in this clone; run "
+                "git submodule update --init"
+            ) from None
+        uid, gid = self.owner or (0, 0)
+        out = [Entry(target, DIR, 0o755, uid, gid, mtime=self.epoch)]
+        where = self.scratch / f"submodule-{len(os.listdir(self.scratch))}"
+        where.mkdir()
+        for i, record in enumerate(listing.split(b"\0")):
+            if not record:
+                continue
+            meta, _, name = record.partition(b"\t")
+            mode, kind, oid = meta.decode().split(" ")
+            rel = os.fsdecode(name)
+            item = posixpath.join(target, rel)
+            dirs.add(posixpath.dirname(item))
+            if kind != "blob":
+                continue  # a submodule inside it: its files are not in this one's tree
+            data = sub.odb.stream(bytes.fromhex(oid)).read()
+            if mode == "120000":
+                out.append(
+                    Entry(
+                        item, SYMLINK, 0o777, uid, gid, target=os.fsdecode(data), mtime=self.epoch
+                    )
+                )
+                continue
+            blob = where / str(i)
+            blob.write_bytes(data)
+            m = self.mode if self.mode is not None else (0o755 if mode == "100755" else 0o644)
+            out.append(Entry(item, FILE, m, uid, gid, source=str(blob), mtime=self.epoch))
+        return out
+
+
+def _source_meta(source_layer: FromLayer, c: CopySpec, inside: str) -> tuple[int, int, int] | None:
+    """Header metadata of the folder `inside` (relative to dest) in the source image."""
+    for src in c.src:
+        base = copy_source(src, c.exclude, "", "").followed(source_layer.files).prefix
+        meta = source_layer.meta(posixpath.join(base, inside) if base else inside)
+        if meta is not None:
+            return meta
+    return None
+
+
+def _link_shared(entries: list[Entry]) -> list[Entry]:
+    """Files of an image that share an inode stay hardlinks: the first in tar order
+    holds the bytes (BuildKit's copy keeps hardlinks too)."""
+    firsts: dict[tuple[int, int], str] = {}
+    out = []
+    for e in sorted(entries, key=lambda e: sort_key(e.path)):
+        if e.kind == FILE and e.source is not None:
+            st = os.lstat(e.source)
+            if st.st_nlink > 1:
+                ident = (st.st_dev, st.st_ino)
+                if ident in firsts:
+                    e = Entry(
+                        e.path, HARDLINK, e.mode, e.uid, e.gid, target=firsts[ident], mtime=e.mtime
+                    )
+                else:
+                    firsts[ident] = e.path
+        out.append(e)
     return out
-
-
-def _clamped(e: Entry, epoch: int) -> Entry:
-    return e if e.mtime == epoch else replace(e, mtime=epoch)
 
 
 def dir_files(path: Path) -> RepoFiles:
     """A directory (an image's extracted root) as the file snapshot sources.py reads:
-    files and symlinks with git-like modes, and every folder as a tree."""
+    files, fifos and symlinks with git-like modes, and every folder as a tree."""
     entries: dict[str, str] = {}
     trees: dict[str, str] = {"": "dir"}
     for top, dirnames, names in os.walk(path):
@@ -210,7 +305,7 @@ def dir_files(path: Path) -> RepoFiles:
             st = os.lstat(os.path.join(top, name))
             if stat.S_ISLNK(st.st_mode):
                 entries[rel] = "120000 blob -"
-            elif stat.S_ISREG(st.st_mode):
+            elif stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode):
                 entries[rel] = "100755 blob -" if st.st_mode & 0o100 else "100644 blob -"
     files = RepoFiles(entries, trees=trees, rev="dir")
 

@@ -13,6 +13,7 @@ from ..oci.manifest import ImageManifest, Layer
 
 __all__ = ["ImageView"]
 
+_Item = tuple[int, str, str, int, int, int]  # layer, kind, link, mode, uid, gid
 _WH = ".wh."
 _OPQ = ".wh..wh..opq"
 
@@ -23,11 +24,11 @@ class ImageView:
     def __init__(self, image: ImageManifest, open_layer: Callable[[Layer], IO[bytes]]) -> None:
         self._image = image
         self._open = open_layer
-        self._index: dict[str, tuple[int, str, str]] | None = None  # path -> (layer, kind, link)
+        self._index: dict[str, _Item] | None = None  # path -> (layer, kind, link)
 
-    def _entries(self) -> dict[str, tuple[int, str, str]]:
+    def _entries(self) -> dict[str, _Item]:
         if self._index is None:
-            index: dict[str, tuple[int, str, str]] = {}
+            index: dict[str, _Item] = {}
             for i, layer in enumerate(self._image.layers):
                 with self._open(layer) as f, tarfile.open(fileobj=f, mode="r|") as tar:
                     for m in tar:
@@ -65,6 +66,12 @@ class ImageView:
         hit = self._entries().get(path)
         return path == "" or (hit is not None and hit[1] == "dir")
 
+    def meta(self, path: str) -> tuple[int, int, int] | None:
+        """(mode, uid, gid) the image's headers give `path` (a real path, no link on it):
+        what a copy from the image keeps, whoever extracted it."""
+        hit = self._entries().get(path)
+        return None if hit is None else hit[3:6]
+
     def read(self, rel: str) -> bytes | None:
         path = self._resolve(rel)
         hit = self._entries().get(path) if path else None
@@ -84,7 +91,7 @@ def _name(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
 
-def _apply(index: dict[str, tuple[int, str, str]], layer: int, m: tarfile.TarInfo) -> None:
+def _apply(index: dict[str, _Item], layer: int, m: tarfile.TarInfo) -> None:
     path = _name(m.name)
     head, _, last = path.rpartition("/")
     if last == _OPQ:  # hide what lower layers have below `head`
@@ -104,4 +111,5 @@ def _apply(index: dict[str, tuple[int, str, str]], layer: int, m: tarfile.TarInf
     if kind != "dir" and old is not None and old[1] == "dir":  # it replaces the folder
         for p in [p for p in index if p.startswith(path + "/")]:
             del index[p]
-    index[path] = (layer, kind, _name(m.linkname) if m.islnk() else m.linkname)
+    link = _name(m.linkname) if m.islnk() else m.linkname
+    index[path] = (layer, kind, link, m.mode & 0o7777, m.uid, m.gid)
