@@ -260,3 +260,141 @@ def test_unpacked_by_umoci_and_inspected_by_skopeo(git_repo, busybox_store):
     )
     assert done.returncode == 0, done.stderr
     assert '"Layers"' in done.stdout
+
+
+def _one(git_repo, busybox_store, copies: str, files: dict[str, str], *, extra: str = ""):
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  os:\n    from: {BASE}\n{extra}  app:\n    parent: os\n{copies}",
+    )
+    for path, text in files.items():
+        git_repo.write(path, text)
+    git_repo.commit()
+    return _tar(busybox_store, build(git_repo.root, busybox_store), "app")
+
+
+def test_wildcard_copies_only_its_matches(git_repo, busybox_store):
+    entries = _one(
+        git_repo,
+        busybox_store,
+        '    copy:\n      - {src: "scripts/*.sh", dest: /usr/local/bin/}\n'
+        '      - {src: "*.txt", dest: /one.txt}\n',
+        {"scripts/a.sh": "a\n", "scripts/sub/c.txt": "c\n", "top.txt": "t\n"},
+    )
+    assert set(entries) == {"usr/local", "usr/local/bin", "usr/local/bin/a.sh", "one.txt"}
+    assert entries["one.txt"].isfile()
+
+
+def test_dest_dot_is_the_working_directory(git_repo, busybox_store):
+    entries = _one(
+        git_repo,
+        busybox_store,
+        "    workdir: /work\n    copy:\n      - {src: a.txt, dest: .}\n"
+        "      - {src: a.txt, dest: /opt/.}\n",
+        {"a.txt": "a\n"},
+    )
+    assert {"work/a.txt", "opt/a.txt"} <= set(entries)
+    assert entries["work"].isdir()
+
+
+def test_folders_the_parent_has_keep_their_metadata(git_repo, busybox_store):
+    """COPY into / must not reset /tmp's 1777 or /root's 0700 (fsutil writes file info
+    only for folders it creates)."""
+    require("umoci")
+    _one(
+        git_repo,
+        busybox_store,
+        "    copy:\n      - {src: overlay/, dest: /, chown: nobody}\n",
+        {"overlay/etc/app.conf": "x\n", "overlay/root/.profile": "p\n", "overlay/tmp/x": "x\n"},
+    )
+    rootfs = unpack(
+        busybox_store, tag_of(git_repo.root, busybox_store, "app"), git_repo.root.parent / "u"
+    )
+    assert stat.S_IMODE((rootfs / "tmp").stat().st_mode) == 0o1777
+    assert stat.S_IMODE((rootfs / "root").stat().st_mode) == 0o700
+    assert (rootfs / "etc").stat().st_uid == 0
+    assert (rootfs / "etc/app.conf").stat().st_uid == 65534
+
+
+def test_new_dest_folders_take_the_owner(git_repo, busybox_store):
+    entries = _one(
+        git_repo,
+        busybox_store,
+        "    copy:\n      - {src: single, dest: /opt/deep/dir/single, chown: '1000:1000'}\n",
+        {"single": "s\n"},
+    )
+    for d in ("opt", "opt/deep", "opt/deep/dir"):
+        assert entries[d].isdir()
+        assert (entries[d].uid, entries[d].gid) == (1000, 1000)
+
+
+def test_chown_by_name_uses_the_primary_group(git_repo, busybox_store):
+    entries = _one(
+        git_repo,
+        busybox_store,
+        "    copy:\n      - {src: a, dest: /a, chown: app}\n"
+        "      - {src: a, dest: /b, chown: '1000'}\n",
+        {"a": "a\n", "etc/passwd": "root:x:0:0::/root:/bin/sh\napp:x:1000:2000::/:/bin/sh\n"},
+        extra="    copy: [{src: etc/passwd, dest: /etc/passwd}]\n",
+    )
+    assert (entries["a"].uid, entries["a"].gid) == (1000, 2000)
+    assert (entries["b"].uid, entries["b"].gid) == (1000, 1000)
+
+
+def test_chown_of_an_unknown_user_names_the_layer(git_repo, busybox_store):
+    with pytest.raises(BuildError, match=r"layer 'app': chown ghost: no user 'ghost' in the image"):
+        _one(
+            git_repo,
+            busybox_store,
+            "    copy:\n      - {src: a, dest: /a, chown: ghost}\n",
+            {"a": "a"},
+        )
+
+
+def test_submodule_is_copied_at_the_keys_commit(git_repo, busybox_store, tmp_path):
+    """The key holds the submodule's commit: edits in its checkout are not copied."""
+    lib = GitRepo(tmp_path / "lib")
+    lib.write("lib.txt", "committed\n")
+    lib.commit("lib")
+    git_repo.git(
+        "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib.root), "vendor/lib"
+    )
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  os:\n    from: {BASE}\n"
+        "  app:\n    parent: os\n    copy: [{src: vendor/, dest: /vendor/}]\n",
+    )
+    git_repo.commit("with a submodule")
+    (git_repo.root / "vendor/lib/lib.txt").write_text("edited, not committed\n")
+    (git_repo.root / "vendor/lib/untracked.o").write_text("x")
+    entries = _tar(busybox_store, build(git_repo.root, busybox_store), "app")
+    assert "vendor/lib/untracked.o" not in entries
+    assert entries["vendor/lib/lib.txt"].size == len("committed\n")
+
+
+def test_copy_from_a_layer_keeps_owners_links_and_fifos(git_repo, busybox_store, runc):
+    git_repo.write(
+        "ci-layers.yaml",
+        f"""
+version: 1
+layers:
+  os:
+    from: {BASE}
+  gen:
+    parent: os
+    run: >-
+      mkdir -p /out/sub && echo a > /out/a && chown 1000:1000 /out/a && ln /out/a /out/hl
+      && mkfifo /out/fifo && chown 123:45 /out/sub && chmod 4755 /out/a
+  app:
+    parent: os
+    copy: [{{src: /out/, dest: /copied/, from_layer: gen}}]
+""",
+    )
+    git_repo.commit()
+    entries = _tar(busybox_store, build(git_repo.root, busybox_store), "app")
+    a, hl = entries["copied/a"], entries["copied/hl"]
+    assert (a.uid, a.gid, stat.S_IMODE(a.mode)) == (1000, 1000, 0o4755)
+    assert hl.islnk()
+    assert hl.linkname == "copied/a"
+    assert entries["copied/fifo"].isfifo()
+    assert (entries["copied/sub"].uid, entries["copied/sub"].gid) == (123, 45)
