@@ -9,8 +9,8 @@ layer), so the next build of that key, under any name or commit, reuses it.
 
 from __future__ import annotations
 
-import contextlib
 import os
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
-from ..errors import BuildError
+from ..errors import BuildError, StoreError
 from ..graph import ImageLayer
 from ..keys import LayerKey
 from ..oci.digest import Descriptor, Digest
@@ -31,7 +31,7 @@ from ..resolver import DependencyResolver
 from ..spec import Spec
 from .copy import FromLayer, copy_entries, image_path
 from .rootfs import apply_layer, assemble_rootfs
-from .run import DEFAULT_PATH, find_runtime, run_commands
+from .run import DEFAULT_PATH, MOUNT_POINTS, find_runtime, run_commands
 from .snapshot import changed_entries, overlay, overlay_works, record_tree, upper_entries
 from .tarwriter import Entry, tar_stream, write_layer
 from .users import user_ids
@@ -82,6 +82,7 @@ class LayerBuilder:
         log: IO[bytes] | None = None,
         progress: Progress | None = None,
         annotations: Mapping[str, str] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.spec, self.keys, self.files, self.root = spec, keys, files, root
         self.store, self.compression, self.epoch = store, compression, epoch
@@ -90,6 +91,7 @@ class LayerBuilder:
         self.log = log
         self.progress = progress or (lambda _n, _e, _r: None)
         self.annotations = dict(annotations or {})  # revision, source: published images only
+        self.warn = warn or (lambda _message: None)
 
     # --- the plan ------------------------------------------------------------------------
 
@@ -126,9 +128,35 @@ class LayerBuilder:
     # --- one layer -----------------------------------------------------------------------
 
     def build_layer(self, name: str) -> BuildResult:
+        """Reuse the key's image or build it. The umask is fixed while building, so no
+        folder the build (or runc) makes takes the caller's."""
+        old = os.umask(0o022)
+        try:
+            return self._build_layer(name)
+        except BuildError as exc:
+            if exc.layer is None:
+                raise BuildError(str(exc), layer=name) from None
+            raise
+        finally:
+            os.umask(old)
+
+    def _complete(self, desc: Descriptor) -> bool:
+        """Whether every blob the image needs is in the store, at its size (a reuse must
+        not hand on an image with a layer gone; the bytes are verified where read)."""
+        try:
+            manifest = self.store.read_json(desc)
+            needed = [manifest["config"], *manifest["layers"]]
+            descs = [Descriptor.from_json(d, where=str(desc.digest)) for d in needed]
+        except (StoreError, KeyError, TypeError):
+            return False
+        return all(self.store.size(d.digest) == d.size for d in descs)
+
+    def _build_layer(self, name: str) -> BuildResult:
         key = self.keys[name].digest
         start = time.monotonic()
         found = self.store.resolve(key_tag(key))
+        if found is not None and not self._complete(found):
+            found = None  # a blob is missing or cut short: build it again
         if found is not None:
             found = replace(found, annotations=())  # the manifest's, not the tag's
             result = BuildResult(name, key, "reused", found, self._own_layer(found), 0.0)
@@ -266,13 +294,14 @@ class LayerBuilder:
         lower = scratch / "lower"
         self._extract(parent, lower, privileged=True)
         config = _config(parent.config, layer, epoch=self.epoch)
+        stubs: set[str] = set()
         if overlay_works(scratch):
             with overlay(lower, scratch / "ovl") as (merged, _upper):
-                self._run_in(name, layer, parent, merged, scratch, runtime, config)
-            return self._write(upper_entries(scratch / "ovl" / "upper", lower))
+                self._run_in(name, layer, parent, merged, scratch, runtime, config, stubs)
+            return self._write(upper_entries(scratch / "ovl" / "upper", lower, stubs=stubs))
         before = record_tree(lower)
-        self._run_in(name, layer, parent, lower, scratch, runtime, config)
-        return self._write(changed_entries(lower, before))
+        self._run_in(name, layer, parent, lower, scratch, runtime, config, stubs)
+        return self._write(changed_entries(lower, before, stubs=stubs))
 
     def _run_in(
         self,
@@ -283,6 +312,7 @@ class LayerBuilder:
         scratch: Path,
         runtime: str,
         config: ImageConfig,
+        stubs: set[str],
     ) -> None:
         view = _DiskRoot(rootfs)
         entries = self._copies(layer, parent, view, scratch)
@@ -292,9 +322,12 @@ class LayerBuilder:
                 tar.seek(0)
                 apply_layer(rootfs, tar, layer=name, privileged=True)
         cwd = "/" + image_path("", config.workdir) if config.workdir else "/"
-        with contextlib.suppress(FileExistsError):
-            (rootfs / cwd.lstrip("/")).mkdir(parents=True)
-        uid, gid, groups = user_ids(config.user, view.read)
+        view.missing(cwd, what="workdir")  # runc creates it, inside the root
+        stubs.update(p for point in MOUNT_POINTS for p in view.missing(point, what="mount"))
+        try:
+            uid, gid, groups = user_ids(config.user, view.read)
+        except BuildError as exc:
+            raise BuildError(str(exc), layer=name) from None
         env = dict(config.env)
         env.setdefault("PATH", DEFAULT_PATH)
         env.update({k: v for k, v in layer.build_args if k not in dict(layer.env)})
@@ -315,8 +348,13 @@ class LayerBuilder:
 
     def _extract(self, image: ImageManifest, where: Path, *, privileged: bool) -> None:
         where.mkdir(parents=True, exist_ok=True)
+        where.chmod(0o755)  # the image's / (a scratch folder is 0700)
         openers = [(str(x.descriptor.digest), _opener(self.store, x)) for x in image.layers]
-        assemble_rootfs(where, openers, privileged=privileged)
+        try:
+            for warning in assemble_rootfs(where, openers, privileged=privileged):
+                self.warn(warning)
+        except tarfile.TarError as exc:
+            raise StoreError(f"a layer of the parent image is no valid tar: {exc}") from None
 
 
 def _opener(store: OciStore, layer: Layer) -> Callable[[], BinaryIO]:
@@ -361,6 +399,36 @@ class _DiskRoot:
     def is_dir(self, rel: str) -> bool:
         path = self._inside(rel)
         return path is not None and path.is_dir()
+
+    def missing(self, rel: str, *, what: str) -> list[str]:
+        """The in-root paths (links followed) that creating `rel` would make, outermost
+        first; a file on the way is an error."""
+        parts = [p for p in rel.split("/") if p and p != "."]
+        current: list[str] = []
+        made: list[str] = []
+        for _ in range(255):
+            if not parts:
+                return made
+            part = parts.pop(0)
+            if part == "..":
+                if current and not made:
+                    current.pop()
+                continue
+            path = self._root.joinpath(*current, part)
+            if not made and path.is_symlink():
+                target = os.readlink(path)
+                if target.startswith("/"):
+                    current = []
+                parts = [p for p in target.split("/") if p and p != "."] + parts
+                continue
+            current.append(part)
+            if made or not os.path.lexists(path):
+                made.append("/".join(current))
+            elif parts and not path.is_dir():
+                raise BuildError(f"{what} /{rel.lstrip('/')}: /{'/'.join(current)} is not a folder")
+            elif not parts and what == "workdir" and not path.is_dir():
+                raise BuildError(f"workdir /{rel.lstrip('/')} is a file in the parent image")
+        raise BuildError(f"{what} /{rel.lstrip('/')}: too many levels of symbolic links")
 
 
 def _workdir(parent: ImageConfig, layer: ImageLayer) -> str:

@@ -19,11 +19,13 @@ from typing import IO, Any
 
 from ..errors import BuildError
 
-__all__ = ["DEFAULT_PATH", "MOUNT_STUBS", "find_runtime", "run_commands"]
+__all__ = ["DEFAULT_PATH", "MOUNT_POINTS", "MOUNT_STUBS", "find_runtime", "run_commands"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Files the runtime mounts over; a build never keeps them (BuildKit drops them too).
 MOUNT_STUBS = ("etc/resolv.conf", "etc/hosts", "etc/hostname")
+# Where the runtime mounts: it creates what is missing there, which no layer keeps.
+MOUNT_POINTS = ("proc", "dev", "sys", *MOUNT_STUBS)
 _CAPS = [  # Docker's default set
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -117,7 +119,7 @@ def runtime_config(
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
-            "user": {"uid": uid, "gid": gid, "additionalGids": list(groups)},
+            "user": {"uid": uid, "gid": gid, "additionalGids": list(groups), "umask": 0o022},
             "args": ["/bin/sh", "-c", command],
             "env": list(env),
             "cwd": cwd,

@@ -15,7 +15,7 @@ import os
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import BuildError
@@ -68,7 +68,7 @@ def overlay_works(scratch: Path) -> bool:
             return False
 
 
-def upper_entries(upper: Path, lower: Path) -> list[Entry]:
+def upper_entries(upper: Path, lower: Path, *, stubs: Iterable[str] = ()) -> list[Entry]:
     """The entries an overlay's upper directory stands for: char devices 0/0 are
     whiteouts, `trusted.overlay.opaque=y` folders opaque ones."""
     out: list[Entry] = []
@@ -82,7 +82,7 @@ def upper_entries(upper: Path, lower: Path) -> list[Entry]:
         entry = _entry(rel, full, st)
         if entry is not None:
             out.append(entry)
-    return _drop_stubs(_hardlinks(out, upper), lower)
+    return _drop_stubs(_hardlinks(out, upper), lower, stubs)
 
 
 def _opaque(path: Path) -> bool:
@@ -146,17 +146,24 @@ def _hardlinks(entries: list[Entry], top: Path) -> list[Entry]:
     return out
 
 
-def _drop_stubs(entries: list[Entry], lower: Path) -> list[Entry]:
-    """Leave out the mount points the runtime made: /etc/resolv.conf and friends, and
-    /proc, /dev, /sys (and /etc) when the parent had none."""
-    drop = set(MOUNT_STUBS)
-    drop.update(d for d in _MOUNTED if not (lower / d).is_dir())
-    kept = [e for e in entries if e.path not in drop]
-    if not (lower / "etc").is_dir() and not any(e.path.startswith("etc/") for e in kept):
-        kept = [e for e in kept if e.path != "etc"]
+def _drop_stubs(entries: list[Entry], lower: Path, stubs: Iterable[str]) -> list[Entry]:
+    """Leave out what the runtime made for its mounts (BuildKit's MountStubsCleaner):
+    `stubs` are the in-root paths, symlinks resolved, that did not exist before the
+    run; each is dropped while it is an empty file or a folder holding nothing kept."""
+    kept = {e.path: e for e in entries if e.path not in MOUNT_STUBS}
+    for path in sorted(set(stubs), key=lambda p: -p.count("/")):
+        e = kept.get(path)
+        if e is None:
+            continue
+        has_children = any(p.startswith(path + "/") for p in kept)
+        empty_file = e.kind == FILE and e.source is not None and os.lstat(e.source).st_size == 0
+        if (e.kind == DIR and not has_children) or empty_file:
+            del kept[path]
     # A folder copied up only for a stub (or a file made and removed again) is no change.
-    holds = {e.path.rpartition("/")[0] for e in kept}
-    return [e for e in kept if not (e.kind == DIR and e.path not in holds and _same(e, lower))]
+    holds = {p.rpartition("/")[0] for p in kept}
+    return [
+        e for e in kept.values() if not (e.kind == DIR and e.path not in holds and _same(e, lower))
+    ]
 
 
 def _same(e: Entry, lower: Path) -> bool:
@@ -198,21 +205,35 @@ def record_tree(root: Path) -> TreeRecord:
     return out
 
 
-def changed_entries(root: Path, before: TreeRecord) -> list[Entry]:
+def changed_entries(root: Path, before: TreeRecord, *, stubs: Iterable[str] = ()) -> list[Entry]:
     """Entries for what differs from `before`: new and changed paths, and a whiteout for
     each removed path whose folder is still there."""
     after = record_tree(root)
     out: list[Entry] = []
+    # A folder made anew (another inode) where one was hides all it held, as overlay's
+    # opaque folder does; its old children get no whiteouts of their own.
+    remade = {
+        rel
+        for rel, rec in after.items()
+        if stat.S_ISDIR(rec[0])
+        and rel in before
+        and stat.S_ISDIR(before[rel][0])
+        and before[rel][5] != rec[5]
+    }
     for rel, rec in after.items():
         old = before.get(rel)
-        if old == rec:
-            continue
+        if old == rec and not _under(rel.rpartition("/")[0], remade):
+            continue  # (below a folder made anew, all it holds is written: opaque)
+        if rel in remade:
+            out.append(Entry(rel, OPAQUE))
         entry = _entry(rel, root / rel, os.lstat(root / rel))
         if entry is not None:
             out.append(entry)
     for rel in before:
         if rel not in after:
             head = rel.rpartition("/")[0]
+            if _under(head, remade):
+                continue
             if not head or (head in after and stat.S_ISDIR(after[head][0])):
                 out.append(Entry(rel, WHITEOUT))
     # a changed file makes its folders' entries part of the layer, as in an overlay
@@ -226,7 +247,15 @@ def changed_entries(root: Path, before: TreeRecord) -> list[Entry]:
                 out.append(entry)
             present.add(head)
             head = head.rpartition("/")[0]
-    return _drop_stubs(_hardlinks(out, root), _Before(before))  # type: ignore[arg-type]
+    return _drop_stubs(_hardlinks(out, root), _Before(before), stubs)  # type: ignore[arg-type]
+
+
+def _under(path: str, folders: set[str]) -> bool:
+    while path:
+        if path in folders:
+            return True
+        path = path.rpartition("/")[0]
+    return False
 
 
 class _Before:

@@ -4,6 +4,7 @@ the tar against its diff_id."""
 from __future__ import annotations
 
 import gzip
+import zlib
 from typing import IO, Any, cast
 
 from ..errors import StoreError
@@ -17,18 +18,33 @@ __all__ = ["open_layer"]
 class _Tar:
     """The uncompressed stream; closing it drains and verifies both digests."""
 
-    def __init__(self, outer: VerifyingReader, inner: VerifyingReader | None) -> None:
+    def __init__(self, outer: VerifyingReader, inner: VerifyingReader | None, *, what: str) -> None:
         self._outer, self._inner = outer, inner
+        self._what = what
+        self._broken = False
 
     def read(self, n: int = -1) -> bytes:
-        return self._outer.read(n)
+        try:
+            return self._outer.read(n)
+        except StoreError:
+            raise
+        except (EOFError, OSError, zlib.error, ValueError) as exc:  # a corrupt stream
+            self._broken = True
+            raise StoreError(f"layer {self._what} is corrupt ({exc}); refused") from None
 
     def readable(self) -> bool:
         return True
 
     def close(self) -> None:
+        if self._broken:  # nothing to verify: close without reading on
+            self._outer._raw.close()
+            if self._inner is not None:
+                self._inner._raw.close()
+            return
         try:
             self._outer.close()
+        except (EOFError, OSError, zlib.error, ValueError) as exc:
+            raise StoreError(f"layer {self._what} is corrupt ({exc}); refused") from None
         finally:
             if self._inner is not None:
                 self._inner.close()
@@ -37,6 +53,8 @@ class _Tar:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self._broken = True  # the error that stopped the reader is the one to see
         self.close()
 
 
@@ -46,18 +64,18 @@ def open_layer(store: OciStore, layer: Layer) -> IO[bytes]:
     blob = store.open(desc.digest, size=desc.size)
     media = desc.media_type
     decompressed: Any
-    if media.endswith("+gzip") or media.endswith(".tar.gzip") or media.endswith("tar.gzip"):
+    if media.endswith(("+gzip", ".tar.gzip")):
         decompressed = gzip.GzipFile(fileobj=cast(IO[bytes], blob), mode="rb")
     elif media.endswith("+zstd"):
         import zstandard
 
         reader = zstandard.ZstdDecompressor()
         decompressed = reader.stream_reader(cast(IO[bytes], blob), closefd=False)
-    elif media.endswith(".tar") or media.endswith("rootfs.diff.tar"):
-        return cast(
-            IO[bytes], _Tar(VerifyingReader(cast(IO[bytes], blob), digest=layer.diff_id), None)
-        )
+    elif media.endswith(".tar"):
+        plain = VerifyingReader(cast(IO[bytes], blob), digest=layer.diff_id)
+        return cast(IO[bytes], _Tar(plain, None, what=str(desc.digest)))
     else:
         blob.close()
         raise StoreError(f"layer {desc.digest}: unknown media type {media}")
-    return cast(IO[bytes], _Tar(VerifyingReader(decompressed, digest=layer.diff_id), blob))
+    tar = _Tar(VerifyingReader(decompressed, digest=layer.diff_id), blob, what=str(desc.digest))
+    return cast(IO[bytes], tar)

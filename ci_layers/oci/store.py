@@ -33,7 +33,10 @@ class BlobWriter:
 
     def __init__(self, store: OciStore) -> None:
         self._store = store
-        fd, name = tempfile.mkstemp(dir=store.path / "ingest", prefix="blob-")
+        try:
+            fd, name = tempfile.mkstemp(dir=store.path / "ingest", prefix="blob-")
+        except OSError as exc:
+            raise StoreError(f"cannot write into the store {store.path}: {exc.strerror}") from None
         self._file: IO[bytes] = os.fdopen(fd, "wb")
         self._tmp = Path(name)
         self._hash = hashlib.sha256()
@@ -41,7 +44,12 @@ class BlobWriter:
 
     def write(self, data: bytes) -> int:
         self._hash.update(data)
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write into the store {self._store.path}: {exc.strerror}"
+            ) from None
         self.size += len(data)
         return len(data)
 
@@ -54,9 +62,9 @@ class BlobWriter:
             if expect is not None and expect != digest:
                 raise DigestMismatch(want=str(expect), got=str(digest), size=self.size)
             final = self._store.blob_path(digest)
-            if final.exists():
+            if final.exists() and self._store.intact(digest):
                 self._tmp.unlink()
-            else:
+            else:  # new, or a corrupted copy under this name: the verified bytes win
                 os.replace(self._tmp, final)
                 _fsync_dir(final.parent)
         finally:
@@ -102,6 +110,13 @@ class OciStore:
     def has(self, digest: Digest) -> bool:
         return self.blob_path(digest).is_file()
 
+    def size(self, digest: Digest) -> int | None:
+        """The blob's size on disk, None when it is not here."""
+        try:
+            return self.blob_path(digest).stat().st_size
+        except OSError:
+            return None
+
     def open(self, digest: Digest, *, size: int | None = None) -> VerifyingReader:
         """The blob, verified as it is read; a link or anything but a file is refused."""
         path = self.blob_path(digest)
@@ -115,6 +130,16 @@ class OciStore:
             os.close(fd)
             raise StoreError(f"blob {digest} in {self.path} is not a regular file")
         return VerifyingReader(os.fdopen(fd, "rb"), digest=digest, size=size)
+
+    def intact(self, digest: Digest) -> bool:
+        """Whether the blob under this name hashes to it."""
+        try:
+            with self.open(digest) as f:
+                while f.read(1 << 20):
+                    pass
+        except StoreError:
+            return False
+        return True
 
     def read_bytes(self, digest: Digest, *, limit: int = 8 << 20) -> bytes:
         with self.open(digest) as f:
@@ -142,13 +167,14 @@ class OciStore:
 
     # --- index.json --------------------------------------------------------------------
 
-    def index(self) -> list[Descriptor]:
-        """The descriptors index.json lists (tags are their ref.name annotations)."""
+    def index(self, *, fresh: bool = False) -> list[Descriptor]:
+        """The descriptors index.json lists (tags are their ref.name annotations).
+        Reads are cached by the file's identity; under the lock, `fresh` reads it anew."""
         where = str(self.path / "index.json")
         try:
             st = os.stat(where)
             seen = (st.st_ino, st.st_mtime_ns, st.st_size)  # a rewrite is a new inode
-            if self._cache is not None and self._cache[0] == seen:
+            if not fresh and self._cache is not None and self._cache[0] == seen:
                 return list(self._cache[1])
             data = json.loads((self.path / "index.json").read_bytes())
         except FileNotFoundError:
@@ -174,12 +200,12 @@ class OciStore:
             desc.platform,
         )
         with self._locked():
-            kept = [d for d in self.index() if d.annotation(REF_NAME) != ref]
+            kept = [d for d in self.index(fresh=True) if d.annotation(REF_NAME) != ref]
             self._write_index([*kept, tagged])
 
     def untag(self, ref: str) -> bool:
         with self._locked():
-            index = self.index()
+            index = self.index(fresh=True)
             kept = [d for d in index if d.annotation(REF_NAME) != ref]
             if len(kept) != len(index):
                 self._write_index(kept)
@@ -191,11 +217,18 @@ class OciStore:
             "mediaType": INDEX_MEDIA_TYPE,
             "manifests": [d.to_json() for d in manifests],
         }
-        _write_atomic(self.path / "index.json", json.dumps(body, indent=1).encode())
+        try:
+            _write_atomic(self.path / "index.json", json.dumps(body, indent=1).encode())
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.path / 'index.json'}: {exc.strerror}") from None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        with open(self.path / ".ci-layers.lock", "a+b") as lock:
+        try:
+            lock = open(self.path / ".ci-layers.lock", "a+b")  # noqa: SIM115 - held below
+        except OSError as exc:
+            raise StoreError(f"cannot lock the store {self.path}: {exc.strerror}") from None
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
