@@ -299,3 +299,94 @@ def test_cli_build_with_runc(git_repo, busybox_store, runc):
     assert done.returncode == 0, done.stderr
     assert "[1/2] building base" in done.stdout
     assert "2 built, 0 reused" in done.stdout
+
+
+def test_workdir_through_a_link_stays_in_the_root(git_repo, busybox_store, runc, tmp_path):
+    """A parent whose /app links to a host path: the workdir is made inside the root."""
+    host = tmp_path / "hostdir"
+    host.mkdir()
+    git_repo.write(
+        "ci-layers.yaml",
+        f"""
+version: 1
+layers:
+  evil:
+    from: {BASE}
+    run: ln -s {host} /app
+  child:
+    parent: evil
+    workdir: /app/made-by-build
+    run: pwd > /where
+""",
+    )
+    git_repo.commit()
+    build(git_repo.root, busybox_store)
+    assert list(host.iterdir()) == []
+    rootfs = unpack(busybox_store, tag_of(git_repo.root, busybox_store, "child"), tmp_path / "u")
+    assert (rootfs / "where").read_text() == f"{host}/made-by-build\n"  # getcwd: the real path
+    assert (rootfs / str(host).lstrip("/") / "made-by-build").is_dir()
+
+
+def test_workdir_mode_does_not_follow_the_umask(git_repo, busybox_store, runc):
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  os:\n    from: {BASE}\n    user: nobody\n"
+        "    workdir: /app/sub\n    run: id -u > /tmp/id\n",
+    )
+    git_repo.commit()
+    old = os.umask(0o077)
+    try:
+        results = build(git_repo.root, busybox_store)
+    finally:
+        os.umask(old)
+    entries = {m.name: m for m in members(busybox_store, results["os"].layer)}
+    assert stat.S_IMODE(entries["app"].mode) == 0o755
+    assert stat.S_IMODE(entries["app/sub"].mode) == 0o755
+
+
+def test_workdir_that_is_a_file_is_a_clear_error(git_repo, busybox_store, runc):
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  os:\n    from: {BASE}\n    workdir: /etc/passwd/x\n    run: 'true'\n",
+    )
+    git_repo.commit()
+    with pytest.raises(
+        BuildError, match=r"layer 'os': workdir /etc/passwd/x: /etc/passwd is not a folder"
+    ):
+        build(git_repo.root, busybox_store)
+
+
+def test_mount_stub_through_a_link_is_not_kept(git_repo, busybox_store, runc):
+    """/etc/resolv.conf linking to a missing file: what runc makes there is no content."""
+    git_repo.write(
+        "ci-layers.yaml",
+        f"""
+version: 1
+layers:
+  os:
+    from: {BASE}
+    copy: [{{src: etcfiles/, dest: /etc/}}]
+  child:
+    parent: os
+    run: echo hi > /hi
+""",
+    )
+    os.makedirs(git_repo.root / "etcfiles")
+    os.symlink("../run/systemd/resolve/stub-resolv.conf", git_repo.root / "etcfiles/resolv.conf")
+    git_repo.commit()
+    results = build(git_repo.root, busybox_store)
+    assert [m.name for m in members(busybox_store, results["child"].layer)] == ["hi"]
+
+
+def test_overlay_and_tree_compare_write_the_same_layer(git_repo, tmp_path, runc, monkeypatch):
+    from ci_layers.build.busybox import busybox_image
+
+    git_repo.write("ci-layers.yaml", CHANGES)
+    git_repo.commit()
+    layers = []
+    for i, mounted in enumerate((True, False)):
+        store = OciStore(tmp_path / f"s{i}")
+        busybox_image(store)
+        monkeypatch.setattr("ci_layers.build.builder.overlay_works", lambda _s, m=mounted: m)
+        layers.append(build(git_repo.root, store)["change"].layer.diff_id)
+    assert layers[0] == layers[1]

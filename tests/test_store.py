@@ -193,3 +193,70 @@ def test_image_view_looks_up_without_extracting(store):
     assert view.read("srv/b") == b"b"
     assert view.read("etc/passwd") == b"root:x:0:0::/:/bin/sh\n"
     assert view.read("etc/group") == view.read("etc/passwd")  # a hardlink reads its target
+
+
+def test_a_corrupted_layer_is_rebuilt_and_repaired(git_repo, busybox_store):
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  os:\n    from: {BASE}\n    copy: [{{src: a, dest: /a}}]\n",
+    )
+    git_repo.write("a", "a\n" * 100)
+    git_repo.commit()
+    layer = build(git_repo.root, busybox_store)["os"].layer
+    path = busybox_store.blob_path(layer.descriptor.digest)
+    path.write_bytes(b"garbage")  # cut short under its own name
+    again = build(git_repo.root, busybox_store)
+    assert built(again) == {"os"}  # the reuse saw the blob was not whole
+    assert busybox_store.intact(layer.descriptor.digest)
+    assert busybox_store.verify() == []
+
+
+def test_a_corrupt_parent_layer_is_refused_clearly(git_repo, busybox_store):
+    import io
+
+    from ci_layers.cli import main
+
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  os:\n    from: {BASE}\n    copy: [{{src: a, dest: /etc}}]\n",
+    )
+    git_repo.write("a", "a\n")
+    git_repo.commit()
+    base = busybox_store.read_json(busybox_store.resolve(BASE))
+    blob = busybox_store.blob_path(Digest.parse(base["layers"][0]["digest"]))
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    err = io.StringIO()
+    code = main(
+        ["build", "-C", str(git_repo.root), "--store", str(busybox_store.path)],
+        out=io.StringIO(),
+        err=err,
+    )
+    assert code == 1, err.getvalue()
+    assert "refused" in err.getvalue()
+    assert "internal error" not in err.getvalue()
+
+
+def test_an_unwritable_store_is_a_clear_error(git_repo, busybox_store):
+    import io
+
+    from ci_layers.cli import main
+
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  os:\n    from: {BASE}\n    copy: [{{src: a, dest: /a}}]\n",
+    )
+    git_repo.write("a", "a\n")
+    git_repo.commit()
+    ingest = busybox_store.path / "ingest"
+    ingest.rmdir()
+    ingest.write_text("not a folder")
+    err = io.StringIO()
+    code = main(
+        ["build", "-C", str(git_repo.root), "--store", str(busybox_store.path)],
+        out=io.StringIO(),
+        err=err,
+    )
+    assert code == 1
+    assert f"cannot use {busybox_store.path} as the store: File exists" in err.getvalue()

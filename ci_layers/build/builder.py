@@ -322,7 +322,8 @@ class LayerBuilder:
                 tar.seek(0)
                 apply_layer(rootfs, tar, layer=name, privileged=True)
         cwd = "/" + image_path("", config.workdir) if config.workdir else "/"
-        view.missing(cwd, what="workdir")  # runc creates it, inside the root
+        for made in view.missing(cwd, what="workdir"):  # links resolved inside the root
+            (rootfs / made).mkdir(mode=0o755)
         stubs.update(p for point in MOUNT_POINTS for p in view.missing(point, what="mount"))
         try:
             uid, gid, groups = user_ids(config.user, view.read)
