@@ -220,3 +220,23 @@ def test_matrix_script_builds_the_job(git_repo, busybox_store):
     )
     assert done.returncode == 0, done.stderr
     assert "2 built, 0 reused" in done.stdout  # app, and os, which this machine lacked
+
+
+def test_export_to_a_missing_folder_is_a_clear_error(git_repo, busybox_store, tmp_path):
+    repo = _repo(git_repo)
+    store = str(busybox_store.path)
+    assert run("build", "-C", str(repo.root), "--store", store)[0] == 0
+    target = tmp_path / "nowhere" / "x.tar"
+    code, _out, err = run(
+        "export", "os", "-C", str(repo.root), "--store", store, "--oci-archive", str(target)
+    )
+    assert code == 1
+    assert f"cannot write {target}: No such file or directory" in err
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_job_key_must_be_a_string(git_repo):
+    repo = _repo(git_repo)
+    code, _out, err = run("build", "-C", str(repo.root), "--job", '{"name": "os", "key": 5}')
+    assert code == 2
+    assert "--job: layer 'os' has a key that is no string" in err

@@ -585,3 +585,13 @@ def test_random_layers_never_touch_anything_outside_the_root(
                 box.apply(_build(spec, box.outside))
         assert box.outside_untouched()
     assert host == {p: os.path.lexists(p) for p in host}
+
+
+def test_a_very_deep_folder_is_replaced_without_recursion(tmp_path: Path) -> None:
+    """A layer may nest folders deeper than Python's stack; replacing them still works."""
+    root = tmp_path / "root"
+    root.mkdir()
+    deep = "/".join(["d"] * 1100)
+    apply_layer(root, io.BytesIO(layer(dir_("top"), reg(f"top/{deep}/f", b"x"))), privileged=False)
+    apply_layer(root, io.BytesIO(layer(reg("top", b"now a file"))), privileged=False)
+    assert (root / "top").read_bytes() == b"now a file"

@@ -34,7 +34,10 @@ def job_layers(job: str) -> list[tuple[str, str | None]]:
         isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries
     ):
         raise UsageError('--job: expected a matrix entry, {"name": …} or {"layers": [{"name": …}]}')
-    return [(e["name"], e.get("key") if isinstance(e.get("key"), str) else None) for e in entries]
+    for e in entries:
+        if e.get("key") is not None and not isinstance(e.get("key"), str):
+            raise UsageError(f"--job: layer '{e['name']}' has a key that is no string")
+    return [(e["name"], e.get("key")) for e in entries]
 
 
 def cmd_build(
@@ -80,6 +83,7 @@ def cmd_build(
         runtime=runtime,
         log=log,
         annotations=annotations,
+        warn=lambda message: print(f"warning: {message}", file=out),
     )
     order = builder.order(names)
     progress = BuildProgress(out, actions=actions, total=len(order))

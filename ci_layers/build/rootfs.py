@@ -103,16 +103,33 @@ def _remove(pfd: int, name: str) -> None:
 
     A file is unlinked, never truncated: a lower layer's hardlink may share it."""
     st = _lstat(pfd, name)
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        fd = os.open(name, _DIR, dir_fd=pfd)
-        try:
-            for child in os.listdir(fd):
-                _remove(fd, child)
-        finally:
-            os.close(fd)
-        os.rmdir(name, dir_fd=pfd)
-    elif st is not None:
+    if st is None:
+        return
+    if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=pfd)
+        return
+    # Depth first without recursion: an archive may nest folders deeper than Python's
+    # stack. Each frame is (parent fd, name, its fd, its children left to remove).
+    top = os.open(name, _DIR, dir_fd=pfd)
+    stack = [(pfd, name, top, os.listdir(top))]
+    try:
+        while stack:
+            parent, here, fd, left = stack[-1]
+            if not left:
+                stack.pop()
+                os.close(fd)
+                os.rmdir(here, dir_fd=parent)
+                continue
+            child = left.pop()
+            cst = _lstat(fd, child)
+            if cst is not None and stat.S_ISDIR(cst.st_mode):
+                cfd = os.open(child, _DIR, dir_fd=fd)
+                stack.append((fd, child, cfd, os.listdir(cfd)))
+            elif cst is not None:
+                os.unlink(child, dir_fd=fd)
+    finally:
+        for _parent, _here, fd, _left in stack:
+            os.close(fd)
 
 
 def _mtime_ns(m: tarfile.TarInfo) -> int:
