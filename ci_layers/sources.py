@@ -187,8 +187,22 @@ class CopySource:
         # where two land on one path the later one is what the layer holds.
         landed: dict[str, str] = {}
         for p in sorted(candidates, key=lambda p: p.split("/")) if self.is_glob else candidates:
-            if (rel := self.relative(p)) is not None:
-                landed[rel] = p
+            if (rel := self.relative(p)) is None:
+                continue
+            if self.is_glob and p.count("/") + 1 == self._depth and _is_link(files, p):
+                # BuildKit follows each wildcard match (FollowLinks): a link to a file
+                # copies the file, a link to a folder copies what the folder holds
+                target = follow_symlinks(files, p, self.scope)
+                if target is not None and target != p and target in files:
+                    landed[rel] = target
+                    continue
+                if target is not None and target != p and target in files.trees:
+                    for q in files.under(target + "/"):
+                        inner = q[len(target) + 1 :]
+                        if self._excluded is None or not self._excluded.match_file(inner):
+                            landed[inner] = q
+                    continue
+            landed[rel] = p
         return sorted(landed.items())
 
     def _gitlinks_below(self, files: RepoFiles) -> list[list[str]]:
@@ -216,6 +230,9 @@ class CopySource:
         found = [p for p in candidates if self.relative(p) is not None]
         if self.is_glob:
             found += [p for p, _digest in self._gitlinks_below(files)]
+            if any(_is_link(files, p) for p in found):  # and what the matched links name
+                seen = set(found)
+                found += [q for _rel, q in self._landed(files) if q not in seen]
         if not found and prefix and (gitlink := files.gitlink_above(prefix)):
             found = [gitlink]
         return found
@@ -394,6 +411,10 @@ def _in_scope(scope: str, folder: str, link: str) -> str:
         elif part and part != ".":
             stack.append(part)
     return "/".join([scope, *stack] if scope else stack)
+
+
+def _is_link(files: RepoFiles, path: str) -> bool:
+    return files.entries.get(path, "").startswith("120000")
 
 
 def _ancestors(path: str, *, last: bool) -> list[str]:

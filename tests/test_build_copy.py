@@ -398,3 +398,14 @@ layers:
     assert hl.linkname == "copied/a"
     assert entries["copied/fifo"].isfifo()
     assert (entries["copied/sub"].uid, entries["copied/sub"].gid) == (123, 45)
+
+
+def test_a_wildcard_match_that_is_a_link_is_copied_as_its_target(git_repo, busybox_store):
+    (git_repo.root / "src").mkdir()
+    git_repo.write("src/main.py", "print()\n")
+    os.symlink("main.py", git_repo.root / "src/link.py")
+    entries = _one(
+        git_repo, busybox_store, '    copy:\n      - {src: "src/*.py", dest: /app/}\n', {}
+    )
+    assert entries["app/link.py"].isfile()
+    assert entries["app/link.py"].size == len("print()\n")

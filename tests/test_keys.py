@@ -370,3 +370,32 @@ def test_an_input_named_through_a_symlinked_folder_is_read() -> None:
         return compute_keys(spec, snap)["inp"].digest
 
     assert key(b"a=1") != key(b"a=2")
+
+
+def test_a_wildcard_match_that_is_a_link_is_read_through(git_repo: GitRepo) -> None:
+    """BuildKit follows each wildcard match: editing what a matched link names changes
+    the key (before, only the link's own text counted), and the plan says why."""
+    git_repo.write(
+        "ci-layers.yaml",
+        "version: 1\nlayers:\n  app:\n    from: scratch\n"
+        "    copy: [{src: 'bin/*.sh', dest: /bin/}]\n",
+    )
+    git_repo.write("real/tool.sh", "echo 1\n")
+    git_repo.write("real/lib/x.sh", "x\n")
+    (git_repo.root / "bin").mkdir()
+    os.symlink("../real/tool.sh", git_repo.root / "bin/tool.sh")
+    os.symlink("../real/lib", git_repo.root / "bin/lib.sh")
+    git_repo.commit()
+    spec = parse_spec((git_repo.root / "ci-layers.yaml").read_text(), filename="ci-layers.yaml")
+    before = compute_keys(spec, worktree_files(git_repo.root))["app"]
+    files = dict(before.recipe["copy"][0]["files"])
+    assert set(files) == {"tool.sh", "x.sh"}  # the file, and what the linked folder holds
+    assert files["tool.sh"].startswith("100644 blob")
+    git_repo.write("real/tool.sh", "echo 2\n")
+    after = compute_keys(spec, worktree_files(git_repo.root))["app"]
+    assert after.digest != before.digest
+    out = io.StringIO()
+    assert main(["plan", "-C", str(git_repo.root), "--format", "json"], out=out) == 0
+    plan = json.loads(out.getvalue())
+    assert plan["affected"] == ["app"]
+    assert plan["layers"]["app"]["reasons"]  # generic through a link, as for linked folders
