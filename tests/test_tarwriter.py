@@ -150,3 +150,73 @@ def test_same_entries_in_any_order_give_the_same_blob(tmp_path_factory, paths, r
     for i, name in enumerate(names):
         for later in names[i + 1 :]:
             assert not name.startswith(later + "/")  # no child before its folder
+
+
+_entry = st.builds(
+    lambda path, kind, mode, uid, data, mtime, xattr, target: Entry(
+        path,
+        kind,
+        mode,
+        uid,
+        uid,
+        target=target if kind in ("symlink", "hardlink") else "",
+        data=data if kind == "file" else None,
+        mtime=mtime,
+        xattrs=(("security.capability", b"\x00\x01\xff"),) if xattr else (),
+    ),
+    st.text(st.sampled_from("abé/_-.\udcff"), min_size=1, max_size=8).filter(
+        lambda p: all(p.split("/")) and ".wh." not in p
+    )
+    | st.just("n" * 120),
+    st.sampled_from(["file", "dir", "symlink", "hardlink", "fifo", "whiteout", "opaque"]),
+    st.integers(0, 0o7777),
+    st.sampled_from([0, 1000, 65534, 3_000_000]),
+    st.binary(max_size=1500),
+    st.sampled_from([0, 1_700_000_000, 9_000_000_000_000]),
+    st.booleans(),
+    st.sampled_from(["x", "/usr/bin/" + "t" * 120, "é"]),
+)
+
+
+def _tarfile_reference(entries, epoch):
+    """The same layer written by Python's tarfile: the oracle of the fast writer."""
+    out = io.BytesIO()
+    with tarfile.open(
+        fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, errors="surrogateescape"
+    ) as tar:
+        for e in sorted(entries, key=lambda e: sort_key(e.name)):
+            info = tarfile.TarInfo(e.name)
+            info.mtime, info.mode = min(e.mtime, epoch), e.mode & 0o7777
+            info.uid, info.gid, info.uname, info.gname = e.uid, e.gid, "", ""
+            if e.xattrs:
+                info.pax_headers = {
+                    f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in e.xattrs
+                }
+            kinds = {
+                "dir": tarfile.DIRTYPE,
+                "symlink": tarfile.SYMTYPE,
+                "hardlink": tarfile.LNKTYPE,
+            }
+            kinds["fifo"] = tarfile.FIFOTYPE
+            info.type = kinds.get(e.kind, tarfile.REGTYPE)
+            if e.kind in ("symlink", "hardlink"):
+                info.linkname = e.target
+            if e.kind in ("whiteout", "opaque"):
+                info.mode, info.uid, info.gid = 0o644, 0, 0
+            body = None
+            if e.kind == "file":
+                info.size = len(e.data)
+                body = io.BytesIO(e.data)
+            tar.addfile(info, body)
+    return out.getvalue()
+
+
+@given(
+    st.lists(_entry, max_size=10, unique_by=lambda e: e.name), st.sampled_from([0, 2_000_000_000])
+)
+def test_fast_writer_writes_what_tarfile_writes(entries, epoch):
+    from ci_layers.build.tarwriter import tar_stream
+
+    out = io.BytesIO()
+    tar_stream(entries, out, epoch=epoch)
+    assert out.getvalue() == _tarfile_reference(entries, epoch)
