@@ -390,3 +390,36 @@ def test_overlay_and_tree_compare_write_the_same_layer(git_repo, tmp_path, runc,
         monkeypatch.setattr("ci_layers.build.builder.overlay_works", lambda _s, m=mounted: m)
         layers.append(build(git_repo.root, store)["change"].layer.diff_id)
     assert layers[0] == layers[1]
+
+
+def test_children_share_one_extracted_parent(git_repo, busybox_store, runc):
+    """The parent's root is extracted once (by ChainID) and only read by the overlays."""
+    git_repo.write(
+        "ci-layers.yaml",
+        f"""
+version: 1
+layers:
+  os:
+    from: {BASE}
+    copy: [{{src: a, dest: /a}}]
+  one:
+    parent: os
+    run: echo 1 > /one
+  two:
+    parent: os
+    run: echo 2 > /two && rm /a
+""",
+    )
+    git_repo.write("a", "a\n")
+    git_repo.commit()
+    results = build(git_repo.root, busybox_store)
+    from ci_layers.oci.manifest import ImageManifest, chain_id
+
+    parent = ImageManifest.load(busybox_store, results["os"].manifest)
+    roots = sorted(p.name for p in (busybox_store.path / "rootfs").iterdir())
+    assert roots == [chain_id(parent.layers).hex]  # one extraction for both children
+    cached = busybox_store.path / "rootfs" / roots[0]
+    assert (cached / "a").read_text() == "a\n"  # the run layers never wrote into it
+    assert not (cached / "one").exists()
+    assert not (cached / "two").exists()
+    assert [m.name for m in members(busybox_store, results["two"].layer)] == [".wh.a", "two"]

@@ -10,6 +10,7 @@ layer), so the next build of that key, under any name or commit, reuses it.
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 import tempfile
 import time
@@ -23,7 +24,7 @@ from ..graph import ImageLayer
 from ..keys import LayerKey
 from ..oci.digest import Descriptor, Digest
 from ..oci.layers import open_layer
-from ..oci.manifest import History, ImageConfig, ImageManifest, Layer
+from ..oci.manifest import History, ImageConfig, ImageManifest, Layer, chain_id
 from ..oci.store import OciStore
 from ..refs import same_image
 from ..repo import RepoFiles
@@ -291,14 +292,15 @@ class LayerBuilder:
         self, name: str, layer: ImageLayer, parent: ImageManifest, scratch: Path
     ) -> Layer | None:
         runtime = self._runtime or find_runtime(self._runtime_arg)
-        lower = scratch / "lower"
-        self._extract(parent, lower, privileged=True)
         config = _config(parent.config, layer, epoch=self.epoch)
         stubs: set[str] = set()
         if overlay_works(scratch):
+            lower = self._root_of(parent)
             with overlay(lower, scratch / "ovl") as (merged, _upper):
                 self._run_in(name, layer, parent, merged, scratch, runtime, config, stubs)
             return self._write(upper_entries(scratch / "ovl" / "upper", lower, stubs=stubs))
+        lower = scratch / "lower"  # the tree compare changes its root: a fresh copy
+        self._extract(parent, lower, privileged=True)
         before = record_tree(lower)
         self._run_in(name, layer, parent, lower, scratch, runtime, config, stubs)
         return self._write(changed_entries(lower, before, stubs=stubs))
@@ -346,6 +348,27 @@ class LayerBuilder:
             log=self.log,
             layer=name,
         )
+
+    def _root_of(self, image: ImageManifest) -> Path:
+        """The image's root, extracted once per layer stack (its ChainID) and kept in the
+        store: an overlay only reads its lower folder, so every child built on the same
+        parent mounts the same one, and a run layer's cost does not grow with its parent."""
+        cache = self.store.path / "rootfs"
+        final = cache / chain_id(image.layers).hex
+        if final.is_dir():
+            return final
+        cache.mkdir(exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache, prefix="tmp-"))
+        try:
+            self._extract(image, tmp, privileged=True)
+            os.rename(tmp, final)  # only a whole root gets its name
+        except OSError:
+            if not final.is_dir():
+                raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)  # another build named it first
+        return final
 
     def _extract(self, image: ImageManifest, where: Path, *, privileged: bool) -> None:
         where.mkdir(parents=True, exist_ok=True)

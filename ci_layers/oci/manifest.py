@@ -28,6 +28,7 @@ __all__ = [
     "ImageConfig",
     "ImageManifest",
     "Layer",
+    "chain_id",
     "host_platform",
 ]
 
@@ -211,6 +212,15 @@ class ImageManifest:
             history=history,
             annotations=tuple(sorted((data.get("annotations") or {}).items())),
         )
+
+
+def chain_id(layers: tuple[Layer, ...]) -> Digest:
+    """The OCI ChainID of a layer stack (config.md): what a root assembled from these
+    layers is, whatever image or name they came under."""
+    chain = Digest.of(b"")
+    for i, layer in enumerate(layers):
+        chain = layer.diff_id if i == 0 else Digest.of(f"{chain} {layer.diff_id}".encode())
+    return chain
 
 
 def _pick_platform(index: Mapping[str, Any], desc: Descriptor) -> Descriptor:
