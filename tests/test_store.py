@@ -260,3 +260,60 @@ def test_an_unwritable_store_is_a_clear_error(git_repo, busybox_store):
     )
     assert code == 1
     assert f"cannot use {busybox_store.path} as the store: File exists" in err.getvalue()
+
+
+def test_a_docker_schema2_base_gives_an_oci_image(git_repo, store):
+    """A base skopeo copied in Docker's format: its layers keep their bytes and take the
+    OCI media types in the image built on it."""
+    import json as jsonlib
+
+    from ci_layers.build.tarwriter import Entry, write_layer
+
+    layer = write_layer([Entry("etc", "dir", 0o755), Entry("etc/os", "file", data=b"x\n")], store)
+    config = store.put_bytes(
+        jsonlib.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Env": ["PATH=/bin"], "ExposedPorts": {"80/tcp": {}}},
+                "rootfs": {"type": "layers", "diff_ids": [str(layer.diff_id)]},
+            }
+        ).encode(),
+        media_type="application/vnd.docker.container.image.v1+json",
+    )
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            **config.to_json(),
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "digest": str(layer.descriptor.digest),
+                "size": layer.descriptor.size,
+            }
+        ],
+    }
+    desc = store.put_bytes(
+        jsonlib.dumps(manifest).encode(),
+        media_type="application/vnd.docker.distribution.manifest.v2+json",
+    )
+    store.tag("docker.io/library/base:1", desc)
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  app:\n    from: base:1@{desc.digest}\n"
+        "    copy: [{src: a, dest: /etc/a}]\n",
+    )
+    git_repo.write("a", "a\n")
+    git_repo.commit()
+    result = build(git_repo.root, store)["app"]
+    built_manifest = store.read_json(result.manifest)
+    assert [x["mediaType"] for x in built_manifest["layers"]] == [
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    ] * 2
+    assert built_manifest["layers"][0]["digest"] == str(layer.descriptor.digest)
+    config_json = store.read_json(Descriptor.from_json(built_manifest["config"], where="t"))
+    assert config_json["config"]["ExposedPorts"] == {"80/tcp": {}}  # the base's config
+    assert built_manifest["annotations"]["org.opencontainers.image.base.digest"] == str(desc.digest)

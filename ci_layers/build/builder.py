@@ -271,9 +271,12 @@ class LayerBuilder:
         from_layers: dict[str, FromLayer] = {}
         for c in layer.copy:
             if c.from_layer and c.from_layer not in from_layers:
-                where = scratch / f"from-{len(from_layers)}"
                 image = self.image(c.from_layer)
-                self._extract(image, where, privileged=os.geteuid() == 0)
+                if os.geteuid() == 0:  # read only: the store's extracted root serves
+                    where = self._root_of(image)
+                else:
+                    where = scratch / f"from-{len(from_layers)}"
+                    self._extract(image, where, privileged=False)
                 headers = ImageView(image, lambda x: open_layer(self.store, x))
                 from_layers[c.from_layer] = FromLayer(where, headers.meta)
         return copy_entries(

@@ -194,7 +194,9 @@ class ImageManifest:
         config_desc = Descriptor.from_json(data.get("config"), where=where)
         config = store.read_json(config_desc)
         diff_ids = [Digest.parse(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
-        layer_descs = [Descriptor.from_json(x, where=where) for x in data.get("layers") or []]
+        layer_descs = [
+            _oci_layer(Descriptor.from_json(x, where=where)) for x in data.get("layers") or []
+        ]
         if len(diff_ids) != len(layer_descs):
             raise StoreError(f"{where}: {len(layer_descs)} layers but {len(diff_ids)} diff_ids")
         history = tuple(
@@ -221,6 +223,19 @@ def chain_id(layers: tuple[Layer, ...]) -> Digest:
     for i, layer in enumerate(layers):
         chain = layer.diff_id if i == 0 else Digest.of(f"{chain} {layer.diff_id}".encode())
     return chain
+
+
+_DOCKER_LAYERS = {
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": LAYER_GZIP,
+    "application/vnd.docker.image.rootfs.diff.tar": LAYER_TAR,
+}
+
+
+def _oci_layer(desc: Descriptor) -> Descriptor:
+    """A Docker schema 2 layer under its OCI media type: the same bytes, so an image
+    built on a Docker base is a plain OCI image."""
+    media = _DOCKER_LAYERS.get(desc.media_type)
+    return desc if media is None else replace(desc, media_type=media)
 
 
 def _pick_platform(index: Mapping[str, Any], desc: Descriptor) -> Descriptor:
