@@ -229,7 +229,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p = argparse.ArgumentParser(
         prog="ci-layers",
-        description="Plan the minimal set of container layers to rebuild, in order.",
+        description="Plan the minimal set of container layers to rebuild, in order, and "
+        "build them.",
     )
     p.add_argument("--version", action="version", version=f"ci-layers {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -304,7 +305,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("targets", nargs="*", metavar="TARGET", help="layers (default: all)")
     b.add_argument("--job", metavar="JSON", help="a matrix job's entry ($JOB): its layers")
-    b.add_argument("--compression", choices=["gzip", "zstd", "none"], default="gzip")
+    b.add_argument(
+        "--compression",
+        choices=["gzip", "zstd", "none"],
+        default="gzip",
+        help="of the layers built (default: gzip)",
+    )
     b.add_argument("--runtime", metavar="PATH", help="the OCI runtime for `run` (default: runc)")
     b.add_argument(
         "--epoch",
