@@ -69,7 +69,11 @@ def test_run_layer_holds_only_the_difference(changes):
     assert ".wh.var" in names
     assert "data/.wh.gone" in names
     assert "data/.wh.dir" in names
-    assert "data/opq/.wh..wh..opq" in names
+    # a folder made anew: explicit whiteouts for what the lower one held (as BuildKit
+    # writes them), and its own entry kept
+    assert "data/opq/.wh.old" in names
+    assert "data/opq" in names
+    assert not [n for n in names if n.endswith(".wh..wh..opq")]
     assert not [n for n in names if n.split("/")[0] in ("proc", "dev", "sys")]
     assert not [n for n in names if n.startswith(("etc/resolv.conf", "etc/hosts", "etc/hostname"))]
     assert "tmp" not in names  # a file made and removed again is no change
@@ -423,3 +427,48 @@ layers:
     assert not (cached / "one").exists()
     assert not (cached / "two").exists()
     assert [m.name for m in members(busybox_store, results["two"].layer)] == [".wh.a", "two"]
+
+
+@pytest.mark.parametrize("mounted", [True, False], ids=["overlay", "tree-compare"])
+def test_a_folder_made_anew_keeps_its_own_mode_and_owner(
+    git_repo, tmp_path, runc, monkeypatch, mounted
+):
+    from ci_layers.build.busybox import busybox_image
+
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  os:\n    from: {BASE}\n    run: >-\n"
+        "      rm -rf /usr/sbin && mkdir -m 700 /usr/sbin && chown 65534 /usr/sbin\n"
+        "      && echo x > /usr/sbin/x\n",
+    )
+    git_repo.commit()
+    store = OciStore(tmp_path / "s")
+    busybox_image(store)
+    monkeypatch.setattr("ci_layers.build.builder.overlay_works", lambda _s: mounted)
+    entries = {m.name: m for m in members(store, build(git_repo.root, store)["os"].layer)}
+    assert (stat.S_IMODE(entries["usr/sbin"].mode), entries["usr/sbin"].uid) == (0o700, 65534)
+    assert entries["usr/sbin/x"].isfile()
+    assert "usr/sbin/.wh.chroot" in entries  # one of busybox's applets there
+
+
+def test_a_store_path_with_commas_and_colons(git_repo, tmp_path, runc):
+    """Overlay options cannot carry `,` or `:`; the mount never sees the store's path."""
+    from ci_layers.build.busybox import busybox_image
+
+    store = OciStore(tmp_path / "st,ore:x")
+    busybox_image(store)
+    git_repo.write(
+        "ci-layers.yaml", f"version: 1\nlayers:\n  os:\n    from: {BASE}\n    run: echo > /x\n"
+    )
+    git_repo.commit()
+    assert built(build(git_repo.root, store)) == {"os"}
+
+
+def test_the_extracted_parents_are_for_root_only(git_repo, busybox_store, runc):
+    """The store's extracted roots hold the images' setuid files: no one else may reach them."""
+    git_repo.write(
+        "ci-layers.yaml", f"version: 1\nlayers:\n  os:\n    from: {BASE}\n    run: 'true'\n"
+    )
+    git_repo.commit()
+    build(git_repo.root, busybox_store)
+    assert stat.S_IMODE((busybox_store.path / "rootfs").stat().st_mode) == 0o700

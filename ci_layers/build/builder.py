@@ -359,8 +359,10 @@ class LayerBuilder:
         cache = self.store.path / "rootfs"
         final = cache / chain_id(image.layers).hex
         if final.is_dir():
+            cache.chmod(0o700)
             return final
-        cache.mkdir(exist_ok=True)
+        cache.mkdir(mode=0o700, exist_ok=True)
+        cache.chmod(0o700)  # the roots keep their setuid files: for root's eyes only
         tmp = Path(tempfile.mkdtemp(dir=cache, prefix="tmp-"))
         try:
             self._extract(image, tmp, privileged=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import BuildError
 from .run import MOUNT_STUBS
-from .tarwriter import DIR, FIFO, FILE, HARDLINK, OPAQUE, SYMLINK, WHITEOUT, Entry, sort_key
+from .tarwriter import DIR, FIFO, FILE, HARDLINK, SYMLINK, WHITEOUT, Entry, sort_key
 
 __all__ = ["TreeRecord", "changed_entries", "overlay", "overlay_works", "upper_entries"]
 
@@ -35,11 +35,19 @@ def overlay(lower: Path, scratch: Path) -> Iterator[tuple[Path, Path]]:
     upper, work, merged = scratch / "upper", scratch / "work", scratch / "merged"
     for d in (upper, work, merged):
         d.mkdir(parents=True, exist_ok=True)
+    # Options name folders relative to `scratch` (the mount runs there) and the lower one
+    # through a link, so a `,` or `:` in the store's or the repository's path (which the
+    # option syntax cannot carry) never reaches them.
+    link = scratch / "lower.link"
+    if link.is_symlink():
+        link.unlink()
+    os.symlink(lower.resolve(), link)
     options = (
-        f"lowerdir={lower},upperdir={upper},workdir={work},redirect_dir=off,metacopy=off,index=off"
+        "lowerdir=lower.link,upperdir=upper,workdir=work,redirect_dir=off,metacopy=off,index=off"
     )
     done = subprocess.run(
-        ["mount", "-t", "overlay", "overlay", "-o", options, str(merged)],
+        ["mount", "-t", "overlay", "overlay", "-o", options, "merged"],
+        cwd=scratch,
         capture_output=True,
         text=True,
         check=False,
@@ -70,19 +78,37 @@ def overlay_works(scratch: Path) -> bool:
 
 def upper_entries(upper: Path, lower: Path, *, stubs: Iterable[str] = ()) -> list[Entry]:
     """The entries an overlay's upper directory stands for: char devices 0/0 are
-    whiteouts, `trusted.overlay.opaque=y` folders opaque ones."""
+    whiteouts; a `trusted.overlay.opaque=y` folder hides the lower folder's children,
+    written as an explicit whiteout for each it no longer has (as BuildKit writes them,
+    and as the tree compare finds them: both give the same layer)."""
     out: list[Entry] = []
     for rel, st in _walk(upper):
         full = upper / rel
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
             out.append(Entry(rel, WHITEOUT))
             continue
-        if stat.S_ISDIR(st.st_mode) and _opaque(full) and (lower / rel).is_dir():
-            out.append(Entry(rel, OPAQUE))
+        if stat.S_ISDIR(st.st_mode) and _opaque(full):
+            for name in _lower_children(lower, rel):
+                if not os.path.lexists(full / name):
+                    out.append(Entry(f"{rel}/{name}", WHITEOUT))
         entry = _entry(rel, full, st)
         if entry is not None:
             out.append(entry)
     return _drop_stubs(_hardlinks(out, upper), lower, stubs)
+
+
+def _lower_children(lower: Path, rel: str) -> list[str]:
+    """Names in the lower folder `rel`, its path taken without following any link (the
+    overlay compares real paths; a link there is no folder)."""
+    path = lower
+    for part in rel.split("/"):
+        path = path / part
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return []
+        except OSError:
+            return []
+    return os.listdir(path)
 
 
 def _opaque(path: Path) -> bool:
@@ -101,10 +127,13 @@ def _walk(top: Path) -> Iterator[tuple[str, os.stat_result]]:
         try:
             names = os.listdir(top / rel) if rel else os.listdir(top)
         except OSError as exc:
-            raise BuildError(f"cannot read {top / rel}: {exc.strerror}") from None
+            raise BuildError(f"cannot read /{rel} of the layer: {exc.strerror}") from None
         for name in names:
             path = f"{rel}/{name}" if rel else name
-            st = os.lstat(top / path)
+            try:
+                st = os.lstat(top / path)
+            except OSError as exc:  # a path longer than the host's PATH_MAX, say
+                raise BuildError(f"cannot read /{path} of the layer: {exc.strerror}") from None
             yield path, st
             if stat.S_ISDIR(st.st_mode) and path not in _MOUNTED:
                 stack.append(path)
@@ -150,7 +179,7 @@ def _drop_stubs(entries: list[Entry], lower: Path, stubs: Iterable[str]) -> list
     """Leave out what the runtime made for its mounts (BuildKit's MountStubsCleaner):
     `stubs` are the in-root paths, symlinks resolved, that did not exist before the
     run; each is dropped while it is an empty file or a folder holding nothing kept."""
-    kept = {e.path: e for e in entries if e.path not in MOUNT_STUBS}
+    kept = {e.name: e for e in entries if e.path not in MOUNT_STUBS}
     for path in sorted(set(stubs), key=lambda p: -p.count("/")):
         e = kept.get(path)
         if e is None:
@@ -210,30 +239,15 @@ def changed_entries(root: Path, before: TreeRecord, *, stubs: Iterable[str] = ()
     each removed path whose folder is still there."""
     after = record_tree(root)
     out: list[Entry] = []
-    # A folder made anew (another inode) where one was hides all it held, as overlay's
-    # opaque folder does; its old children get no whiteouts of their own.
-    remade = {
-        rel
-        for rel, rec in after.items()
-        if stat.S_ISDIR(rec[0])
-        and rel in before
-        and stat.S_ISDIR(before[rel][0])
-        and before[rel][5] != rec[5]
-    }
     for rel, rec in after.items():
-        old = before.get(rel)
-        if old == rec and not _under(rel.rpartition("/")[0], remade):
-            continue  # (below a folder made anew, all it holds is written: opaque)
-        if rel in remade:
-            out.append(Entry(rel, OPAQUE))
+        if before.get(rel) == rec:
+            continue
         entry = _entry(rel, root / rel, os.lstat(root / rel))
         if entry is not None:
             out.append(entry)
     for rel in before:
         if rel not in after:
             head = rel.rpartition("/")[0]
-            if _under(head, remade):
-                continue
             if not head or (head in after and stat.S_ISDIR(after[head][0])):
                 out.append(Entry(rel, WHITEOUT))
     # a changed file makes its folders' entries part of the layer, as in an overlay
@@ -248,14 +262,6 @@ def changed_entries(root: Path, before: TreeRecord, *, stubs: Iterable[str] = ()
             present.add(head)
             head = head.rpartition("/")[0]
     return _drop_stubs(_hardlinks(out, root), _Before(before), stubs)  # type: ignore[arg-type]
-
-
-def _under(path: str, folders: set[str]) -> bool:
-    while path:
-        if path in folders:
-            return True
-        path = path.rpartition("/")[0]
-    return False
 
 
 class _Before:
