@@ -13,7 +13,7 @@ import pytest
 from ci_layers.errors import DigestMismatch, StoreError
 from ci_layers.oci.digest import Descriptor, Digest
 
-from .buildhelp import BASE, CLI, build, built
+from .buildhelp import BASE, CLI, build, built, members
 from .gitrepo import GitRepo
 
 
@@ -168,6 +168,7 @@ def test_image_view_looks_up_without_extracting(store):
             Entry("srv/a", "file", data=b"a"),
             Entry("usr/lib", "dir", 0o755),
             Entry("lib", "symlink", target="/usr/lib"),
+            Entry("etc/shadow", "hardlink", target="etc/passwd"),
         ],
         store,
     )
@@ -177,7 +178,6 @@ def test_image_view_looks_up_without_extracting(store):
             Entry("srv", "opaque"),
             Entry("srv", "dir", 0o755),
             Entry("srv/b", "file", data=b"b"),
-            Entry("etc/group", "hardlink", target="etc/passwd"),
         ],
         store,
     )
@@ -192,7 +192,7 @@ def test_image_view_looks_up_without_extracting(store):
     assert view.read("srv/a") is None  # hidden by the opaque marker
     assert view.read("srv/b") == b"b"
     assert view.read("etc/passwd") == b"root:x:0:0::/:/bin/sh\n"
-    assert view.read("etc/group") == view.read("etc/passwd")  # a hardlink reads its target
+    assert view.read("etc/shadow") == view.read("etc/passwd")  # a hardlink reads its target
 
 
 def test_a_corrupted_layer_is_rebuilt_and_repaired(git_repo, busybox_store):
@@ -317,3 +317,62 @@ def test_a_docker_schema2_base_gives_an_oci_image(git_repo, store):
     config_json = store.read_json(Descriptor.from_json(built_manifest["config"], where="t"))
     assert config_json["config"]["ExposedPorts"] == {"80/tcp": {}}  # the base's config
     assert built_manifest["annotations"]["org.opencontainers.image.base.digest"] == str(desc.digest)
+
+
+def test_image_view_as_an_extraction_sees_it(store):
+    """Folders only their contents imply, a hardlink outliving its first name, entries
+    written through a linked folder."""
+    from ci_layers.build.tarwriter import Entry, write_layer
+    from ci_layers.build.view import ImageView
+    from ci_layers.oci.layers import open_layer
+    from ci_layers.oci.manifest import ImageManifest
+
+    one = write_layer(
+        [
+            Entry("opt/impl/file", "file", data=b"f"),  # no header for opt or opt/impl
+            Entry("etc/a.new", "file", data=b"app:x:1000:2000::/:/bin/sh\n"),
+            Entry("etc/passwd", "hardlink", target="etc/a.new"),
+            Entry("usr/lib", "dir", 0o750, uid=7),
+            Entry("lib", "symlink", target="usr/lib"),
+            Entry("dang", "symlink", target="/nowhere"),
+        ],
+        store,
+    )
+    two = write_layer(
+        [Entry("etc/a.new", "whiteout"), Entry("lib/libx.so", "file", data=b"x")], store
+    )
+    image = ImageManifest(config=ImageManifest.scratch().config, layers=(one, two))
+    view = ImageView(image, lambda x: open_layer(store, x))
+    assert view.is_dir("opt")
+    assert view.is_dir("opt/impl")
+    assert view.read("etc/passwd") == b"app:x:1000:2000::/:/bin/sh\n"
+    assert view.read("etc/a.new") is None
+    assert view.read("usr/lib/libx.so") == b"x"  # written through the link
+    assert view.meta("usr/lib") == (0o750, 7, 0)
+    assert view.realpath("dang/y") == "nowhere/y"
+    assert view.realpath("lib") == "usr/lib"
+
+
+def test_copy_through_a_dangling_link_writes_where_it_points(git_repo, busybox_store):
+    from ci_layers.build.tarwriter import Entry, write_layer
+    from ci_layers.oci.manifest import History, ImageManifest
+
+    base = ImageManifest.load(busybox_store, busybox_store.resolve(BASE))
+    link = write_layer([Entry("dang", "symlink", target="/nowhere")], busybox_store)
+    image = ImageManifest(
+        config=base.config,
+        layers=(*base.layers, link),
+        history=(*base.history, History("link")),
+    )
+    busybox_store.tag("local/linked:1", image.write(busybox_store))
+    git_repo.write(
+        "ci-layers.yaml",
+        "version: 1\nlayers:\n  app:\n    from: local/linked:1\n"
+        "    copy: [{src: f.txt, dest: /dang/y/}]\n",
+    )
+    git_repo.write("f.txt", "f\n")
+    git_repo.commit()
+    names = [
+        m.name for m in members(busybox_store, build(git_repo.root, busybox_store)["app"].layer)
+    ]
+    assert names == ["nowhere", "nowhere/y", "nowhere/y/f.txt"]

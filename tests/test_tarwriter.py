@@ -217,6 +217,12 @@ def _tarfile_reference(entries, epoch):
 def test_fast_writer_writes_what_tarfile_writes(entries, epoch):
     from ci_layers.build.tarwriter import tar_stream
 
+    kept, written = [], set()
+    for e in sorted(entries, key=lambda e: sort_key(e.name)):
+        if e.kind != "hardlink" or e.target in written:  # a tar links to what came before
+            kept.append(e)
+            written.add(e.name)
+    entries = kept
     out = io.BytesIO()
     tar_stream(entries, out, epoch=epoch)
     assert out.getvalue() == _tarfile_reference(entries, epoch)

@@ -286,6 +286,7 @@ class LayerBuilder:
             workdir=_workdir(parent.config, layer),
             parent_read=view.read,
             parent_is_dir=view.is_dir,
+            parent_realpath=view.realpath,
             from_layers=from_layers,
             scratch=scratch,
             epoch=self.epoch,
@@ -417,6 +418,12 @@ class _DiskRoot:
                 continue
             current.append(part)
         return None
+
+    def realpath(self, rel: str) -> str:
+        """`rel` with its links followed inside the root (missing parts kept)."""
+        path = self._inside(rel)
+        found = "." if path is None else path.relative_to(self._root).as_posix()
+        return "" if found == "." else found
 
     def read(self, rel: str) -> bytes | None:
         path = self._inside(rel)

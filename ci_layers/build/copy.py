@@ -62,6 +62,7 @@ def copy_entries(
     workdir: str,
     parent_read: Reader,
     parent_is_dir: Callable[[str], bool],
+    parent_realpath: Callable[[str], str],
     from_layers: Mapping[str, FromLayer],
     scratch: Path,
     epoch: int = 0,
@@ -75,6 +76,7 @@ def copy_entries(
             raise BuildError(str(exc), layer=layer.name) from None
         mode = int(c.chmod, 8) if c.chmod else None
         copier = _Copy(c, workdir, parent_is_dir, owner, mode, epoch, scratch)
+        copier.dest = parent_realpath(copier.dest)  # a link on dest: COPY writes where it points
         if c.from_layer:
             found = copier.run(from_layers[c.from_layer], layer.name)
         else:

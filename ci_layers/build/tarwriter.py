@@ -117,6 +117,8 @@ def _ordered(entries: Iterable[Entry]) -> list[Entry]:
     for e in ordered:
         if e.name in seen:
             raise BuildError(f"two entries for '{e.name}' in one layer")
+        if e.kind == HARDLINK and e.target not in seen:  # a tar links to what came before
+            raise BuildError(f"hardlink '{e.name}' to '{e.target}', which it does not follow")
         seen.add(e.name)
     return ordered
 

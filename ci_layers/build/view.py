@@ -1,21 +1,34 @@
 """A parent image's files, looked up without extracting it: its layers' tar headers
-merged in order (whiteouts and opaque folders applied), read only when a copy needs to
-know (is `dest` a folder there? what does /etc/passwd say?)."""
+merged in order, as an extraction would apply them (links on a path followed inside
+the root, folders that only their contents imply, whiteouts and opaque folders), read
+only when a copy needs to know (is `dest` a folder there? what does /etc/passwd say?)."""
 
 from __future__ import annotations
 
 import posixpath
 import tarfile
 from collections.abc import Callable
-from typing import IO
+from typing import IO, NamedTuple
 
 from ..oci.manifest import ImageManifest, Layer
 
 __all__ = ["ImageView"]
 
-_Item = tuple[int, str, str, int, int, int]  # layer, kind, link, mode, uid, gid
 _WH = ".wh."
 _OPQ = ".wh..wh..opq"
+
+
+class _Item(NamedTuple):
+    layer: int  # the layer whose tar holds the bytes
+    kind: str  # dir, file, symlink, other
+    link: str  # a symlink's target
+    mode: int
+    uid: int
+    gid: int
+    member: str  # the name in that layer's tar holding the bytes (a hardlink's target's)
+
+
+_IMPLIED = _Item(-1, "dir", "", 0o755, 0, 0, "")  # a folder no header names
 
 
 class ImageView:
@@ -24,7 +37,7 @@ class ImageView:
     def __init__(self, image: ImageManifest, open_layer: Callable[[Layer], IO[bytes]]) -> None:
         self._image = image
         self._open = open_layer
-        self._index: dict[str, _Item] | None = None  # path -> (layer, kind, link)
+        self._index: dict[str, _Item] | None = None
 
     def _entries(self) -> dict[str, _Item]:
         if self._index is None:
@@ -36,52 +49,31 @@ class ImageView:
             self._index = index
         return self._index
 
-    def _resolve(self, rel: str) -> str | None:
-        """`rel` with its symlinks followed inside the image (a chroot's rules)."""
-        index = self._entries()
-        parts = [p for p in rel.split("/") if p and p != "."]
-        done: list[str] = []
-        for _ in range(255):
-            if not parts:
-                return "/".join(done)
-            part = parts.pop(0)
-            if part == "..":
-                if done:
-                    done.pop()
-                continue
-            path = "/".join([*done, part])
-            hit = index.get(path)
-            if hit is not None and hit[1] == "symlink":
-                if hit[2].startswith("/"):
-                    done = []
-                parts = [p for p in hit[2].split("/") if p] + parts
-                continue
-            done.append(part)
-        return None
+    def realpath(self, rel: str) -> str:
+        """`rel` with the links on it followed inside the image (missing parts kept)."""
+        return _resolve(self._entries(), rel, last=True)
 
     def is_dir(self, rel: str) -> bool:
-        path = self._resolve(rel)
-        if path is None:
-            return False
+        path = self.realpath(rel)
         hit = self._entries().get(path)
-        return path == "" or (hit is not None and hit[1] == "dir")
+        return path == "" or (hit is not None and hit.kind == "dir")
 
     def meta(self, path: str) -> tuple[int, int, int] | None:
         """(mode, uid, gid) the image's headers give `path` (a real path, no link on it):
         what a copy from the image keeps, whoever extracted it."""
         hit = self._entries().get(path)
-        return None if hit is None else hit[3:6]
+        return None if hit is None else (hit.mode, hit.uid, hit.gid)
 
     def read(self, rel: str) -> bytes | None:
-        path = self._resolve(rel)
-        hit = self._entries().get(path) if path else None
-        if hit is not None and hit[1] == "hardlink":
-            return self.read(hit[2])
-        if hit is None or hit[1] != "file":
+        hit = self._entries().get(self.realpath(rel))
+        if hit is None or hit.kind != "file":
             return None
-        with self._open(self._image.layers[hit[0]]) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        with (
+            self._open(self._image.layers[hit.layer]) as f,
+            tarfile.open(fileobj=f, mode="r|") as tar,
+        ):
             for m in tar:
-                if _name(m.name) == path and m.isfile():
+                if _name(m.name) == hit.member and m.isfile():
                     data = tar.extractfile(m)
                     return data.read() if data is not None else None
         return None
@@ -91,25 +83,62 @@ def _name(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
 
+def _resolve(index: dict[str, _Item], rel: str, *, last: bool) -> str:
+    """`rel` with links followed as a chroot would; the final part only when `last`."""
+    parts = [p for p in rel.split("/") if p and p != "."]
+    done: list[str] = []
+    for _ in range(255 + len(parts)):
+        if not parts:
+            break
+        part = parts.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        hit = index.get("/".join([*done, part]))
+        if hit is not None and hit.kind == "symlink" and (parts or last):
+            if hit.link.startswith("/"):
+                done = []
+            parts = [p for p in hit.link.split("/") if p] + parts
+            continue
+        done.append(part)
+    return "/".join(done + parts)
+
+
 def _apply(index: dict[str, _Item], layer: int, m: tarfile.TarInfo) -> None:
-    path = _name(m.name)
-    head, _, last = path.rpartition("/")
+    literal = _name(m.name)
+    head, _, last = literal.rpartition("/")
+    head = _resolve(index, head, last=True) if head else ""
+    path = f"{head}/{last}" if head else last
     if last == _OPQ:  # hide what lower layers have below `head`
         prefix = head + "/" if head else ""
-        for p in [p for p, v in index.items() if p.startswith(prefix) and v[0] < layer]:
+        for p in [p for p, v in index.items() if p.startswith(prefix) and v.layer < layer]:
             del index[p]
         return
     if last.startswith(_WH):
         gone = f"{head}/{last[len(_WH) :]}" if head else last[len(_WH) :]
-        for p in [p for p in index if p == gone or p.startswith(gone + "/")]:
-            if index[p][0] < layer:
+        if gone in index and index[gone].layer < layer:
+            for p in [p for p in index if p == gone or p.startswith(gone + "/")]:
                 del index[p]
         return
-    kind = "dir" if m.isdir() else "symlink" if m.issym() else "hardlink" if m.islnk() else ""
-    kind = kind or ("file" if m.isfile() else "other")
+    _imply(index, head, layer)
     old = index.get(path)
-    if kind != "dir" and old is not None and old[1] == "dir":  # it replaces the folder
+    if not m.isdir() and old is not None and old.kind == "dir":  # it replaces the folder
         for p in [p for p in index if p.startswith(path + "/")]:
             del index[p]
-    link = _name(m.linkname) if m.islnk() else m.linkname
-    index[path] = (layer, kind, link, m.mode & 0o7777, m.uid, m.gid)
+    mode, uid, gid = m.mode & 0o7777, m.uid, m.gid
+    if m.islnk():  # the bytes stay where its target's are, even once that name is gone
+        target = index.get(_resolve(index, _name(m.linkname), last=False))
+        if target is not None and target.kind == "file":
+            index[path] = target._replace(mode=mode, uid=uid, gid=gid)
+        return
+    kind = "dir" if m.isdir() else "symlink" if m.issym() else "file" if m.isfile() else "other"
+    index[path] = _Item(layer, kind, m.linkname if m.issym() else "", mode, uid, gid, literal)
+
+
+def _imply(index: dict[str, _Item], head: str, layer: int) -> None:
+    """The folders an entry lies in exist, named by a header or not (tar extraction
+    makes them)."""
+    while head and head not in index:
+        index[head] = _IMPLIED._replace(layer=layer)
+        head = head.rpartition("/")[0]
