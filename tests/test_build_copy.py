@@ -372,6 +372,25 @@ def test_submodule_is_copied_at_the_keys_commit(git_repo, busybox_store, tmp_pat
     assert entries["vendor/lib/lib.txt"].size == len("committed\n")
 
 
+def test_submodule_sources_land_as_folders_do(git_repo, busybox_store, tmp_path):
+    """`COPY sub/ /a/` puts what the submodule holds into /a, as for any folder; a file
+    inside a submodule is copied from it."""
+    lib = GitRepo(tmp_path / "lib")
+    lib.write("f.txt", "f\n")
+    lib.write("docs/d.md", "d\n")
+    lib.commit("lib")
+    git_repo.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib.root), "sub")
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  os:\n    from: {BASE}\n  app:\n    parent: os\n"
+        "    copy:\n      - {src: sub/, dest: /a/}\n      - {src: sub/docs/d.md, dest: /b.md}\n",
+    )
+    git_repo.commit("with a submodule")
+    entries = _tar(busybox_store, build(git_repo.root, busybox_store), "app")
+    assert {"a/f.txt", "a/docs/d.md", "b.md"} <= set(entries)
+    assert "a/sub" not in entries
+
+
 def test_copy_from_a_layer_keeps_owners_links_and_fifos(git_repo, busybox_store, runc):
     git_repo.write(
         "ci-layers.yaml",

@@ -143,10 +143,23 @@ class _Copy:
                         f"copy of '{src}' to '{c.dest}' writes over the root", layer=name
                     )
                 if files.digest(path).startswith(GITLINK):
+                    if path == followed.prefix:  # the source names it: what it holds
+                        target = dest
                     out += self._submodule(src_root, path, files.digest(path), target, dirs)
                     continue
                 out.append(self._entry(files, src_root, path, target, source_layer))
                 dirs.add(posixpath.dirname(target))
+            if not landed and in_submodule and source_layer is None:
+                if source.is_glob:
+                    raise BuildError(
+                        f"copy source '{src}': a wildcard inside a submodule is not built yet",
+                        layer=name,
+                    )
+                gitlink = files.gitlink_above(source.prefix) or ""
+                inner = source.prefix[len(gitlink) + 1 :]
+                out += self._submodule(
+                    src_root, gitlink, files.digest(gitlink), dest, dirs, inside=inner, into=into
+                )
             if is_dir and source_layer is not None:  # an image's empty folders
                 base = followed.prefix
                 for d in files.trees:
@@ -215,21 +228,32 @@ class _Copy:
         return Entry(target, FILE, mode, uid, gid, source=full, mtime=self.epoch)
 
     def _submodule(
-        self, repo: Path, path: str, digest: str, target: str, dirs: set[str]
+        self,
+        repo: Path,
+        path: str,
+        digest: str,
+        target: str,
+        dirs: set[str],
+        *,
+        inside: str = "",
+        into: bool = True,
     ) -> list[Entry]:
-        """A submodule's files at the commit the key holds, read from its own git (the
-        checkout's files may be edited; the key names the commit only)."""
+        """A submodule's files (or those at `inside` in it) at the commit the key holds,
+        read from its own git: the checkout's files may be edited; the key names the
+        commit only."""
         commit = digest.rpartition(" ")[2]
         try:
             sub = git.Repo(repo / path)
-            listing = sub.git.ls_tree("-r", "-z", commit, stdout_as_string=False)
+            listing = sub.git.ls_tree(
+                "-r", "-z", commit, "--", *([inside] if inside else []), stdout_as_string=False
+            )
         except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError):
             raise BuildError(
                 f"submodule {path} at {commit[:12]} is not in this clone; run "
                 "git submodule update --init"
             ) from None
         uid, gid = self.owner or (0, 0)
-        out = [Entry(target, DIR, 0o755, uid, gid, mtime=self.epoch)]
+        out: list[Entry] = []
         where = self.scratch / f"submodule-{len(os.listdir(self.scratch))}"
         where.mkdir()
         for i, record in enumerate(listing.split(b"\0")):
@@ -238,7 +262,10 @@ class _Copy:
             meta, _, name = record.partition(b"\t")
             mode, kind, oid = meta.decode().split(" ")
             rel = os.fsdecode(name)
-            item = posixpath.join(target, rel)
+            if inside and rel == inside:  # the source is one file in the submodule
+                item = posixpath.join(target, posixpath.basename(rel)) if into else target
+            else:
+                item = posixpath.join(target, rel[len(inside) :].lstrip("/") if inside else rel)
             dirs.add(posixpath.dirname(item))
             if kind != "blob":
                 continue  # a submodule inside it: its files are not in this one's tree
