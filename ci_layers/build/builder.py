@@ -397,13 +397,14 @@ class _DiskRoot:
     def __init__(self, root: Path) -> None:
         self._root = root
 
-    def _inside(self, rel: str) -> Path | None:
-        """`rel` resolved in the root as the container would (links stay inside)."""
+    def _parts(self, rel: str) -> list[str] | None:
+        """`rel` resolved in the root as the container would (links stay inside, and
+        are followed while what they name exists); None for a link loop."""
         parts = [p for p in rel.split("/") if p and p != "."]
         current: list[str] = []
-        for _ in range(255):
+        for _ in range(255 + len(parts)):
             if not parts:
-                return self._root.joinpath(*current)
+                return current
             part = parts.pop(0)
             if part == "..":
                 if current:
@@ -418,6 +419,10 @@ class _DiskRoot:
                 continue
             current.append(part)
         return None
+
+    def _inside(self, rel: str) -> Path | None:
+        parts = self._parts(rel)
+        return None if parts is None else self._root.joinpath(*parts)
 
     def realpath(self, rel: str) -> str:
         """`rel` with its links followed inside the root (missing parts kept)."""
@@ -439,32 +444,20 @@ class _DiskRoot:
     def missing(self, rel: str, *, what: str) -> list[str]:
         """The in-root paths (links followed) that creating `rel` would make, outermost
         first; a file on the way is an error."""
-        parts = [p for p in rel.split("/") if p and p != "."]
-        current: list[str] = []
-        made: list[str] = []
-        for _ in range(255):
-            if not parts:
-                return made
-            part = parts.pop(0)
-            if part == "..":
-                if current and not made:
-                    current.pop()
-                continue
-            path = self._root.joinpath(*current, part)
-            if not made and path.is_symlink():
-                target = os.readlink(path)
-                if target.startswith("/"):
-                    current = []
-                parts = [p for p in target.split("/") if p and p != "."] + parts
-                continue
-            current.append(part)
-            if made or not os.path.lexists(path):
-                made.append("/".join(current))
-            elif parts and not path.is_dir():
-                raise BuildError(f"{what} /{rel.lstrip('/')}: /{'/'.join(current)} is not a folder")
-            elif not parts and what == "workdir" and not path.is_dir():
-                raise BuildError(f"workdir /{rel.lstrip('/')} is a file in the parent image")
-        raise BuildError(f"{what} /{rel.lstrip('/')}: too many levels of symbolic links")
+        shown = "/" + rel.lstrip("/")
+        parts = self._parts(rel)
+        if parts is None:
+            raise BuildError(f"{what} {shown}: too many levels of symbolic links")
+        for i in range(len(parts)):
+            path = self._root.joinpath(*parts[: i + 1])
+            if not os.path.lexists(path):
+                return ["/".join(parts[: j + 1]) for j in range(i, len(parts))]
+            if not path.is_dir():
+                if i + 1 < len(parts):
+                    raise BuildError(f"{what} {shown}: /{'/'.join(parts[: i + 1])} is not a folder")
+                if what == "workdir":
+                    raise BuildError(f"workdir {shown} is a file in the parent image")
+        return []
 
 
 def _workdir(parent: ImageConfig, layer: ImageLayer) -> str:

@@ -26,7 +26,7 @@ from ..errors import BuildError
 from ..graph import CopySpec, ImageLayer
 from ..repo import GITLINK, RepoFiles
 from ..sources import copy_source
-from .tarwriter import DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, sort_key
+from .tarwriter import DIR, FIFO, FILE, SYMLINK, Entry, link_shared, sort_key
 from .users import Reader, chown_ids
 
 __all__ = ["FromLayer", "copy_entries", "dir_files", "image_path"]
@@ -168,7 +168,7 @@ class _Copy:
                         dirs.add(posixpath.join(dest, d[len(base) :].lstrip("/")))
         out += self._folders(dirs, source_layer, files)
         if source_layer is not None:
-            out = _link_shared(out)
+            out = link_shared(out)
         return out
 
     def _folders(
@@ -292,26 +292,6 @@ def _source_meta(source_layer: FromLayer, c: CopySpec, inside: str) -> tuple[int
         if meta is not None:
             return meta
     return None
-
-
-def _link_shared(entries: list[Entry]) -> list[Entry]:
-    """Files of an image that share an inode stay hardlinks: the first in tar order
-    holds the bytes (BuildKit's copy keeps hardlinks too)."""
-    firsts: dict[tuple[int, int], str] = {}
-    out = []
-    for e in sorted(entries, key=lambda e: sort_key(e.path)):
-        if e.kind == FILE and e.source is not None:
-            st = os.lstat(e.source)
-            if st.st_nlink > 1:
-                ident = (st.st_dev, st.st_ino)
-                if ident in firsts:
-                    e = Entry(
-                        e.path, HARDLINK, e.mode, e.uid, e.gid, target=firsts[ident], mtime=e.mtime
-                    )
-                else:
-                    firsts[ident] = e.path
-        out.append(e)
-    return out
 
 
 def dir_files(path: Path) -> RepoFiles:

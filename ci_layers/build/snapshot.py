@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import BuildError
 from .run import MOUNT_STUBS
-from .tarwriter import DIR, FIFO, FILE, HARDLINK, SYMLINK, WHITEOUT, Entry, sort_key
+from .tarwriter import DIR, FIFO, FILE, SYMLINK, WHITEOUT, Entry, link_shared
 
 __all__ = ["TreeRecord", "changed_entries", "overlay", "overlay_works", "upper_entries"]
 
@@ -94,7 +94,7 @@ def upper_entries(upper: Path, lower: Path, *, stubs: Iterable[str] = ()) -> lis
         entry = _entry(rel, full, st)
         if entry is not None:
             out.append(entry)
-    return _drop_stubs(_hardlinks(out, upper), lower, stubs)
+    return _drop_stubs(link_shared(out), lower, stubs)
 
 
 def _lower_children(lower: Path, rel: str) -> list[str]:
@@ -155,24 +155,6 @@ def _entry(rel: str, full: Path, st: os.stat_result) -> Entry | None:
     if stat.S_ISFIFO(st.st_mode):
         return Entry(rel, FIFO, **common)  # type: ignore[arg-type]
     return None  # sockets and device nodes are no image content
-
-
-def _hardlinks(entries: list[Entry], top: Path) -> list[Entry]:
-    """Files sharing an inode: the first in tar order holds the bytes, the others link
-    to it (a tar's hardlink names an entry written before it)."""
-    firsts: dict[tuple[int, int], str] = {}
-    out = []
-    for e in sorted(entries, key=lambda e: sort_key(e.name)):
-        if e.kind == FILE and e.source is not None:
-            st = os.lstat(e.source)
-            if st.st_nlink > 1:
-                ident = (st.st_dev, st.st_ino)
-                if ident in firsts:
-                    e = Entry(e.path, HARDLINK, e.mode, e.uid, e.gid, target=firsts[ident])
-                else:
-                    firsts[ident] = e.path
-        out.append(e)
-    return out
 
 
 def _drop_stubs(entries: list[Entry], lower: Path, stubs: Iterable[str]) -> list[Entry]:
@@ -261,7 +243,7 @@ def changed_entries(root: Path, before: TreeRecord, *, stubs: Iterable[str] = ()
                 out.append(entry)
             present.add(head)
             head = head.rpartition("/")[0]
-    return _drop_stubs(_hardlinks(out, root), _Before(before), stubs)  # type: ignore[arg-type]
+    return _drop_stubs(link_shared(out), _Before(before), stubs)  # type: ignore[arg-type]
 
 
 class _Before:

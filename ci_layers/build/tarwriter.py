@@ -25,7 +25,7 @@ from ..oci.digest import Descriptor, Digest
 from ..oci.manifest import LAYER_GZIP, LAYER_TAR, LAYER_ZSTD, Layer
 from ..oci.store import BlobWriter, OciStore
 
-__all__ = ["COMPRESSIONS", "Entry", "sort_key", "tar_stream", "write_layer"]
+__all__ = ["COMPRESSIONS", "Entry", "link_shared", "sort_key", "tar_stream", "write_layer"]
 
 FILE, DIR, SYMLINK, HARDLINK, FIFO, WHITEOUT, OPAQUE = (
     "file",
@@ -71,6 +71,26 @@ class Entry:
         if self.kind == OPAQUE:
             return f"{self.path}/{_OPQ}" if self.path else _OPQ
         return self.path
+
+
+def link_shared(entries: Iterable[Entry]) -> list[Entry]:
+    """Files whose sources share an inode, as hardlinks: the first in tar order holds the
+    bytes, the others name it (a tar's hardlink names an entry written before it)."""
+    firsts: dict[tuple[int, int], str] = {}
+    out = []
+    for e in sorted(entries, key=lambda e: sort_key(e.name)):
+        if e.kind == FILE and e.source is not None:
+            st = os.lstat(e.source)
+            if st.st_nlink > 1:
+                ident = (st.st_dev, st.st_ino)
+                if ident in firsts:
+                    e = Entry(
+                        e.path, HARDLINK, e.mode, e.uid, e.gid, target=firsts[ident], mtime=e.mtime
+                    )
+                else:
+                    firsts[ident] = e.path
+        out.append(e)
+    return out
 
 
 def sort_key(name: str) -> tuple[tuple[int, bytes], ...]:
