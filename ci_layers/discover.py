@@ -240,6 +240,8 @@ def _merge(rule: DockerfileRule, override: DockerfileRule) -> DockerfileRule:
         build_args=(*rule.build_args, *override.build_args),
         tags=(*rule.tags, *override.tags),
         target=override.target or rule.target,
+        inputs=(*rule.inputs, *override.inputs),
+        build_args_file=override.build_args_file or rule.build_args_file,
     )
 
 
@@ -288,7 +290,15 @@ def _layer(
             )
         )
         return None
-    args = {k: _fill(v, values) for k, v in rule.build_args}
+    inputs = tuple(_fill(p, values) for p in rule.inputs)
+    args: dict[str, str] = {}
+    if rule.build_args_file:
+        args_file = _args_file(_fill(rule.build_args_file, values), rule, files, errors, name)
+        if args_file is None:
+            return None
+        args, read = args_file
+        inputs += (read,)
+    args.update((k, _fill(v, values)) for k, v in rule.build_args)  # the rule's win
     try:
         text = raw.decode("utf-8", errors="surrogateescape")  # BuildKit reads bytes
         parsed = _parse(text, tuple(sorted(args.items())), inherited, rule.target)
@@ -332,10 +342,60 @@ def _layer(
         parent=parent,
         base=None if parent else (parsed.final_base or "scratch"),
         build_args=tuple(sorted(args.items())),
+        inputs=inputs,
         needs=tuple(d for d in deps if d != parent),
         dockerfile=node,
         where=Location(path, 1, 1),
     )
+
+
+def _args_file(
+    written: str,
+    rule: DockerfileRule,
+    files: RepoFiles,
+    errors: list[SpecError],
+    name: str,
+) -> tuple[dict[str, str], str] | None:
+    """A rule's `build_args_file`: its build args and the input pattern naming it. A
+    missing file gives none (adding it later rebuilds the image: it is an input)."""
+    path = posixpath.normpath("/" + written).lstrip("/")
+    where = rule.where or Location(path)
+    if posixpath.normpath(written.lstrip("/")).startswith(".."):
+        errors.append(
+            SpecError(
+                f"build_args_file '{written}' is outside the repository", where=where, layer=name
+            )
+        )
+        return None
+    pattern = "/" + re.sub(r"([*?\[\\])", r"\\\1", path)  # the file itself, literally
+    real = follow_symlinks(files, path)
+    raw = files.read(real) if real and real in files else None
+    if raw is None:
+        return {}, pattern
+    args: dict[str, str] = {}
+    text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        at = Location(path, number, 1)
+        if not eq:
+            errors.append(
+                SpecError(f"'{key}' has no value: write {key}=value", where=at, layer=name)
+            )
+        elif not key or any(c.isspace() for c in key):
+            errors.append(
+                SpecError(
+                    f"'{key}' is no variable name: write KEY=value with no spaces around "
+                    "= (make reads that too)",
+                    where=at,
+                    layer=name,
+                )
+            )
+        else:
+            args[key] = value  # as --env-file: the rest of the line, quotes and all
+    return args, pattern
 
 
 @cached(LRUCache(maxsize=8192))

@@ -88,6 +88,8 @@ def _recipe(
 ) -> dict[str, Any]:
     if layer.dockerfile is not None:
         built = _dockerfile_recipe(layer, keys, files)
+        if layer.inputs:  # a rule's `inputs` and `build_args_file` (absent: keys as before)
+            built["inputs"] = _inputs(layer.inputs, files)
         if global_files:
             built["global_inputs"] = dict(global_files)
         return built

@@ -25,6 +25,7 @@ def paths_read(layer: ImageLayer, changed: RepoFiles) -> list[str]:
     if node is not None:
         found.update(path for _i, path, _rel in context_reads(node, changed))
         found.update(p for p in (node.file, node.ignore_file) if p and p in changed)
+        found.update(input_globs(layer.inputs).select(changed))
         return sorted(found)
     for c in layer.copy:
         if c.from_layer:

@@ -60,6 +60,8 @@ class DockerfileRule:
     build_args: tuple[tuple[str, str], ...] = ()
     tags: tuple[str, ...] = ()
     target: str | None = None  # the stage built; None: the last
+    inputs: tuple[str, ...] = ()  # globs of files outside the context its build reads
+    build_args_file: str | None = None  # KEY=value lines, an input too
     where: Location | None = field(default=None, compare=False)
 
 
@@ -504,10 +506,14 @@ class _Checker:
         for name in sorted({k for k in known if known.count(k) > 1}):
             self.error(f"placeholder {{{name}}} appears twice in path '{path}'", (*at, "path"))
         tags = raw.get("tags")
+        inputs = _as_tuple(raw.get("inputs")) if _is_strs(raw.get("inputs")) else ()
+        self.check_globs(inputs, (*at, "inputs"), layer=None)
         templates: list[tuple[tuple[Any, ...], Any]] = [
             (("image",), raw.get("image")),
             (("context",), raw.get("context")),
+            (("build_args_file",), raw.get("build_args_file")),
             *((("tags", i), t) for i, t in enumerate(tags if isinstance(tags, list) else [])),
+            *((("inputs", i), t) for i, t in enumerate(inputs)),
         ]
         for field_at, text in templates:
             if isinstance(text, str) and (wide := re.search(r"\{(\w+)\*\*\}", text)):
@@ -530,6 +536,8 @@ class _Checker:
             build_args=_pairs(raw.get("build_args")),
             tags=_as_tuple(raw.get("tags")) if _is_strs(raw.get("tags")) else (),
             target=_str_or_none(raw.get("target")),
+            inputs=inputs,
+            build_args_file=_str_or_none(raw.get("build_args_file")),
             where=self.where(at),
         )
 

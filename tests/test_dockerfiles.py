@@ -889,3 +889,138 @@ def test_a_wide_placeholder_in_an_image_template_is_an_error(git_repo: GitRepo) 
     code, _, err = run(git_repo, "validate")
     assert code == 2
     assert "write {dir} here: {dir**} is only for the path" in err
+
+
+# --- per-image inputs and build args from a file (a Makefile-driven repository) -----------
+
+MAKEFILE_SPEC = """
+version: 1
+dockerfiles:
+  - path: "images/{name}/Dockerfile"
+    image: "registry.example.com/acme/{name}"
+    build_args_file: "images/{name}/build.env"
+    inputs: ["images/{name}/Makefile", "/images/common.mk"]
+"""
+
+
+def _makefile_image(repo: GitRepo, name: str, parent: str | None) -> None:
+    repo.write(
+        f"images/{name}/Dockerfile", "ARG BASE_IMG=placeholder\nFROM ${BASE_IMG}\nCOPY . /src\n"
+    )
+    base = f"{R}{parent}:latest" if parent else "alpine@sha256:" + "a" * 64
+    repo.write(f"images/{name}/build.env", f"# read by the Makefile too\nBASE_IMG={base}\n")
+    repo.write(f"images/{name}/Makefile", "include build.env\ninclude ../common.mk\n")
+
+
+@pytest.fixture
+def makefiles(git_repo: GitRepo) -> GitRepo:
+    git_repo.write("ci-layers.yaml", MAKEFILE_SPEC)
+    git_repo.write("images/common.mk", "REGISTRY := registry.example.com/acme\n")
+    _makefile_image(git_repo, "base", None)
+    _makefile_image(git_repo, "app", "base")
+    _makefile_image(git_repo, "web", "app")
+    _makefile_image(git_repo, "other", "base")
+    git_repo.commit("images")
+    return git_repo
+
+
+def test_build_args_file_gives_the_parent_edges(makefiles: GitRepo) -> None:
+    code, out, err = run(makefiles, "graph", "--format", "json")
+    assert code == 0, err
+    parents = {short([x["name"]])[0]: short(x["parents"]) for x in json.loads(out)["layers"]}
+    assert parents == {"base": [], "app": ["base"], "web": ["app"], "other": ["base"]}
+
+
+def test_one_images_makefile_rebuilds_it_and_its_descendants(makefiles: GitRepo) -> None:
+    base = makefiles.git("rev-parse", "HEAD")
+    makefiles.write("images/app/Makefile", "include build.env\ninclude ../common.mk\nX := 1\n")
+    makefiles.commit("app's Makefile")
+    p = plan(makefiles, base)
+    assert short(p["affected"]) == ["app", "web"]
+    assert "changed: images/app/Makefile" in p["layers"][f"{R}app"]["reasons"]
+
+
+def test_a_new_image_with_its_own_makefile_rebuilds_only_itself(makefiles: GitRepo) -> None:
+    base = makefiles.git("rev-parse", "HEAD")
+    _makefile_image(makefiles, "tool", "base")
+    makefiles.commit("a new image")
+    assert short(plan(makefiles, base)["affected"]) == ["tool"]
+
+
+def test_the_shared_makefile_rebuilds_all_that_read_it(makefiles: GitRepo) -> None:
+    base = makefiles.git("rev-parse", "HEAD")
+    makefiles.write("images/common.mk", "REGISTRY := registry.example.com/other\n")
+    makefiles.commit("common.mk")
+    assert sorted(short(plan(makefiles, base)["affected"])) == ["app", "base", "other", "web"]
+
+
+def test_a_changed_args_file_moves_the_edge(makefiles: GitRepo) -> None:
+    base = makefiles.git("rev-parse", "HEAD")
+    makefiles.write("images/web/build.env", f"BASE_IMG={R}other:latest\n")
+    makefiles.commit("web on other")
+    p = plan(makefiles, base)
+    assert short(p["affected"]) == ["web"]
+    assert short(p["layers"][f"{R}web"]["parents"]) == ["other"]
+
+
+def test_rule_build_args_win_over_the_file(makefiles: GitRepo) -> None:
+    makefiles.write(
+        "ci-layers.yaml",
+        MAKEFILE_SPEC + f"image_overrides:\n  {R}web:\n    build_args: {{BASE_IMG: '{R}base'}}\n",
+    )
+    code, out, err = run(makefiles, "graph", "--format", "json")
+    assert code == 0, err
+    parents = {short([x["name"]])[0]: short(x["parents"]) for x in json.loads(out)["layers"]}
+    assert parents["web"] == ["base"]
+
+
+def test_a_missing_args_file_is_no_args_and_still_an_input(makefiles: GitRepo) -> None:
+    makefiles.remove("images/other/build.env")
+    makefiles.write("images/other/Dockerfile", "FROM alpine@sha256:" + "b" * 64 + "\n")
+    makefiles.commit("other without an args file")
+    base = makefiles.git("rev-parse", "HEAD")
+    makefiles.write("images/other/build.env", "UNUSED=1\n")
+    makefiles.commit("an args file appears")
+    assert short(plan(makefiles, base)["affected"]) == ["other"]
+
+
+def test_a_bad_args_file_line_is_located(makefiles: GitRepo) -> None:
+    makefiles.write("images/app/build.env", "BASE_IMG := x\n")
+    code, _out, err = run(makefiles, "validate")
+    assert code == 2
+    assert "images/app/build.env:1:1: error:" in err
+    assert "write KEY=value with no spaces around = (make reads that too)" in err
+
+
+def test_a_rule_placeholder_unknown_in_inputs_is_an_error(git_repo: GitRepo) -> None:
+    git_repo.write(
+        "ci-layers.yaml",
+        'version: 1\ndockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "x/{name}"\n'
+        '    inputs: ["images/{nmae}/Makefile"]\n',
+    )
+    git_repo.commit()
+    code, _out, err = run(git_repo, "validate")
+    assert code == 2
+    assert "{nmae} is not a placeholder of path 'images/{name}/Dockerfile'" in err
+
+
+def test_the_readmes_placeholder_rules_hold(git_repo: GitRepo) -> None:
+    """Mixed placeholders in a tag, a matched placeholder left unused, and a rename by a
+    rule with a literal path (the most specific wins), as the README says."""
+    git_repo.write(
+        "ci-layers.yaml",
+        "version: 1\ndockerfiles:\n"
+        '  - path: "{os}/{distro}-{flavor}/Dockerfile"\n'
+        '    image: "ros:{distro}-{flavor}"\n'
+        '  - path: "linux/legacy-old/Dockerfile"\n'
+        '    image: "acme/modern"\n',
+    )
+    for folder in ("linux/humble-core", "linux/legacy-old"):
+        git_repo.write(f"{folder}/Dockerfile", "FROM alpine@sha256:" + "c" * 64 + "\n")
+    git_repo.commit()
+    code, out, err = run(git_repo, "graph", "--format", "json")
+    assert code == 0, err
+    assert sorted(x["name"] for x in json.loads(out)["layers"]) == [
+        "acme/modern",
+        "ros:humble-core",
+    ]
