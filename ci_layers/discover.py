@@ -32,7 +32,7 @@ from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
 from .refs import image_key, pushed_twice
 from .repo import GITLINK, RepoFiles
-from .sources import follow_symlinks
+from .sources import follow_symlinks, resolve_path
 from .spec import PATH_PLACEHOLDER, PLACEHOLDER, DockerfileRule, Spec
 
 __all__ = ["InRepoImages", "resolve_dockerfiles"]
@@ -106,6 +106,15 @@ def _glob(text: str) -> str:
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
     return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def _fill_glob(template: str, values: Mapping[str, str]) -> str:
+    """A glob template filled with values taken literally (a folder `v[12]` is no class)."""
+    return _fill(template, {k: _glob_literal(v) for k, v in values.items()})
+
+
+def _glob_literal(text: str) -> str:
+    return re.sub(r"([*?\[\\])", r"\\\1", text)
 
 
 def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
@@ -199,8 +208,8 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
                 layer=cycle[0],
             )
         )
-    if errors:
-        raise SpecInvalid(errors)
+    if errors:  # a parent's args file is read again for each child: say it once
+        raise SpecInvalid(list({str(e): e for e in errors}.values()))
     return replace(
         spec,
         layers=layers,
@@ -290,7 +299,7 @@ def _layer(
             )
         )
         return None
-    inputs = tuple(_fill(p, values) for p in rule.inputs)
+    inputs = tuple(_fill_glob(p, values) for p in rule.inputs)
     args: dict[str, str] = {}
     if rule.build_args_file:
         args_file = _args_file(_fill(rule.build_args_file, values), rule, files, errors, name)
@@ -360,22 +369,31 @@ def _args_file(
     missing file gives none (adding it later rebuilds the image: it is an input)."""
     path = posixpath.normpath("/" + written).lstrip("/")
     where = rule.where or Location(path)
-    if posixpath.normpath(written.lstrip("/")).startswith(".."):
-        errors.append(
-            SpecError(
-                f"build_args_file '{written}' is outside the repository", where=where, layer=name
-            )
-        )
+
+    def refuse(why: str) -> None:
+        errors.append(SpecError(f"build_args_file '{written}' {why}", where=where, layer=name))
+
+    if posixpath.normpath(written.lstrip("/")).split("/")[0] == "..":
+        refuse("is outside the repository")
         return None
-    pattern = "/" + re.sub(r"([*?\[\\])", r"\\\1", path)  # the file itself, literally
-    real = follow_symlinks(files, path)
-    raw = files.read(real) if real and real in files else None
-    if raw is None:
-        return {}, pattern
+    pattern = "/" + _glob_literal(path)  # the file itself, literally
+    real = resolve_path(files, path)  # links on the way followed, as a checkout has them
+    if real is None:
+        refuse("leads outside the repository through a link, or its links loop")
+        return None
+    if files.gitlink_above(real) is not None:
+        refuse("lies in a submodule, whose files this repository's tree does not list")
+        return None
+    if real not in files:
+        return {}, pattern  # no file yet: no args, and creating it rebuilds the image
+    try:
+        text = (files.read(real) or b"").decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        refuse("is not UTF-8 (Docker refuses such a file too)")
+        return None
     args: dict[str, str] = {}
-    text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.lstrip()
+    for number, line in enumerate(text.split("\n"), 1):  # on \n only, as Docker splits
+        line = line.removesuffix("\r").lstrip()
         if not line or line.startswith("#"):
             continue
         key, eq, value = line.partition("=")
@@ -394,7 +412,7 @@ def _args_file(
                 )
             )
         else:
-            args[key] = value  # as --env-file: the rest of the line, quotes and all
+            args[key] = value  # as Docker reads it: the rest of the line, quotes and all
     return args, pattern
 
 

@@ -88,8 +88,10 @@ def _recipe(
 ) -> dict[str, Any]:
     if layer.dockerfile is not None:
         built = _dockerfile_recipe(layer, keys, files)
-        if layer.inputs:  # a rule's `inputs` and `build_args_file` (absent: keys as before)
-            built["inputs"] = _inputs(layer.inputs, files)
+        # a rule's `inputs` and `build_args_file`: left out when they match nothing, as
+        # a spec layer's empty fields are, so keys stay as they were without them
+        if layer.inputs and (found := _inputs(layer.inputs, files)):
+            built["inputs"] = found
         if global_files:
             built["global_inputs"] = dict(global_files)
         return built

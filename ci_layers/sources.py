@@ -34,6 +34,7 @@ __all__ = [
     "follow_symlinks",
     "input_globs",
     "read_digest",
+    "resolve_path",
 ]
 
 
@@ -411,6 +412,12 @@ def _in_scope(scope: str, folder: str, link: str) -> str:
         elif part and part != ".":
             stack.append(part)
     return "/".join([scope, *stack] if scope else stack)
+
+
+def resolve_path(files: RepoFiles, path: str) -> str | None:
+    """`path` with every symlink on it followed (folders and the last part); None when
+    a link leaves the repository or they loop."""
+    return _resolve_dirs(files, path, last=True)
 
 
 def _is_link(files: RepoFiles, path: str) -> bool:

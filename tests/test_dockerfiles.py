@@ -1024,3 +1024,80 @@ def test_the_readmes_placeholder_rules_hold(git_repo: GitRepo) -> None:
         "acme/modern",
         "ros:humble-core",
     ]
+
+
+def test_an_args_file_through_a_linked_folder_is_read(makefiles: GitRepo) -> None:
+    """`ci -> real`: the args file is read through the link, so the edge is there and a
+    change to the parent reaches the child (it was missed)."""
+    import os
+
+    makefiles.write(
+        "ci-layers.yaml", MAKEFILE_SPEC.replace("images/{name}/build.env", "ci/{name}.env")
+    )
+    for name, parent in (("app", "base"), ("web", "app"), ("other", "base")):
+        makefiles.write(f"real/{name}.env", f"BASE_IMG={R}{parent}:latest\n")
+    os.symlink("real", makefiles.root / "ci")
+    makefiles.commit("args files behind a linked folder")
+    base = makefiles.git("rev-parse", "HEAD")
+    makefiles.write("images/app/Dockerfile", "ARG BASE_IMG=x\nFROM ${BASE_IMG}\nRUN true\n")
+    makefiles.commit("app changes")
+    assert short(plan(makefiles, base)["affected"]) == ["app", "web"]
+
+
+def test_an_args_file_leaving_the_repository_is_an_error(
+    makefiles: GitRepo, tmp_path: Path
+) -> None:
+    import os
+
+    outside = tmp_path / "outside.env"
+    outside.write_text("BASE_IMG=x\n")
+    makefiles.remove("images/web/build.env")
+    os.symlink(outside, makefiles.root / "images/web/build.env")
+    code, _out, err = run(makefiles, "validate")
+    assert code == 2
+    assert "build_args_file 'images/web/build.env' leads outside the repository" in err
+
+
+def test_placeholder_values_are_literal_in_inputs(git_repo: GitRepo) -> None:
+    """A folder `v[12]` fills `{name}` as text, not as a class matching v1 and v2."""
+    git_repo.write(
+        "ci-layers.yaml",
+        'version: 1\ndockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "acme/{name}"\n'
+        '    inputs: ["ci/{name}/Makefile"]\n',
+    )
+    git_repo.write("images/v[12]/Dockerfile", "FROM alpine@sha256:" + "d" * 64 + "\n")
+    git_repo.write("ci/v[12]/Makefile", "a\n")
+    git_repo.write("ci/v1/Makefile", "a\n")
+    git_repo.commit()
+    base = git_repo.git("rev-parse", "HEAD")
+    git_repo.write("ci/v1/Makefile", "b\n")
+    git_repo.commit("v1")
+    assert plan(git_repo, base)["affected"] == []
+    base = git_repo.git("rev-parse", "HEAD")
+    git_repo.write("ci/v[12]/Makefile", "b\n")
+    git_repo.commit("v[12]")
+    assert plan(git_repo, base)["affected"] == ["acme/v[12]"]
+
+
+def test_inputs_that_match_nothing_change_no_key(makefiles: GitRepo) -> None:
+    base = makefiles.git("rev-parse", "HEAD")
+    makefiles.write(
+        "ci-layers.yaml",
+        MAKEFILE_SPEC.replace('"/images/common.mk"]', '"/images/common.mk", "nothing-here.mk"]'),
+    )
+    makefiles.commit("an input that matches nothing")
+    assert plan(makefiles, base)["affected"] == []
+
+
+def test_args_file_lines_split_on_newlines_only(makefiles: GitRepo) -> None:
+    """A form feed is part of a value, as Docker reads the file; CRLF is one line end."""
+    makefiles.write("images/other/build.env", f"BASE_IMG={R}app:latest\r\nEXTRA=a\x0cB=b\n")
+    makefiles.write(
+        "images/other/Dockerfile", "ARG BASE_IMG=x\nFROM ${BASE_IMG}\nARG EXTRA\nARG B\n"
+    )
+    makefiles.commit()
+    code, out, err = run(makefiles, "keys", "--recipe")
+    assert code == 0, err
+    args = json.loads(out)["layers"][f"{R}other"]["recipe"]["build_args"]
+    assert args["EXTRA"] == "a\x0cB=b"
+    assert "B" not in args
