@@ -159,15 +159,22 @@ def _instructions(text: str) -> list[Instruction]:
             )
             for i in _instructions(text.translate(_TO_PRIVATE))
         ]
-    parser = DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8")))
-    lines = text.splitlines()
+    # BuildKit splits lines on \n only (bufio.ScanLines, a \r before it dropped), as
+    # dockerfile-parse counts them; str.splitlines also breaks at \f, \x85, \u2028 ...
+    raw_lines = text.split("\n")
+    lines = [line.removesuffix("\r") for line in raw_lines]
     out: list[Instruction] = []
     skip_until = -1
-    for line in lines:  # parser directives: only at the very top, before anything else
+    for i, line in enumerate(lines):  # parser directives: only at the very top
         m = _DIRECTIVE.match(line)
         if not m:
             break
         out.append(Instruction(len(out) + 1, "#" + m.group(1).upper(), m.group(2)))
+        if m.group(1).lower() == "check":
+            # dockerfile-parse ends its directive scan at `# check=` and would miss an
+            # `# escape=` after it: to it, this line is a directive it knows and ignores
+            raw_lines[i] = "# syntax=ci-layers/check"
+    parser = DockerfileParser(fileobj=io.BytesIO("\n".join(raw_lines).encode("utf-8")))
     for item in parser.structure:
         if item["startline"] <= skip_until or item["instruction"] == "COMMENT":
             continue

@@ -1101,3 +1101,27 @@ def test_args_file_lines_split_on_newlines_only(makefiles: GitRepo) -> None:
     args = json.loads(out)["layers"][f"{R}other"]["recipe"]["build_args"]
     assert args["EXTRA"] == "a\x0cB=b"
     assert "B" not in args
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    [
+        # a form feed inside a line is no line break for BuildKit (issue 12, case 1)
+        'FROM alpine@sha256:{a}\nRUN echo "x\fy"\nRUN <<EOF\necho hi\nEOF\nCOPY a /a\n',
+        # `# check=` before `# escape=`: the escape directive still counts (case 2)
+        "# check=skip=all\n# escape=`\nFROM alpine@sha256:{a}\nRUN dir C:\\\nCOPY a /a\n",
+    ],
+    ids=["form-feed", "check-before-escape"],
+)
+def test_copy_after_odd_lines_is_still_read(git_repo: GitRepo, dockerfile: str) -> None:
+    git_repo.write(
+        "ci-layers.yaml",
+        'version: 1\ndockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "acme/{name}"\n',
+    )
+    git_repo.write("images/t/Dockerfile", dockerfile.replace("{a}", "a" * 64))
+    git_repo.write("images/t/a", "1\n")
+    git_repo.commit()
+    base = git_repo.git("rev-parse", "HEAD")
+    git_repo.write("images/t/a", "2\n")
+    git_repo.commit("a changes")
+    assert plan(git_repo, base)["affected"] == ["acme/t"]
