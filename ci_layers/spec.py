@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import posixpath
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -97,7 +99,7 @@ def load_spec(path: str | Path, *, display: str | None = None) -> Spec:
     """Read and validate the spec at `path`; `display` is the name used in messages."""
     shown = display or str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = _read_regular(Path(path), shown)
     except FileNotFoundError:
         raise SpecInvalid(
             [
@@ -111,6 +113,32 @@ def load_spec(path: str | Path, *, display: str | None = None) -> Spec:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecInvalid([SpecError(f"cannot read spec: {exc}", where=Location(shown))]) from None
     return parse_spec(text, filename=shown)
+
+
+MAX_SPEC_BYTES = 64 << 20
+
+
+def _read_regular(path: Path, shown: str) -> str:
+    """A spec is a regular file of sane size: /dev/zero would be read for ever, a FIFO
+    would block (issue 12, case 8)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise SpecInvalid(
+            [SpecError("the spec must be a regular file (this is not)", where=Location(shown))]
+        )
+    with os.fdopen(fd, "rb") as f:
+        if st.st_size > MAX_SPEC_BYTES:
+            raise SpecInvalid(
+                [
+                    SpecError(
+                        f"the spec is {st.st_size} bytes; at most {MAX_SPEC_BYTES} are read",
+                        where=Location(shown),
+                    )
+                ]
+            )
+        return f.read(MAX_SPEC_BYTES + 1).decode("utf-8")
 
 
 def parse_spec(text: str, *, filename: str = DEFAULT_SPEC) -> Spec:

@@ -587,3 +587,23 @@ def test_two_images_entries_pushing_one_tag_is_an_error() -> None:
     with pytest.raises(SpecInvalid) as info:
         parse_spec(text)
     assert "image 'two' pushes 'r.example/app:1', which image 'one' pushes too" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder"])
+def test_a_spec_that_is_no_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    """/dev/zero was read for ever and a FIFO blocked (issue 12, case 8)."""
+    import io
+    import os
+
+    from ci_layers.cli import main
+
+    if kind == "device":
+        path = "/dev/zero"
+    elif kind == "fifo":
+        path = str(tmp_path / "spec.fifo")
+        os.mkfifo(path)
+    else:
+        path = str(tmp_path)
+    err = io.StringIO()
+    assert main(["validate", "-C", str(tmp_path), "--spec", path], out=io.StringIO(), err=err) == 2
+    assert "the spec must be a regular file" in err.getvalue()
