@@ -293,11 +293,18 @@ def expand_word(word: str, env: Mapping[str, str], *, escape: str = "\\") -> str
     """BuildKit's ProcessWord: one string, quotes removed, variables expanded."""
     if _plain(word, escape):  # nothing to expand or unquote
         return word
-    return _Lexer(word, env, escape).process(_EOF, False)[0]
+    return _process(word, env, escape)[0]
 
 
 def expand_words(word: str, env: Mapping[str, str], *, escape: str = "\\") -> list[str]:
     """BuildKit's ProcessWords: split on unquoted whitespace after expansion."""
     if _plain(word, escape):
         return word.split()
-    return _Lexer(word, env, escape).process(_EOF, False)[1]
+    return _process(word, env, escape)[1]
+
+
+def _process(word: str, env: Mapping[str, str], escape: str) -> tuple[str, list[str]]:
+    try:
+        return _Lexer(word, env, escape).process(_EOF, False)
+    except RecursionError:  # ${A:-${A:-...}} thousands deep (issue 12, case 5)
+        raise ExpansionError("variables are nested too deeply") from None

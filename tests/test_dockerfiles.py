@@ -1125,3 +1125,17 @@ def test_copy_after_odd_lines_is_still_read(git_repo: GitRepo, dockerfile: str) 
     git_repo.write("images/t/a", "2\n")
     git_repo.commit("a changes")
     assert plan(git_repo, base)["affected"] == ["acme/t"]
+
+
+def test_deeply_nested_variables_are_a_located_error(git_repo: GitRepo) -> None:
+    """3,000 nested `${A:-…}` ended in a RecursionError traceback (issue 12, case 5)."""
+    git_repo.write(
+        "ci-layers.yaml",
+        'version: 1\ndockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "acme/{name}"\n',
+    )
+    deep = "${A:-" * 3000 + "x" + "}" * 3000
+    git_repo.write("images/t/Dockerfile", f"FROM alpine@sha256:{'a' * 64}\nENV B={deep}\n")
+    git_repo.commit()
+    code, _out, err = run(git_repo, "validate")
+    assert code == 2
+    assert "images/t/Dockerfile:2:1: error: layer 'acme/t': variables are nested too deeply" in err
