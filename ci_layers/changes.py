@@ -461,7 +461,18 @@ def _pull_request(history: GitHistory, payload: Mapping[str, Any], event: str) -
     )
 
 
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
 def _push(history: GitHistory, payload: Mapping[str, Any]) -> Comparison:
+    fields = (payload.get("before"), payload.get("after"), payload.get("ref"))
+    if not all(isinstance(x, str) for x in fields) or not all(
+        _SHA.fullmatch(str(x)) for x in fields[:2]
+    ):
+        # A truncated or hand-made payload: no way to tell a new branch from a lost
+        # `before`, so never an empty plan (issue 12, case 12).
+        why = "push: the event has no usable before, after and ref; everything is affected"
+        return Comparison(None, history.resolve("HEAD"), "all", why, "push")
     before, after = _text(payload.get("before")) or ZERO, _text(payload.get("after")) or ""
     ref = _text(payload.get("ref")) or ""
     if ref.startswith("refs/tags/"):

@@ -622,3 +622,16 @@ def test_a_broken_spec_on_disk_does_not_stop_a_plan_between_commits(mono: GitRep
     code = main(["plan", "-C", str(mono.root)], out=out, err=err)  # the working tree: it counts
     assert code == 2
     assert "unknown parent 'nope'" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    "event",
+    [{}, {"ref": "refs/heads/main"}, {"ref": "refs/heads/main", "before": 5, "after": "x"}],
+    ids=["empty", "no-before", "wrong-types"],
+)
+def test_a_push_payload_without_before_plans_everything(mono: GitRepo, event: dict) -> None:
+    """A truncated payload read as a new branch planned nothing on main (issue 12, 12)."""
+    p = plan(mono, event=event, name="push")
+    assert p["mode"] == "all"
+    assert "no usable before, after and ref" in p["reason"]
+    assert len(p["affected"]) == len(p["layers"])
