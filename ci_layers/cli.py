@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import io
 import json
 import os
 import sys
@@ -508,9 +509,25 @@ def main(
     if extra:  # name the command whose options were mistyped, with its own usage
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
-    with _error_handler(err) as code:
-        code[0] = _run(args, out, err)
+    # Under Actions, names from the repository (a file called `x\n::add-mask::…`) must
+    # not become workflow commands: such text goes out between stop-commands.
+    held = io.StringIO() if _names_in_text(args) else None
+    try:
+        with _error_handler(err) as code:
+            code[0] = _run(args, held or out, err)
+    finally:
+        if held is not None and (printed := held.getvalue()):
+            out.write(untrusted(printed.rstrip("\n")) + "\n")
     return code[0]
+
+
+def _names_in_text(args: argparse.Namespace) -> bool:
+    """Whether this command prints repository names as text under GitHub Actions (JSON
+    escapes line breaks; the action's own output is guarded where it is written)."""
+    if os.environ.get("GITHUB_ACTIONS") != "true" or getattr(args, "recipe", False):
+        return False
+    commands = {"plan", "explain", "graph", "keys", "order", "affected"}
+    return args.command in commands and getattr(args, "format", "text") != "json"
 
 
 if __name__ == "__main__":  # pragma: no cover

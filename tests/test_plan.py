@@ -635,3 +635,30 @@ def test_a_push_payload_without_before_plans_everything(mono: GitRepo, event: di
     assert p["mode"] == "all"
     assert "no usable before, after and ref" in p["reason"]
     assert len(p["affected"]) == len(p["layers"])
+
+
+@pytest.mark.parametrize(
+    "command", [["plan"], ["keys"], ["graph"], ["explain", "app", "--against", "HEAD"]]
+)
+def test_names_cannot_inject_workflow_commands(git_repo: GitRepo, monkeypatch, command) -> None:
+    """A file named `x\\n::add-mask::…` printed raw became a live workflow command under
+    Actions (issue 12, case 9): text output goes out between stop-commands."""
+    import io
+
+    from ci_layers.cli import main
+
+    git_repo.write(
+        "ci-layers.yaml",
+        "version: 1\nlayers:\n  app:\n    from: scratch\n    copy: [{src: src/, dest: /src/}]\n",
+    )
+    git_repo.write("src/ok.txt", "1\n")
+    git_repo.commit()
+    git_repo.write("src/x\n::add-mask::secretvalue\n::error title=pwn::owned", "evil\n")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    out = io.StringIO()
+    assert main([*command, "-C", str(git_repo.root)], out=out, err=io.StringIO()) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("::stop-commands::")
+    token = lines[0].removeprefix("::stop-commands::")
+    assert lines[-1] == f"::{token}::"
+    assert not [line for line in lines[1:-1] if line.startswith(f"::{token}::")]
