@@ -64,7 +64,7 @@ def inputs_from_env(env: Mapping[str, str]) -> ActionInputs:
     numbers = {}
     for name, default, top in (("max-stages", "4", 256), ("max-parallel-jobs", "256", 256)):
         raw = _input(env, name, default)
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= top:
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= top:
             raise UsageError(f"input {name} must be a whole number from 1 to {top}, not {raw!r}")
         numbers[name] = int(raw)
     return ActionInputs(

@@ -81,6 +81,29 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 
+def _guarded(tag: str, construct: Any) -> Any:
+    """A scalar constructor whose bad value (`!!int abc`, an int past Python's 4,300
+    digits) is a located problem, not a ValueError out of the loader (issue 12, 8b)."""
+
+    def guarded(loader: _Loader, node: yaml.ScalarNode) -> Any:
+        try:
+            return construct(loader, node)
+        except (ValueError, TypeError, OverflowError, IndexError, KeyError):
+            shown = str(node.value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            loader.problems.append((f"'{shown}' is no valid {tag}", node.start_mark))
+            return str(node.value)
+
+    return guarded
+
+
+for _tag in ("int", "float", "bool", "timestamp"):
+    _Loader.add_constructor(
+        f"tag:yaml.org,2002:{_tag}",
+        _guarded(_tag, getattr(yaml.constructor.SafeConstructor, f"construct_yaml_{_tag}")),
+    )
+
+
 def location(filename: str, mark: Any) -> Location:
     if mark is None:
         return Location(filename)

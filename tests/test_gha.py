@@ -347,3 +347,12 @@ def test_updating_the_comment_with_the_actions_token_prints_no_noise(
     assert done.returncode == 0
     assert "PR comment unchanged" in done.stdout or "PR comment updated" in done.stdout
     assert "403" not in done.stderr
+
+
+def test_a_huge_max_stages_is_a_usage_error() -> None:
+    """Past 4,300 digits int() raised a ValueError: exit 3 (issue 12, case 8b)."""
+    from ci_layers.errors import UsageError
+    from ci_layers.gha import inputs_from_env
+
+    with pytest.raises(UsageError, match="max-stages must be a whole number from 1 to 256"):
+        inputs_from_env({"INPUT_MAX_STAGES": "9" * 5000})

@@ -607,3 +607,24 @@ def test_a_spec_that_is_no_regular_file_is_refused(tmp_path: Path, kind: str) ->
     err = io.StringIO()
     assert main(["validate", "-C", str(tmp_path), "--spec", path], out=io.StringIO(), err=err) == 2
     assert "the spec must be a regular file" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("!!int abc", "'abc' is no valid int"),
+        ("!!float x", "'x' is no valid float"),
+        ("!!bool x", "'x' is no valid bool"),
+        ("!!timestamp 2020-13-45", "'2020-13-45' is no valid timestamp"),
+        ("1" * 5000, "is no valid int"),
+    ],
+)
+def test_bad_scalars_are_located_errors(value: str, shown: str) -> None:
+    """They raised a ValueError out of the loader: exit 3 (issue 12, case 8b)."""
+    text = f"version: 1\nlayers:\n  a:\n    from: scratch\n    env:\n      X: {value}\n"
+    with pytest.raises(SpecInvalid) as caught:
+        parse_spec(text, filename="ci-layers.yaml")
+    assert any(
+        str(e).startswith("ci-layers.yaml:6:10: error:") and shown in str(e)
+        for e in caught.value.errors
+    )
