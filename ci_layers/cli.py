@@ -333,11 +333,18 @@ def _locate(repo: str, spec: str | None) -> tuple[Path, Path, str | None]:
         raise UsageError(f"-C {repo}: no such directory")
     root = find_repo_root(start) or start
     # resolve() follows a symlinked spec to the file git stores
-    spec_path = (start / spec if spec else root / DEFAULT_SPEC).resolve()
+    given = (start / spec if spec else root / DEFAULT_SPEC).absolute()
+    spec_path = given.resolve()
     try:
         rel: str | None = spec_path.relative_to(root).as_posix()
     except ValueError:
         rel = None
+    if rel is None and given.is_relative_to(root):
+        # a link a pull request commits must not make ci-layers read a file of the runner
+        raise UsageError(
+            f"{given.relative_to(root)} is a link that leaves the repository: a spec "
+            "inside it is read inside it (pass --spec with the outside path to mean it)"
+        )
     return root, spec_path, rel
 
 

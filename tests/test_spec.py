@@ -628,3 +628,21 @@ def test_bad_scalars_are_located_errors(value: str, shown: str) -> None:
         str(e).startswith("ci-layers.yaml:6:10: error:") and shown in str(e)
         for e in caught.value.errors
     )
+
+
+def test_a_spec_linking_out_of_the_repository_is_refused(git_repo, tmp_path: Path) -> None:
+    """A committed `ci-layers.yaml -> /runner/file` was read (issue 12, case 8c)."""
+    import io
+    import os
+
+    from ci_layers.cli import main
+
+    outside = tmp_path / "secret.yaml"
+    outside.write_text("version: 1\nlayers: {}\n")
+    os.symlink(outside, git_repo.root / "ci-layers.yaml")
+    err = io.StringIO()
+    assert main(["validate", "-C", str(git_repo.root)], out=io.StringIO(), err=err) == 2
+    assert "ci-layers.yaml is a link that leaves the repository" in err.getvalue()
+    # an explicit --spec outside the repository still works
+    out = io.StringIO()
+    assert main(["validate", "-C", str(git_repo.root), "--spec", str(outside)], out=out) == 0
