@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from .changes import GitHistory, choose_comparison, read_event
 from .errors import SpecError, SpecInvalid, UsageError
 from .github import marker_for, upsert_comment
-from .outputs import MATRIX_LIMIT, OutputTooLarge, action_outputs, write_outputs
+from .outputs import MATRIX_LIMIT, OutputTooLarge, OutputWriteError, action_outputs, write_outputs
 from .plan import Plan, make_plan
 from .report import (
     COMMENT_LIMIT,
@@ -122,7 +122,12 @@ def run_action(
         out.write(annotation("warning", f"everything is rebuilt: {comparison.reason}") + "\n")
 
     plan_file = _plan_file(env, spec)
-    plan_file.write_text(json.dumps(plan.to_json(), indent=2, ensure_ascii=True) + "\n")
+    try:
+        plan_file.write_text(json.dumps(plan.to_json(), indent=2, ensure_ascii=True) + "\n")
+    except OSError as exc:
+        raise OutputWriteError(
+            f"cannot write the plan file in $RUNNER_TEMP ({plan_file}): {exc.strerror}"
+        ) from None
     failed = None
     try:
         outputs = action_outputs(
@@ -148,7 +153,7 @@ def run_action(
             )
             + "\n"
         )
-    _summarize(env, plan_report(plan, max_bytes=SUMMARY_BYTES))
+    _summarize(env, plan_report(plan, max_bytes=SUMMARY_BYTES), out)
     _comment(plan, inputs, env, event_name, payload, spec, out)
     if failed is not None:
         return failed.exit_code
@@ -191,17 +196,23 @@ def _spec_failed(
     if env.get("GITHUB_OUTPUT"):
         write_outputs(Path(env["GITHUB_OUTPUT"]), EMPTY_OUTPUTS)
     report = spec_error_report(error)
-    _summarize(env, report)
+    _summarize(env, report, out)
     name = spec.path if spec is not None else error.problems[0].where.file
     _post(report, name, inputs, env, event_name, payload, out, create=False)
     return 0 if inputs.fail_on == "never" else error.exit_code
 
 
-def _summarize(env: Mapping[str, str], text: str) -> None:
-    """Append to the job summary, where the runner gave one."""
+def _summarize(env: Mapping[str, str], text: str, out: TextIO) -> None:
+    """Append to the job summary, where the runner gave one; one that cannot be written
+    is a warning, and the comment is still posted."""
     if env.get("GITHUB_STEP_SUMMARY"):
-        with Path(env["GITHUB_STEP_SUMMARY"]).open("a", encoding="utf-8", errors="replace") as f:
-            f.write(text + "\n")
+        path = Path(env["GITHUB_STEP_SUMMARY"])
+        try:
+            with path.open("a", encoding="utf-8", errors="replace") as f:
+                f.write(text + "\n")
+        except OSError as exc:
+            why = f"cannot write $GITHUB_STEP_SUMMARY ({path}): {exc.strerror}"
+            out.write(annotation("warning", why) + "\n")
 
 
 def _log_plan(plan: Plan, outputs: Mapping[str, str], out: TextIO) -> None:

@@ -18,7 +18,7 @@ from .pack import pack_stages
 from .plan import Plan
 from .spec import Spec
 
-__all__ = ["OUTPUT_LIMIT", "OutputTooLarge", "action_outputs", "write_outputs"]
+__all__ = ["OUTPUT_LIMIT", "OutputTooLarge", "OutputWriteError", "action_outputs", "write_outputs"]
 
 # "Outputs can be a maximum of 1 MB per job ... approximated based on UTF-16 encoding."
 OUTPUT_LIMIT = 1_000_000
@@ -27,6 +27,10 @@ MATRIX_LIMIT = 256  # jobs one matrix may generate
 
 class OutputTooLarge(CiLayersError):
     exit_code = 1
+
+
+class OutputWriteError(CiLayersError):
+    """A file the runner named cannot be written."""
 
 
 def _compact(value: Any) -> str:
@@ -119,9 +123,12 @@ def _utf16(text: str) -> int:
 
 def write_outputs(path: Path, outputs: Mapping[str, str]) -> None:
     """Append to $GITHUB_OUTPUT, each value behind a delimiter it cannot contain."""
-    with path.open("a", encoding="utf-8") as out:
-        for name, value in outputs.items():
-            delimiter = f"ghadelimiter_{uuid.uuid4()}"
-            while delimiter in value:
+    try:
+        with path.open("a", encoding="utf-8") as out:
+            for name, value in outputs.items():
                 delimiter = f"ghadelimiter_{uuid.uuid4()}"
-            out.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+                while delimiter in value:
+                    delimiter = f"ghadelimiter_{uuid.uuid4()}"
+                out.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+    except OSError as exc:  # a missing folder, a directory, a full disk (issue 12, 6)
+        raise OutputWriteError(f"cannot write $GITHUB_OUTPUT ({path}): {exc.strerror}") from None

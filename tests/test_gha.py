@@ -45,7 +45,12 @@ def mono(git_repo: GitRepo) -> GitRepo:
 
 
 def run_gha(
-    repo: GitRepo, event_name: str, event: dict, gh: FakeGitHub | None = None, **inputs: str
+    repo: GitRepo,
+    event_name: str,
+    event: dict,
+    gh: FakeGitHub | None = None,
+    runner_env: dict | None = None,
+    **inputs: str,
 ):
     runner = repo.root.parent / "runner"
     runner.mkdir(exist_ok=True)
@@ -68,6 +73,7 @@ def run_gha(
         env["GITHUB_API_URL"] = gh.url
         env["INPUT_GITHUB_TOKEN"] = "ghs_secret_token_value"
     env.update({f"INPUT_{k.upper()}": v for k, v in inputs.items()})
+    env.update(runner_env or {})
     done = subprocess.run(
         [sys.executable, "-m", "ci_layers.cli", "gha"],
         cwd=repo.root,
@@ -356,3 +362,26 @@ def test_a_huge_max_stages_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match="max-stages must be a whole number from 1 to 256"):
         inputs_from_env({"INPUT_MAX_STAGES": "9" * 5000})
+
+
+def test_an_unwritable_output_file_is_a_clear_error(mono: GitRepo, tmp_path: Path) -> None:
+    """A $GITHUB_OUTPUT that is a folder (or /dev/full) ended in a traceback (issue 12, 6)."""
+    done, _outputs, _summary = run_gha(
+        mono, "push", {}, runner_env={"GITHUB_OUTPUT": str(tmp_path)}
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"error: cannot write $GITHUB_OUTPUT ({tmp_path}): Is a directory" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unwritable_summary_is_a_warning_and_the_comment_is_posted(
+    mono: GitRepo, gh: FakeGitHub
+) -> None:
+    event = pr_event(mono)
+    done, outputs, _summary = run_gha(
+        mono, "pull_request", event, gh, runner_env={"GITHUB_STEP_SUMMARY": "/dev/full"}
+    )
+    assert done.returncode == 0, done.stderr
+    assert "::warning::cannot write $GITHUB_STEP_SUMMARY (/dev/full)" in done.stdout
+    assert outputs["has-changes"] == "true"
+    assert len(gh.comments) == 1
