@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -253,17 +254,25 @@ def _post(
     number = pr.get("number") if isinstance(pr, dict) else None
     if inputs.comment == "never" or event_name not in ("pull_request", "pull_request_target"):
         return
-    if not isinstance(number, int):
+    if not isinstance(number, int) or isinstance(number, bool):  # true is no PR number
         return
-    repository = env.get("GITHUB_REPOSITORY") or (payload.get("repository") or {}).get("full_name")
-    if not inputs.token or not repository:
+    repo_field = payload.get("repository")
+    repository = env.get("GITHUB_REPOSITORY") or (
+        repo_field.get("full_name") if isinstance(repo_field, dict) else None
+    )
+    if not inputs.token or not isinstance(repository, str) or not repository:
         out.write(annotation("warning", "no github-token or repository: no PR comment") + "\n")
+        return
+    api_url = env.get("GITHUB_API_URL") or "https://api.github.com"
+    if not re.match(r"https?://[^/\s]+", api_url):
+        why = f"GITHUB_API_URL {api_url!r} is no http(s) URL"
+        out.write(annotation("warning", f"PR comment not written: {why}") + "\n")
         return
     marker = marker_for(spec_name)
     if not body.startswith(marker):
         body = f"{marker}\n{body}"
     result = upsert_comment(
-        api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
+        api_url=api_url,
         token=inputs.token,
         repository=repository,
         number=number,

@@ -385,3 +385,34 @@ def test_an_unwritable_summary_is_a_warning_and_the_comment_is_posted(
     assert "::warning::cannot write $GITHUB_STEP_SUMMARY (/dev/full)" in done.stdout
     assert outputs["has-changes"] == "true"
     assert len(gh.comments) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "runner_env"),
+    [
+        ({"repository": "o/r"}, {"GITHUB_REPOSITORY": ""}),  # a string, not an object
+        ({}, {"GITHUB_API_URL": "not a url"}),
+    ],
+    ids=["repository-string", "bad-api-url"],
+)
+def test_odd_payloads_warn_instead_of_crashing(
+    mono: GitRepo, change: dict, runner_env: dict
+) -> None:
+    """They ended in an AttributeError, or a traceback inside PyGithub (issue 12, case 7)."""
+    event = {**pr_event(mono), **change}
+    env = {"INPUT_GITHUB_TOKEN": "ghs_x", **runner_env}
+    done, outputs, _summary = run_gha(mono, "pull_request", event, runner_env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "::warning::" in done.stdout
+    assert outputs["has-changes"] == "true"
+
+
+def test_a_boolean_pr_number_is_no_number(mono: GitRepo) -> None:
+    event = pr_event(mono)
+    event["pull_request"]["number"] = True
+    done, _outputs, _summary = run_gha(
+        mono, "pull_request", event, runner_env={"INPUT_GITHUB_TOKEN": "ghs_x"}
+    )
+    assert done.returncode == 0, done.stderr
+    assert "PR comment" not in done.stdout
