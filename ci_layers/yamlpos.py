@@ -110,6 +110,48 @@ def location(filename: str, mark: Any) -> Location:
     return Location(filename, mark.line + 1, mark.column + 1)
 
 
+ALIAS_EXCESS = 100_000  # values that aliases add beyond those written
+
+
+def _alias_bomb(root: yaml.Node) -> yaml.Node | None:
+    """The smallest value whose aliases make it expand past ALIAS_EXCESS values (a
+    "billion laughs" spec), or one that contains itself; None if there is none. Sizes
+    are counted once per node: linear in what is written."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # post-order, without recursion
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if done or not children:
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            visiting.discard(id(node))
+            continue
+        if any(id(c) in visiting or c is node for c in children):
+            return node  # an alias inside its own anchor: it never ends
+        visiting.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    if sizes[id(root)] - len(sizes) <= ALIAS_EXCESS:
+        return None
+    node = root
+    while True:  # down to the smallest value still too big
+        bigger = [c for c in _children(node) if sizes[id(c)] > ALIAS_EXCESS]
+        if not bigger:
+            return node
+        node = bigger[0]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 def load_located(text: str, filename: str) -> tuple[Any, list[SpecError]]:
     """(data, problems). Data is None after a syntax error; problems such as duplicate
     keys leave the first definition in place so checking can go on."""
@@ -117,7 +159,18 @@ def load_located(text: str, filename: str) -> tuple[Any, list[SpecError]]:
     loader.problems = []
     problems: list[SpecError] = []
     try:
-        data = loader.get_single_data()
+        node = loader.get_single_node()
+        if node is not None and (bomb := _alias_bomb(node)) is not None:
+            where = location(filename, bomb.start_mark)
+            problems.append(
+                SpecError(
+                    f"aliases (*name) expand this value past {ALIAS_EXCESS:,} copies; "
+                    "write the values out, or share less",
+                    where=where,
+                )
+            )
+            return None, problems
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         where = location(filename, exc.problem_mark or exc.context_mark)
         problems.append(SpecError(f"invalid YAML: {exc.problem or exc.context}", where=where))

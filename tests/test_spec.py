@@ -646,3 +646,30 @@ def test_a_spec_linking_out_of_the_repository_is_refused(git_repo, tmp_path: Pat
     # an explicit --spec outside the repository still works
     out = io.StringIO()
     assert main(["validate", "-C", str(git_repo.root), "--spec", str(outside)], out=out) == 0
+
+
+def test_an_alias_bomb_is_refused_at_once() -> None:
+    """Ten nested levels of ten aliases kept validate busy with no end (issue 12, case 4)."""
+    lines = ["version: 1", "x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, 10):
+        lines.append(f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]")
+    lines += ["layers:", "  a:", "    from: scratch", "    run: *a9"]
+    with pytest.raises(SpecInvalid) as caught:
+        parse_spec("\n".join(lines) + "\n", filename="ci-layers.yaml")
+    (error,) = caught.value.errors
+    assert "aliases (*name) expand this value past 100,000 copies" in str(error)
+    assert str(error).startswith("ci-layers.yaml:")
+
+
+def test_an_alias_inside_its_own_anchor_is_refused() -> None:
+    with pytest.raises(SpecInvalid, match="aliases"):
+        parse_spec("version: 1\nx: &a [*a]\nlayers: {}\n", filename="ci-layers.yaml")
+
+
+def test_modest_aliases_still_work() -> None:
+    text = (
+        "version: 1\nlayers:\n  a:\n    from: scratch\n    env: &e {A: '1'}\n"
+        "  b:\n    parent: a\n    env: *e\n"
+    )
+    spec = parse_spec(text, filename="ci-layers.yaml")
+    assert dict(spec.layers["b"].env) == {"A": "1"}
