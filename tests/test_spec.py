@@ -673,3 +673,18 @@ def test_modest_aliases_still_work() -> None:
     )
     spec = parse_spec(text, filename="ci-layers.yaml")
     assert dict(spec.layers["b"].env) == {"A": "1"}
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"), [("layr-01234", "layer-01234"), ("layre-01234", "layer-01234")]
+)
+def test_suggestions_among_thousands_of_names(typo: str, meant: str) -> None:
+    """Suggestions look at the names that share a start or an end with the typo, a bounded
+    few, not at every name for every error (issue 12, case 8d)."""
+    lines = ["version: 1", "layers:"]
+    for i in range(2000):
+        lines += [f"  layer-{i:05d}:", "    from: scratch"]
+    lines += ["  child:", f"    parent: {typo}"]
+    with pytest.raises(SpecInvalid) as caught:
+        parse_spec("\n".join(lines) + "\n", filename="ci-layers.yaml")
+    assert f"unknown parent '{typo}' (did you mean '{meant}'?)" in str(caught.value)
