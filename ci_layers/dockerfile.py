@@ -517,9 +517,9 @@ class _State:
         if _count_arguments(rest) < 2:  # as written: a variable may expand to nothing
             raise DockerfileError(f"{ins.keyword} needs a source and a destination", ins.line)
         args = _arguments(rest, self.env, self.escape)
-        if "from" in flags:
-            source = flags["from"][-1]
-            ref = expand_word(source, self.env, escape=self.escape)
+        source = flags["from"][-1] if "from" in flags else ""
+        ref = expand_word(source, self.env, escape=self.escape) if source else ""
+        if ref:  # an empty --from= is the build context, as BuildKit reads it (issue 12, 10b)
             if ref.isdigit() and int(ref) >= self.current:
                 raise DockerfileError(f"--from={source} names no earlier stage", ins.line)
             self.use(ref)
@@ -559,8 +559,11 @@ class _State:
             opts = {k.lower(): v for k, _, v in (f.partition("=") for f in fields)}
             if "type" in opts:
                 opts["type"] = opts["type"].lower()
-            if "from" in opts:
-                self.use(expand_word(opts["from"], self.env, escape=self.escape))
+            mounted = (
+                expand_word(opts["from"], self.env, escape=self.escape) if opts.get("from") else ""
+            )
+            if mounted:  # an empty from= mounts the build context, as BuildKit does
+                self.use(mounted)
             elif opts.get("type", "bind") == "bind":  # a mount without type= is a bind
                 src = opts.get("source") or opts.get("src") or "."
                 read = ContextRead(

@@ -1139,3 +1139,24 @@ def test_deeply_nested_variables_are_a_located_error(git_repo: GitRepo) -> None:
     code, _out, err = run(git_repo, "validate")
     assert code == 2
     assert "images/t/Dockerfile:2:1: error: layer 'acme/t': variables are nested too deeply" in err
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["COPY --from= a /a", "RUN --mount=from=,source=a,target=/a cat /a"],
+    ids=["copy", "mount"],
+)
+def test_an_empty_from_reads_the_context(git_repo: GitRepo, line: str) -> None:
+    """BuildKit takes an empty --from= (or mount from=) as the build context: a change to
+    `a` was missed (issue 12, case 10b)."""
+    git_repo.write(
+        "ci-layers.yaml",
+        'version: 1\ndockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "acme/{name}"\n',
+    )
+    git_repo.write("images/t/Dockerfile", f"FROM alpine@sha256:{'a' * 64}\n{line}\n")
+    git_repo.write("images/t/a", "1\n")
+    git_repo.commit()
+    base = git_repo.git("rev-parse", "HEAD")
+    git_repo.write("images/t/a", "2\n")
+    git_repo.commit("a changes")
+    assert plan(git_repo, base)["affected"] == ["acme/t"]
