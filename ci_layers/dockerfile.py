@@ -36,7 +36,8 @@ __all__ = [
 # A heredoc is a whole word `<<EOF`, `<<-EOF`, `<<"EOF"` of RUN, COPY or ADD (not `<<<`).
 _HEREDOC = re.compile(r"(?:^|\s)<<(-?)(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2(?=\s|$)")
 _HEREDOC_INSTRUCTIONS = ("RUN", "COPY", "ADD")
-_DIRECTIVE = re.compile(r"^\s*#\s*(syntax|escape|check)\s*=\s*(.*?)\s*$", re.IGNORECASE)
+# A directive needs a value: `# escape=` alone is a comment for BuildKit (issue 12, 10).
+_DIRECTIVE = re.compile(r"^\s*#\s*(syntax|escape|check)\s*=\s*(.+?)\s*$", re.IGNORECASE)
 KNOWN = {
     "ADD",
     "ARG",
@@ -288,7 +289,10 @@ def parse_dockerfile(
     COPY --from and RUN --mount=from count: BuildKit skips the others.
     """
     instructions = _instructions(text)
-    escape = next((i.value for i in instructions if i.keyword == "#ESCAPE"), "\\")
+    escapes = [i for i in instructions if i.keyword == "#ESCAPE"]
+    if len(escapes) > 1:  # BuildKit: "only one escape parser directive can be used"
+        raise DockerfileError("only one escape parser directive can be used", escapes[1].line)
+    escape = escapes[0].value if escapes else "\\"
     if escape not in ("\\", "`"):
         raise DockerfileError(f"invalid escape token {escape!r}: use \\ or `", 1)
     state = _State(dict(build_args), escape=escape, base_image=base_image)
@@ -397,12 +401,14 @@ class _State:
         named = [i for i, name in enumerate(self.stages) if name == ref.lower()]
         return named[-1] if named else None
 
-    def use(self, ref: str) -> None:
+    def use(self, ref: str, line: int = 0) -> None:
         """This stage needs stage or image `ref` (nothing when it expanded to nothing)."""
         if not ref:
             return
         if self.internal(ref):
             index = self.stage_index(ref)
+            if index is not None and index == self.current:  # BuildKit: a circular dependency
+                raise DockerfileError(f"stage '{ref}' cannot use itself", line)
             if index is not None:
                 self.uses.setdefault(self.current, set()).add(index)
         else:
@@ -436,7 +442,10 @@ class _State:
                 scope[name] = self.global_args[name]  # ARG NAME re-declares a global one
 
     def _from(self, ins: Instruction) -> None:
-        rest = _flags(ins.value)[1]
+        flags, rest = _flags(ins.value)
+        for flag in flags:
+            if flag != "platform":  # BuildKit knows FROM --platform only
+                raise DockerfileError(f"FROM: unknown flag --{flag}", ins.line)
         words = rest.split()
         if not words:
             raise DockerfileError("FROM needs an image", ins.line)
@@ -475,6 +484,8 @@ class _State:
         self.onbuild = []  # a base's triggers run once, here, and are not passed on
         self.env = dict(self.persisted)
         name = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else ""
+        if name and name in self.stages:
+            raise DockerfileError(f"duplicate stage name '{words[2]}'", ins.line)
         self.stages.append(name)
         self.roots.append(self.final_base)
         self.envs.append(self.persisted)
@@ -522,7 +533,7 @@ class _State:
         if ref:  # an empty --from= is the build context, as BuildKit reads it (issue 12, 10b)
             if ref.isdigit() and int(ref) >= self.current:
                 raise DockerfileError(f"--from={source} names no earlier stage", ins.line)
-            self.use(ref)
+            self.use(ref, ins.line)
             return
         sources = [a for a in args[:-1] if not a.startswith("<<")]
         for src in sources:
@@ -563,7 +574,7 @@ class _State:
                 expand_word(opts["from"], self.env, escape=self.escape) if opts.get("from") else ""
             )
             if mounted:  # an empty from= mounts the build context, as BuildKit does
-                self.use(mounted)
+                self.use(mounted, ins.line)
             elif opts.get("type", "bind") == "bind":  # a mount without type= is a bind
                 src = opts.get("source") or opts.get("src") or "."
                 read = ContextRead(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -256,3 +258,29 @@ def test_only_stages_the_built_one_reaches_count() -> None:
         parse_dockerfile(text, build_args={}, target="prod")
     with pytest.raises(DockerfileError, match="no stage named '0'"):  # names only, as BuildKit
         parse_dockerfile(text, build_args={}, target="0")
+
+
+_PIN = "alpine@sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "line"),
+    [
+        (f"# escape=`\n# escape=\\\nFROM {_PIN}\n", "only one escape parser directive", 2),
+        (f"FROM {_PIN} AS a\nFROM {_PIN} AS A\n", "duplicate stage name 'A'", 2),
+        (f"FROM {_PIN} AS a\nCOPY --from=a /x /y\n", "stage 'a' cannot use itself", 2),
+        (f"FROM --platfrom=linux/amd64 {_PIN}\n", "FROM: unknown flag --platfrom", 1),
+    ],
+    ids=["two-escapes", "duplicate-stage", "copy-from-itself", "unknown-from-flag"],
+)
+def test_what_buildkit_refuses_is_refused(text: str, message: str, line: int) -> None:
+    """Each of these BuildKit refuses; ci-layers said ok (issue 12, case 10)."""
+    with pytest.raises(DockerfileError, match=re.escape(message)) as caught:
+        parse_dockerfile(text, build_args={})
+    assert caught.value.line == line
+
+
+def test_an_empty_escape_directive_is_a_comment() -> None:
+    """BuildKit's directives need a value: `# escape=` alone is a comment, not an error."""
+    parsed = parse_dockerfile(f"# escape=\nFROM {_PIN}\nRUN echo a \\\n  b\n", build_args={})
+    assert [i.keyword for i in parsed.instructions] == ["FROM", "RUN"]
