@@ -61,10 +61,60 @@ class InRepoImages:
         return min(found)[2] if found else None
 
 
+class _Segments:
+    """A rule path matched segment by segment, remembering what failed: `**/` and
+    {name**} try their longest span first, as the regex did, but no split is tried twice,
+    so `**/**/**/…/Dockerfile` or `{a**}/{b**}/…` cost segments x parts, not a power of
+    the depth (issue 12, case 3b)."""
+
+    def __init__(self, parts: list[tuple[str, str, re.Pattern[str] | None]]) -> None:
+        self.parts = parts  # (kind: any | wide | one, placeholder name, segment regex)
+
+    def fullmatch(self, path: str) -> _Match | None:
+        segs = path.split("/")
+        failed: set[tuple[int, int]] = set()
+
+        def go(t: int, s: int) -> dict[str, str] | None:
+            if (t, s) in failed:
+                return None
+            if t == len(self.parts):
+                found: dict[str, str] | None = {} if s == len(segs) else None
+            else:
+                kind, name, rx = self.parts[t]
+                found = None
+                if kind in ("any", "wide"):
+                    low = s if kind == "any" else s + 1
+                    for k in range(len(segs), low - 1, -1):
+                        if (rest := go(t + 1, k)) is not None:
+                            found = {**rest, name: "/".join(segs[s:k])} if name else rest
+                            break
+                elif (
+                    s < len(segs)
+                    and rx is not None
+                    and (m := rx.fullmatch(segs[s]))
+                    and (rest := go(t + 1, s + 1)) is not None
+                ):
+                    found = {**m.groupdict(), **rest}
+            if found is None:
+                failed.add((t, s))
+            return found
+
+        values = go(0, 0)
+        return None if values is None else _Match(values)
+
+
+class _Match:
+    def __init__(self, values: dict[str, str]) -> None:
+        self._values = values
+
+    def groupdict(self) -> dict[str, str]:
+        return self._values
+
+
 @dataclass(frozen=True)
 class _Compiled:
     rule: DockerfileRule
-    regex: re.Pattern[str]
+    regex: re.Pattern[str] | _Segments
     literal: int
     wide: int  # `**/` and {name**}: parts that match any number of folders
     placeholders: int
@@ -92,12 +142,41 @@ def _compile(rule: DockerfileRule, index: int) -> _Compiled:
     literal += literal_chars(text[pos:])
     found = list(PATH_PLACEHOLDER.finditer(text))
     wide = text.count("**/") + sum(1 for m in found if m.group(2))
-    return _Compiled(rule, re.compile("".join(out)), literal, wide, len(found), index)
+    matcher = _segments(text) or re.compile("".join(out))
+    return _Compiled(rule, matcher, literal, wide, len(found), index)
+
+
+_WIDE_SEGMENT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\*\*\}")
+
+
+def _segments(text: str) -> _Segments | None:
+    """The segment matcher for `text`, when its `**/` and {name**} are whole segments
+    (else the regex, which reads them inside a segment too)."""
+    parts: list[tuple[str, str, re.Pattern[str] | None]] = []
+    segments = text.split("/")
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == "**" and not last:
+            if not (parts and parts[-1][0] == "any"):  # `**/**/` is `**/`
+                parts.append(("any", "", None))
+        elif m := _WIDE_SEGMENT.fullmatch(seg):
+            parts.append(("wide", m.group(1), None))
+        elif "**/" in seg + ("" if last else "/") or _WIDE_SEGMENT.search(seg):
+            return None
+        else:
+            out, pos = [], 0
+            for p in PATH_PLACEHOLDER.finditer(seg):
+                out.append(_glob(seg[pos : p.start()]))
+                out.append(f"(?P<{p.group(1)}>[^/]+)")
+                pos = p.end()
+            out.append(_glob(seg[pos:]))
+            parts.append(("one", "", re.compile("".join(out))))
+    return _Segments(parts)
 
 
 def _glob(text: str) -> str:
     """`**/` is any number of folders, `*` and `?` stay within one segment."""
-    parts = text.split("**/")
+    parts = [re.sub(r"\*+", "*", part) for part in text.split("**/")]  # `**` is `*` here
     return "(?:[^/]+/)*".join(
         "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in part)
         for part in parts

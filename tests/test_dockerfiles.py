@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ci_layers.cli import main
 from ci_layers.discover import InRepoImages
@@ -1160,3 +1162,54 @@ def test_an_empty_from_reads_the_context(git_repo: GitRepo, line: str) -> None:
     git_repo.write("images/t/a", "2\n")
     git_repo.commit("a changes")
     assert plan(git_repo, base)["affected"] == ["acme/t"]
+
+
+def _rule_regex(text: str):
+    """A rule path as the single regex discover used before: the oracle."""
+    import re
+
+    from ci_layers.discover import _glob
+    from ci_layers.spec import PATH_PLACEHOLDER
+
+    out, pos = [], 0
+    for m in PATH_PLACEHOLDER.finditer(text):
+        out.append(_glob(text[pos : m.start()]))
+        out.append(f"(?P<{m.group(1)}>{'[^/]+(?:/[^/]+)*' if m.group(2) else '[^/]+'})")
+        pos = m.end()
+    out.append(_glob(text[pos:]))
+    return re.compile("".join(out))
+
+
+_RULE_SEGMENT = st.sampled_from(["**", "{a}", "{b**}", "x", "x*", "{c}-y", "*", "Dockerfile"])
+_PATH_SEGMENT = st.sampled_from(["x", "xa", "q-y", "Dockerfile", "z"])
+
+
+@given(
+    st.lists(_RULE_SEGMENT, min_size=1, max_size=5), st.lists(_PATH_SEGMENT, min_size=1, max_size=6)
+)
+def test_rule_paths_match_as_the_regex_did(rule: list[str], path: list[str]) -> None:
+    """Segment by segment, the same answer and the same placeholder values."""
+    from ci_layers.discover import _segments
+
+    names = [s for s in rule if s.startswith("{")]
+    if len(names) != len(set(names)):
+        return  # a placeholder twice is a spec error
+    text, name = "/".join(rule), "/".join(path)
+    matcher = _segments(text)
+    assert matcher is not None
+    want = _rule_regex(text).fullmatch(name)
+    got = matcher.fullmatch(name)
+    assert (got is None) == (want is None)
+    if want is not None:
+        assert got.groupdict() == want.groupdict()
+
+
+def test_deep_wildcard_rules_do_not_backtrack() -> None:
+    """`**/` eight times, or four {x**}, over a 40-deep path took seconds to minutes."""
+    from ci_layers.discover import _segments
+
+    deep = "/".join(["d"] * 40)
+    assert _segments("/".join(["**"] * 8) + "/Dockerfile").fullmatch(deep + "/Dockerfile")
+    assert (
+        _segments("{a**}/{b**}/{c**}/{d**}/Dockerfile").fullmatch(deep + "/Containerfile") is None
+    )
