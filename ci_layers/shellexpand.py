@@ -18,6 +18,9 @@ _EOF = ""
 _SPECIAL = set("@*#?-$!0")
 
 
+MAX_WORD = 64 * 1024  # characters one word may expand to (issue 12, case 3b)
+
+
 class ExpansionError(ValueError):
     """A word the lexer rejects (unbalanced quote, bad substitution, a `?` check)."""
 
@@ -79,6 +82,7 @@ class _Lexer:
 
     def _process(self, stop: str) -> tuple[str, list[str]]:
         result: list[str] = []
+        size = 0
         words = _Words()
         while self.peek() != _EOF:
             ch = self.peek()
@@ -88,6 +92,9 @@ class _Lexer:
             if ch in "$'\"":
                 handler = {"$": self.dollar, "'": self.single, '"': self.double}[ch]
                 text = handler()
+                size += len(text)
+                if size > MAX_WORD:  # `ARG A=$A$A` twenty times doubles it to megabytes
+                    raise ExpansionError(f"a word expands past {MAX_WORD // 1024} KiB")
                 result.append(text)
                 if ch == "$":
                     words.add_string(text)
@@ -244,6 +251,8 @@ def _shell_pattern(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[
         tok = pattern[i]
         i += 1
         if tok == "*":
+            if out and out[-1] == star:
+                continue  # `**` is `*`: one run, not a backtracking product of them
             out.append(star)
             continue
         if tok == "?":

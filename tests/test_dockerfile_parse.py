@@ -284,3 +284,19 @@ def test_an_empty_escape_directive_is_a_comment() -> None:
     """BuildKit's directives need a value: `# escape=` alone is a comment, not an error."""
     parsed = parse_dockerfile(f"# escape=\nFROM {_PIN}\nRUN echo a \\\n  b\n", build_args={})
     assert [i.keyword for i in parsed.instructions] == ["FROM", "RUN"]
+
+
+def test_a_word_that_doubles_without_end_is_a_located_error() -> None:
+    """Thirty `ARG A=$A$A` took minutes and then all memory (issue 12, case 3b)."""
+    text = "ARG A=ab\n" + "ARG A=$A$A\n" * 30 + f"FROM {_PIN}\n"
+    with pytest.raises(DockerfileError, match="a word expands past 64 KiB") as caught:
+        parse_dockerfile(text, build_args={})
+    assert caught.value.line == 17
+
+
+def test_many_stars_in_a_substitution_do_not_backtrack() -> None:
+    text = (
+        f"ARG A={'x' * 3000}\nARG B=${{A/{'*' * 20}b/y}}\nARG C=${{A#{'*' * 20}b}}\nFROM {_PIN}\n"
+    )
+    parsed = parse_dockerfile(text, build_args={})
+    assert [i.keyword for i in parsed.instructions][-1] == "FROM"
