@@ -524,6 +524,14 @@ class _Checker:
                 place = at + ((i,) if len(globs) > 1 or isinstance(self._get(at), list) else ())
                 self.error(f"invalid glob '{pattern}': {exc}", place)
                 ok = False
+                continue
+            if ".." in pattern.lstrip("!").strip().split("/"):
+                place = at + ((i,) if len(globs) > 1 or isinstance(self._get(at), list) else ())
+                self.warn(
+                    f"'{pattern}' matches nothing: input globs are read inside the repository, "
+                    "where no path has a '..' part (issue 12, case 11)",
+                    place,
+                )
         return ok
 
     def _get(self, path: tuple[Any, ...]) -> Any:

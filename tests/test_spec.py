@@ -688,3 +688,17 @@ def test_suggestions_among_thousands_of_names(typo: str, meant: str) -> None:
     with pytest.raises(SpecInvalid) as caught:
         parse_spec("\n".join(lines) + "\n", filename="ci-layers.yaml")
     assert f"unknown parent '{typo}' (did you mean '{meant}'?)" in str(caught.value)
+
+
+def test_an_input_glob_climbing_out_is_a_warning() -> None:
+    """`../shared.lock` matched nothing, silently (issue 12, case 11)."""
+    spec = parse_spec(
+        "version: 1\nglobal_inputs: [../shared.lock]\nlayers:\n  a:\n    from: scratch\n"
+        "    inputs: [ok.lock, ../x/y.lock]\n",
+        filename="ci-layers.yaml",
+    )
+    shown = [str(w) for w in spec.warnings]
+    assert any(
+        w.startswith("ci-layers.yaml:2:") and "'../shared.lock' matches nothing" in w for w in shown
+    )
+    assert any("'../x/y.lock' matches nothing" in w for w in shown)
