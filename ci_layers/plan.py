@@ -23,7 +23,7 @@ from .mapping import cache_break, definition_changes, paths_read_at_either_end
 from .refs import pushed_as
 from .repo import RepoFiles, attach_reader, read_at, tree_dirs, tree_files, worktree_files
 from .resolver import DependencyResolver
-from .sources import input_globs
+from .sources import broken_links, input_globs
 from .spec import Spec, parse_spec
 
 __all__ = ["LayerPlan", "Plan", "build_plan", "make_plan"]
@@ -290,6 +290,8 @@ def make_plan(
     spec = at_head or (spec() if callable(spec) else spec)
     raw_spec = spec
     spec = resolve_dockerfiles(spec, head_files)
+    if problems := broken_links(spec.layers.values(), head_files):  # at head only: base was
+        raise SpecInvalid(problems)  # built (or not) already, the head is what will build
     keys = compute_keys(spec, head_files)
     if comparison.base is None or base_files is None:
         return build_plan(spec=spec, keys=keys, comparison=comparison)

@@ -22,13 +22,15 @@ import pathspec
 from cachetools import LRUCache, cached
 
 from .dockerignore import DockerIgnore
+from .errors import Location, SpecError
 from .gomatch import GLOB_CHARS, compile_segments
-from .graph import DockerfileNode
+from .graph import DockerfileNode, ImageLayer
 from .repo import GITLINK, TREE, RepoFiles
 
 __all__ = [
     "CopySource",
     "InputGlobs",
+    "broken_links",
     "context_reads",
     "copy_source",
     "follow_symlinks",
@@ -412,6 +414,37 @@ def _in_scope(scope: str, folder: str, link: str) -> str:
         elif part and part != ".":
             stack.append(part)
     return "/".join([scope, *stack] if scope else stack)
+
+
+def broken_links(layers: Iterable[ImageLayer], files: RepoFiles) -> list[SpecError]:
+    """Copy sources that are (or pass through) a link leaving the repository, or links
+    that loop: Docker's COPY fails on them, where the key would silently read nothing."""
+    problems = []
+    for layer in layers:
+        for c in layer.copy:
+            if c.from_layer:
+                continue
+            for src in c.src:
+                source = copy_source(src, c.exclude)
+                prefix = source.prefix
+                if (
+                    not prefix
+                    or prefix in files.trees
+                    or (prefix in files and not _is_link(files, prefix))
+                ):
+                    continue
+                if any(_is_link(files, p) for p in _ancestors(prefix, last=True)) and (
+                    _resolve_dirs(files, prefix, last=not source.is_glob) is None
+                ):
+                    problems.append(
+                        SpecError(
+                            f"copy source '{src}' goes through a link that leaves the "
+                            "repository, or links that loop: Docker's COPY fails on it",
+                            where=layer.where or Location("ci-layers.yaml"),
+                            layer=layer.name,
+                        )
+                    )
+    return problems
 
 
 def resolve_path(files: RepoFiles, path: str) -> str | None:

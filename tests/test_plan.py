@@ -662,3 +662,29 @@ def test_names_cannot_inject_workflow_commands(git_repo: GitRepo, monkeypatch, c
     token = lines[0].removeprefix("::stop-commands::")
     assert lines[-1] == f"::{token}::"
     assert not [line for line in lines[1:-1] if line.startswith(f"::{token}::")]
+
+
+@pytest.mark.parametrize("links", [{"conf": "/etc"}, {"a": "b", "b": "a"}], ids=["leaves", "loops"])
+def test_a_copy_source_through_a_broken_link_is_a_located_error(
+    git_repo: GitRepo, links: dict
+) -> None:
+    """It silently copied nothing; Docker's COPY fails on it (issue 12, case 11)."""
+    import io
+    import os
+
+    from ci_layers.cli import main
+
+    first = next(iter(links))
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  app:\n    from: scratch\n    copy: [{{src: {first}/x, dest: /x}}]\n",
+    )
+    for name, target in links.items():
+        os.symlink(target, git_repo.root / name)
+    git_repo.commit()
+    err = io.StringIO()
+    assert main(["plan", "-C", str(git_repo.root)], out=io.StringIO(), err=err) == 2
+    assert (
+        f"layer 'app': copy source '{first}/x' goes through a link that leaves the repository"
+        in err.getvalue()
+    )
