@@ -71,6 +71,10 @@ class _Segments:
         self.parts = parts  # (kind: any | wide | one, placeholder name, segment regex)
 
     def fullmatch(self, path: str) -> _Match | None:
+        name_rx = self.parts[-1][2] if self.parts else None
+        # the file name first: most paths end elsewhere, and cost no split at all
+        if name_rx is not None and not name_rx.fullmatch(path.rpartition("/")[2]):
+            return None
         segs = path.split("/")
         failed: set[tuple[int, int]] = set()
 
