@@ -168,7 +168,7 @@ class LayerBuilder:
         layer = self.spec.graph[name]
         parent, base_notes = self._parent(name, layer)
         config = _config(parent.config, layer, epoch=self.epoch)
-        own = self._layer(name, layer, parent)
+        own = self._layer(name, layer, parent, config)
         history = History(
             created_by=_created_by(layer), empty_layer=own is None, comment=f"ci-layers {key}"
         )
@@ -251,7 +251,9 @@ class LayerBuilder:
 
     # --- entries -------------------------------------------------------------------------
 
-    def _layer(self, name: str, layer: ImageLayer, parent: ImageManifest) -> Layer | None:
+    def _layer(
+        self, name: str, layer: ImageLayer, parent: ImageManifest, config: ImageConfig
+    ) -> Layer | None:
         """The layer's blob, written while the files it is read from still exist."""
         with tempfile.TemporaryDirectory(prefix="ci-layers-build-") as tmp:
             scratch = Path(tmp)
