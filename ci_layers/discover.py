@@ -32,7 +32,7 @@ from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
 from .refs import image_key, pushed_twice
 from .repo import GITLINK, RepoFiles
-from .sources import follow_symlinks, resolve_path
+from .sources import follow_symlinks, literal_pattern, resolve_path
 from .spec import PATH_PLACEHOLDER, PLACEHOLDER, DockerfileRule, Spec
 
 __all__ = ["InRepoImages", "resolve_dockerfiles"]
@@ -193,11 +193,7 @@ def _fill(template: str, values: Mapping[str, str]) -> str:
 
 def _fill_glob(template: str, values: Mapping[str, str]) -> str:
     """A glob template filled with values taken literally (a folder `v[12]` is no class)."""
-    return _fill(template, {k: _glob_literal(v) for k, v in values.items()})
-
-
-def _glob_literal(text: str) -> str:
-    return re.sub(r"([*?\[\\])", r"\\\1", text)
+    return _fill(template, {k: literal_pattern(v) for k, v in values.items()})
 
 
 def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
@@ -459,7 +455,7 @@ def _args_file(
     if posixpath.normpath(written.lstrip("/")).split("/")[0] == "..":
         refuse("is outside the repository")
         return None
-    pattern = "/" + _glob_literal(path)  # the file itself, literally
+    pattern = "/" + literal_pattern(path)  # the file itself, literally
     real = resolve_path(files, path)  # links on the way followed, as a checkout has them
     if real is None:
         refuse("leads outside the repository through a link, or its links loop")

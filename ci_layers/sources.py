@@ -35,6 +35,7 @@ __all__ = [
     "copy_source",
     "follow_symlinks",
     "input_globs",
+    "literal_pattern",
     "read_digest",
     "resolve_path",
 ]
@@ -62,7 +63,7 @@ class CopySource:
         literal = segments if first_glob is None else segments[: len(fixed) + first_glob]
         self.prefix = "/".join(literal)
         self._depth = len(segments)
-        patterns = [_literal(s) for s in fixed] + below
+        patterns = [literal_pattern(s) for s in fixed] + below
         self._regex = compile_segments(patterns) if self.is_glob else None
         self._segments = [compile_segments([s]) for s in patterns] if self.is_glob else []
         self._excluded = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
@@ -491,9 +492,10 @@ def copy_source(
     return CopySource(src, exclude, root, scope)
 
 
-def _literal(segment: str) -> str:
-    """A path segment as a Go pattern that matches only itself."""
-    return re.sub(r"([*?\[\\])", r"\\\1", segment)
+def literal_pattern(text: str) -> str:
+    r"""Text as a pattern that matches only itself: Go's filepath.Match and gitignore
+    globs both take `\` as the escape of `*`, `?`, `[` and `\` itself."""
+    return re.sub(r"([*?\[\\])", r"\\\1", text)
 
 
 @cached(LRUCache(maxsize=1024))
