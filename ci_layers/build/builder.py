@@ -36,7 +36,7 @@ from .run import DEFAULT_PATH, MOUNT_POINTS, find_runtime, run_commands
 from .snapshot import changed_entries, overlay, overlay_works, record_tree, upper_entries
 from .tarwriter import Entry, tar_stream, write_layer
 from .users import user_ids
-from .view import ImageView
+from .view import ImageView, resolve_in_root
 
 __all__ = ["BuildResult", "LayerBuilder", "key_tag"]
 
@@ -400,27 +400,14 @@ class _DiskRoot:
         self._root = root
 
     def _parts(self, rel: str) -> list[str] | None:
-        """`rel` resolved in the root as the container would (links stay inside, and
-        are followed while what they name exists); None for a link loop."""
-        parts = [p for p in rel.split("/") if p and p != "."]
-        current: list[str] = []
-        for _ in range(255 + len(parts)):
-            if not parts:
-                return current
-            part = parts.pop(0)
-            if part == "..":
-                if current:
-                    current.pop()
-                continue
-            path = self._root.joinpath(*current, part)
-            if path.is_symlink():
-                target = os.readlink(path)
-                if target.startswith("/"):
-                    current = []
-                parts = [p for p in target.split("/") if p and p != "."] + parts
-                continue
-            current.append(part)
-        return None
+        """`rel` resolved in the root as the container would; None for a link loop."""
+
+        def link_of(path: str) -> str | None:
+            full = self._root / path
+            return os.readlink(full) if full.is_symlink() else None
+
+        done, left = resolve_in_root(rel, link_of)
+        return None if left else done
 
     def _inside(self, rel: str) -> Path | None:
         parts = self._parts(rel)

@@ -12,7 +12,7 @@ from typing import IO, NamedTuple
 
 from ..oci.manifest import ImageManifest, Layer
 
-__all__ = ["ImageView"]
+__all__ = ["ImageView", "resolve_in_root"]
 
 _WH = ".wh."
 _OPQ = ".wh..wh..opq"
@@ -83,26 +83,41 @@ def _name(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
 
-def _resolve(index: dict[str, _Item], rel: str, *, last: bool) -> str:
-    """`rel` with links followed as a chroot would; the final part only when `last`."""
+def resolve_in_root(
+    rel: str, link_of: Callable[[str], str | None], *, last: bool = True
+) -> tuple[list[str], list[str]]:
+    """`rel` with links followed as a chroot would (an absolute target starts at the root,
+    `..` stops there; the final part only when `last`): (the resolved parts, and what was
+    left when links looped, else []). `link_of(path)` is a link's target, else None."""
     parts = [p for p in rel.split("/") if p and p != "."]
     done: list[str] = []
     for _ in range(255 + len(parts)):
         if not parts:
-            break
+            return done, []
         part = parts.pop(0)
         if part == "..":
             if done:
                 done.pop()
             continue
-        hit = index.get("/".join([*done, part]))
-        if hit is not None and hit.kind == "symlink" and (parts or last):
-            if hit.link.startswith("/"):
+        link = link_of("/".join([*done, part])) if (parts or last) else None
+        if link is not None:
+            if link.startswith("/"):
                 done = []
-            parts = [p for p in hit.link.split("/") if p] + parts
+            parts = [p for p in link.split("/") if p and p != "."] + parts
             continue
         done.append(part)
-    return "/".join(done + parts)
+    if not parts:
+        return done, []
+    return done, parts  # links looped: what could not be resolved
+
+
+def _resolve(index: dict[str, _Item], rel: str, *, last: bool) -> str:
+    def link_of(path: str) -> str | None:
+        hit = index.get(path)
+        return hit.link if hit is not None and hit.kind == "symlink" else None
+
+    done, left = resolve_in_root(rel, link_of, last=last)
+    return "/".join(done + left)
 
 
 def _apply(index: dict[str, _Item], layer: int, m: tarfile.TarInfo) -> None:
