@@ -360,3 +360,29 @@ def source_of(root: Path) -> tuple[str | None, str | None]:
         url = re.sub(r"://[^@/]+@", "://", url)  # never a token from the URL
         url = url[:-4] if url.endswith(".git") else url
     return revision, url
+
+
+def submodule_tree(
+    root: Path, commit: str, *, inside: str = ""
+) -> list[tuple[str, str, str, bytes | None]]:
+    """(mode, type, path, content) of what the submodule checked out at `root` holds at
+    `commit` (below `inside` only): content for blobs, None for a submodule in it."""
+    try:
+        sub = git.Repo(root)
+        listing = sub.git.ls_tree(
+            "-r", "-z", commit, "--", *([inside] if inside else []), stdout_as_string=False
+        )
+        out = []
+        for record in listing.split(b"\0"):
+            if not record:
+                continue
+            meta, _, name = record.partition(b"\t")
+            mode, kind, oid = meta.decode().split(" ")
+            data = sub.odb.stream(bytes.fromhex(oid)).read() if kind == "blob" else None
+            out.append((mode, kind, os.fsdecode(name), data))
+        return out
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError):
+        raise GitError(
+            f"its commit {commit[:12]} is not in this clone; run git submodule update --init",
+            rev=commit,
+        ) from None

@@ -428,3 +428,22 @@ def test_a_wildcard_match_that_is_a_link_is_copied_as_its_target(git_repo, busyb
     )
     assert entries["app/link.py"].isfile()
     assert entries["app/link.py"].size == len("print()\n")
+
+
+def test_a_submodule_not_checked_out_says_how_to_get_it(git_repo, busybox_store, tmp_path):
+    lib = GitRepo(tmp_path / "lib")
+    lib.write("f.txt", "f\n")
+    lib.commit("lib")
+    git_repo.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib.root), "sub")
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n  os:\n    from: {BASE}\n  app:\n    parent: os\n"
+        "    copy: [{src: sub/, dest: /a/}]\n",
+    )
+    git_repo.commit("with a submodule")
+    git_repo.git("submodule", "deinit", "-q", "-f", "sub")
+    with pytest.raises(
+        BuildError,
+        match=r"layer 'app': submodule sub: its commit \w+ is not in this clone; run git submodule update --init",
+    ):
+        build(git_repo.root, busybox_store)

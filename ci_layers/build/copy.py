@@ -20,11 +20,9 @@ import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import git
-
-from ..errors import BuildError
+from ..errors import BuildError, GitError
 from ..graph import CopySpec, ImageLayer
-from ..repo import GITLINK, RepoFiles
+from ..repo import GITLINK, RepoFiles, submodule_tree
 from ..sources import copy_source
 from .tarwriter import DIR, FIFO, FILE, SYMLINK, Entry, link_shared, sort_key
 from .users import Reader, chown_ids
@@ -243,33 +241,21 @@ class _Copy:
         commit only."""
         commit = digest.rpartition(" ")[2]
         try:
-            sub = git.Repo(repo / path)
-            listing = sub.git.ls_tree(
-                "-r", "-z", commit, "--", *([inside] if inside else []), stdout_as_string=False
-            )
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError):
-            raise BuildError(
-                f"submodule {path} at {commit[:12]} is not in this clone; run "
-                "git submodule update --init"
-            ) from None
+            tree = submodule_tree(repo / path, commit, inside=inside)
+        except GitError as exc:
+            raise BuildError(f"submodule {path}: {exc}") from None
         uid, gid = self.owner or (0, 0)
         out: list[Entry] = []
         where = self.scratch / f"submodule-{len(os.listdir(self.scratch))}"
         where.mkdir()
-        for i, record in enumerate(listing.split(b"\0")):
-            if not record:
-                continue
-            meta, _, name = record.partition(b"\t")
-            mode, kind, oid = meta.decode().split(" ")
-            rel = os.fsdecode(name)
+        for i, (mode, _kind, rel, data) in enumerate(tree):
             if inside and rel == inside:  # the source is one file in the submodule
                 item = posixpath.join(target, posixpath.basename(rel)) if into else target
             else:
                 item = posixpath.join(target, rel[len(inside) :].lstrip("/") if inside else rel)
             dirs.add(posixpath.dirname(item))
-            if kind != "blob":
+            if data is None:
                 continue  # a submodule inside it: its files are not in this one's tree
-            data = sub.odb.stream(bytes.fromhex(oid)).read()
             if mode == "120000":
                 out.append(
                     Entry(
