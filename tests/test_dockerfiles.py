@@ -893,6 +893,12 @@ def test_a_wide_placeholder_in_an_image_template_is_an_error(git_repo: GitRepo) 
     assert "write {dir} here: {dir**} is only for the path" in err
 
 
+# One image per folder of images/, named acme/<folder>.
+ACME_RULES = (
+    'version: 1\ndockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "acme/{name}"\n'
+)
+
+
 # --- per-image inputs and build args from a file (a Makefile-driven repository) -----------
 
 MAKEFILE_SPEC = """
@@ -1064,8 +1070,7 @@ def test_placeholder_values_are_literal_in_inputs(git_repo: GitRepo) -> None:
     """A folder `v[12]` fills `{name}` as text, not as a class matching v1 and v2."""
     git_repo.write(
         "ci-layers.yaml",
-        'version: 1\ndockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "acme/{name}"\n'
-        '    inputs: ["ci/{name}/Makefile"]\n',
+        ACME_RULES + '    inputs: ["ci/{name}/Makefile"]\n',
     )
     git_repo.write("images/v[12]/Dockerfile", "FROM alpine@sha256:" + "d" * 64 + "\n")
     git_repo.write("ci/v[12]/Makefile", "a\n")
@@ -1118,7 +1123,7 @@ def test_args_file_lines_split_on_newlines_only(makefiles: GitRepo) -> None:
 def test_copy_after_odd_lines_is_still_read(git_repo: GitRepo, dockerfile: str) -> None:
     git_repo.write(
         "ci-layers.yaml",
-        'version: 1\ndockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "acme/{name}"\n',
+        ACME_RULES,
     )
     git_repo.write("images/t/Dockerfile", dockerfile.replace("{a}", "a" * 64))
     git_repo.write("images/t/a", "1\n")
@@ -1133,7 +1138,7 @@ def test_deeply_nested_variables_are_a_located_error(git_repo: GitRepo) -> None:
     """3,000 nested `${A:-…}` ended in a RecursionError traceback (issue 12, case 5)."""
     git_repo.write(
         "ci-layers.yaml",
-        'version: 1\ndockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "acme/{name}"\n',
+        ACME_RULES,
     )
     deep = "${A:-" * 3000 + "x" + "}" * 3000
     git_repo.write("images/t/Dockerfile", f"FROM alpine@sha256:{'a' * 64}\nENV B={deep}\n")
@@ -1153,7 +1158,7 @@ def test_an_empty_from_reads_the_context(git_repo: GitRepo, line: str) -> None:
     `a` was missed (issue 12, case 10b)."""
     git_repo.write(
         "ci-layers.yaml",
-        'version: 1\ndockerfiles:\n  - path: "images/{name}/Dockerfile"\n    image: "acme/{name}"\n',
+        ACME_RULES,
     )
     git_repo.write("images/t/Dockerfile", f"FROM alpine@sha256:{'a' * 64}\n{line}\n")
     git_repo.write("images/t/a", "1\n")
