@@ -171,3 +171,12 @@ class BuildError(CiLayersError):
     def __init__(self, message: str, *, layer: str | None = None) -> None:
         self.layer = layer
         super().__init__(f"layer '{layer}': {message}" if layer else message)
+
+
+class RegistryError(CiLayersError):
+    """A registry refused, failed or could not be reached; the message names it and
+    what was asked (never a credential)."""
+
+
+class RegistryUnreachable(RegistryError):
+    """The registry did not answer at all (DNS, connection, TLS), after retries."""

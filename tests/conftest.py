@@ -116,3 +116,23 @@ def runc() -> str:
     """runc, as root: what `run` layers need."""
     require("runc", root=True)
     return shutil.which("runc") or "runc"
+
+
+@pytest.fixture
+def registry(tmp_path: Path):
+    """Debian's docker-registry (distribution 2.8) on a free loopback port, plain HTTP."""
+    from .registry import start_registry
+
+    require("docker-registry")
+    running = start_registry(tmp_path / "registry")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def proxy(registry):
+    """A recording (and, when told, misbehaving) proxy in front of `registry`."""
+    from .registry import proxy_to
+
+    with proxy_to(registry.host) as p:
+        yield p

@@ -1,0 +1,619 @@
+"""A client of the OCI distribution API (distribution-spec v1.1): what push and pull need,
+no more, on `requests`.
+
+Why not oras-py (evaluated, 0.2.x): it reads a whole blob into memory to upload it,
+has no cross-repository mount, does not verify what it downloads, and retries only a
+500 (not 429, 502-504 or a dropped connection), sleeping up to 83 s. Its auth handles
+the same token flow as below. So the transfer and auth are here, on `requests`, which
+PyGithub already brings.
+
+Every request goes through `_send`: the token or basic credentials the registry's 401
+challenge asks for, bounded retries with backoff on 429, 5xx and dropped connections
+(an upload is restarted whole, from a new session, so a retry never resends half a
+blob into an old one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlencode, urljoin
+
+import requests
+
+from .. import __version__
+from ..errors import DigestMismatch, RegistryError, RegistryUnreachable
+from .auth import Challenge, Credentials, find_credentials, parse_challenge
+from .digest import Descriptor, Digest
+from .reference import is_loopback
+from .store import BlobWriter
+
+__all__ = ["MANIFEST_TYPES", "Registry"]
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+MAX_MANIFEST = 4 << 20  # the size the spec asks registries and clients to support
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_TRANSIENT = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+Body = bytes | Callable[[], IO[bytes]] | None
+
+
+class _Transient(Exception):
+    """A failure worth trying again (kept apart so a caller can restart a whole upload)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _insecure_hosts(env: dict[str, str]) -> set[str]:
+    return {h.strip() for h in env.get("CI_LAYERS_INSECURE_REGISTRIES", "").split(",") if h.strip()}
+
+
+class Registry:
+    """One registry host. Thread-safe: a session per thread, tokens shared."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        env: dict[str, str] | None = None,
+        attempts: int = 5,
+        backoff: float = 0.5,
+        chunk_threshold: int = 256 << 20,
+        chunk_size: int = 64 << 20,
+        timeout: float = 60.0,
+    ) -> None:
+        self.host = host
+        self.env = dict(os.environ) if env is None else env
+        self.attempts, self.backoff, self.timeout = max(1, attempts), backoff, timeout
+        self.chunk_threshold, self.chunk_size = chunk_threshold, chunk_size
+        self.plain_http_allowed = is_loopback(host) or host in _insecure_hosts(self.env)
+        ca = Path("/etc/docker/certs.d") / host / "ca.crt"  # Docker's place for a private CA
+        self._verify: bool | str = str(ca) if ca.is_file() else True
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._base: str | None = None
+        self._tokens: dict[str, str] = {}
+        self._basic: str | None = None
+        self._creds: Credentials | None = None
+        self._creds_looked = False
+
+    # --- connection ----------------------------------------------------------------------
+
+    @property
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = f"ci-layers/{__version__}"
+            self._local.session = session
+        return session
+
+    def base(self) -> str:
+        """`https://host` or, for loopback and hosts named in CI_LAYERS_INSECURE_REGISTRIES
+        when HTTPS does not answer, `http://host` (Docker's rule for insecure registries)."""
+        if self._base is not None:
+            return self._base
+        https = f"https://{self.host}"
+        try:
+            self._ping(https)
+            self._base = https
+        except requests.exceptions.SSLError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or not self.plain_http_allowed:
+                raise RegistryUnreachable(
+                    f"{self.host}: its TLS certificate is not trusted ({_short(exc)}); give "
+                    f"the CA in REQUESTS_CA_BUNDLE or /etc/docker/certs.d/{self.host}/ca.crt"
+                ) from None
+            self._base = self._plain()
+        except _TRANSIENT as exc:
+            if not self.plain_http_allowed:
+                raise RegistryUnreachable(f"{self.host}: no answer ({_short(exc)})") from None
+            self._base = self._plain()
+        return self._base
+
+    def _plain(self) -> str:
+        http = f"http://{self.host}"
+        try:
+            self._ping(http)
+        except _TRANSIENT as exc:
+            raise RegistryUnreachable(f"{self.host}: no answer ({_short(exc)})") from None
+        return http
+
+    def _ping(self, base: str) -> None:
+        last: Exception | None = None
+        for attempt in range(self.attempts):
+            try:
+                r = self._session.get(f"{base}/v2/", timeout=self.timeout, verify=self._verify)
+                r.close()
+                if r.status_code in _RETRY_STATUS and attempt + 1 < self.attempts:
+                    self._sleep(attempt, r.headers.get("Retry-After"))
+                    continue
+                return
+            except requests.exceptions.SSLError:
+                raise
+            except _TRANSIENT as exc:
+                last = exc
+                if attempt + 1 < self.attempts and not isinstance(exc, requests.ConnectionError):
+                    self._sleep(attempt, None)
+                    continue
+                raise
+        if last is not None:
+            raise last
+
+    def _sleep(self, attempt: int, retry_after: str | float | None) -> None:
+        delay = min(8.0, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)
+        with contextlib.suppress(TypeError, ValueError):
+            if retry_after is not None:
+                delay = min(30.0, max(delay, float(retry_after)))
+        time.sleep(delay)
+
+    # --- auth ----------------------------------------------------------------------------
+
+    def credentials(self) -> Credentials | None:
+        with self._lock:
+            if not self._creds_looked:
+                self._creds = find_credentials(self.host, self.env)
+                self._creds_looked = True
+            return self._creds
+
+    def _auth_header(self, scope: str) -> str | None:
+        with self._lock:
+            return self._tokens.get(scope) or self._basic
+
+    def _answer(self, challenge: Challenge | None, scope: str, what: str) -> None:
+        """Get what a 401 asks for: a bearer token for `scope`, or basic credentials."""
+        creds = self.credentials()
+        if challenge is None or challenge.scheme == "basic":
+            if creds is None:
+                raise RegistryError(
+                    f"{self.host}: {what} needs credentials; log in (docker login "
+                    f"{self.host}) or set CI_LAYERS_REGISTRY_USERNAME and _PASSWORD"
+                )
+            with self._lock:
+                self._basic = creds.basic()
+            return
+        if challenge.scheme != "bearer" or "realm" not in challenge.params:
+            raise RegistryError(f"{self.host}: unsupported auth challenge '{challenge.scheme}'")
+        realm = challenge.params["realm"]
+        if not realm.startswith("https://") and not (
+            realm.startswith("http://") and self.plain_http_allowed
+        ):
+            raise RegistryError(f"{self.host}: token realm {realm} is not HTTPS; refused")
+        query = [("scope", s) for s in scope.split(" ") if s]
+        if challenge.params.get("service"):
+            query.insert(0, ("service", challenge.params["service"]))
+        headers = {"Authorization": creds.basic()} if creds else {}
+        try:
+            r = self._session.get(
+                f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}",
+                headers=headers,
+                timeout=self.timeout,
+                verify=self._verify,
+            )
+        except _TRANSIENT as exc:
+            raise _Transient(f"token from {realm}: {_short(exc)}") from None
+        if r.status_code in _RETRY_STATUS:
+            raise _Transient(f"token from {realm}: HTTP {r.status_code}")
+        if r.status_code != 200:
+            who = f"the credentials from {creds.source}" if creds else "anonymous access"
+            raise RegistryError(
+                f"{self.host}: {who} got no token for {scope} (HTTP {r.status_code}"
+                f"{': ' + _errors(r) if _errors(r) else ''})"
+            )
+        try:
+            data = r.json()
+            token = data.get("token") or data.get("access_token")
+        except ValueError:
+            token = None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"{self.host}: the token server {realm} sent no token")
+        with self._lock:
+            self._tokens[scope] = f"Bearer {token}"
+
+    # --- requests ------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        scope: str,
+        what: str,
+        body: Body = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        retry: bool = True,
+    ) -> requests.Response:
+        """One request, authenticated, retried when `retry` (else a transient failure is
+        raised as _Transient for the caller to restart what it was doing)."""
+        if not url.startswith("http"):
+            url = urljoin(self.base() + "/", url.lstrip("/"))
+        attempts = self.attempts if retry else 1
+        for attempt in range(attempts):
+            try:
+                return self._once(method, url, scope, what, body, headers, stream)
+            except _Transient as exc:
+                if attempt + 1 >= attempts:
+                    if not retry:
+                        raise
+                    raise RegistryUnreachable(
+                        f"{self.host}: {what}: {exc} (after {attempts} attempts)"
+                    ) from None
+                self._sleep(attempt, exc.retry_after)
+        raise AssertionError("unreachable")
+
+    def _once(
+        self,
+        method: str,
+        url: str,
+        scope: str,
+        what: str,
+        body: Body,
+        headers: dict[str, str] | None,
+        stream: bool,
+    ) -> requests.Response:
+        for authed in (False, True):
+            sent = dict(headers or {})
+            if (auth := self._auth_header(scope)) is not None:
+                sent["Authorization"] = auth
+            data = body() if callable(body) else body
+            try:
+                r = self._session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers=sent,
+                    stream=stream,
+                    timeout=self.timeout,
+                    verify=self._verify,
+                    allow_redirects=method in ("GET", "HEAD"),
+                )
+            except _TRANSIENT as exc:
+                raise _Transient(_short(exc)) from None
+            finally:
+                if data is not None and hasattr(data, "close"):
+                    data.close()
+            if r.status_code == 401 and not authed:
+                r.close()
+                challenge = parse_challenge(r.headers.get("WWW-Authenticate", ""))
+                self._answer(challenge, scope, what)
+                continue
+            if r.status_code in _RETRY_STATUS:
+                r.close()
+                raise _Transient(f"HTTP {r.status_code}", r.headers.get("Retry-After"))  # type: ignore[arg-type]
+            if r.status_code in (401, 403):
+                creds = self.credentials()
+                who = f"with the credentials from {creds.source}" if creds else "anonymously"
+                raise RegistryError(
+                    f"{self.host}: {what}: denied {who} (HTTP {r.status_code}"
+                    f"{': ' + _errors(r) if _errors(r) else ''})"
+                )
+            return r
+        raise AssertionError("unreachable")
+
+    # --- the API -------------------------------------------------------------------------
+
+    @staticmethod
+    def scope(repo: str, *, push: bool = False) -> str:
+        return f"repository:{repo}:{'pull,push' if push else 'pull'}"
+
+    def manifest_descriptor(self, repo: str, ref: str) -> Descriptor | None:
+        """HEAD of a manifest: its descriptor, None when the registry has no such tag."""
+        url = f"/v2/{repo}/manifests/{ref}"
+        r = self._send(
+            "HEAD",
+            url,
+            scope=self.scope(repo),
+            what=f"look up {repo}:{ref}",
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+        )
+        r.close()
+        if r.status_code == 404:
+            return None
+        _expect(r, (200,), f"{self.host}: look up {repo}:{ref}")
+        digest = r.headers.get("Docker-Content-Digest")
+        if digest is None or not digest.startswith("sha256:"):
+            data, media, found = self.get_manifest(repo, ref)  # HEAD said too little
+            return Descriptor(media, found, len(data))
+        media = (r.headers.get("Content-Type") or MANIFEST_TYPES[0]).split(";")[0].strip()
+        return Descriptor(media, Digest.parse(digest), int(r.headers.get("Content-Length") or 0))
+
+    def get_manifest(self, repo: str, ref: str) -> tuple[bytes, str, Digest]:
+        """(bytes, media type, digest) of a manifest, the bytes checked against the digest
+        asked for or the one the registry says it sent."""
+        what = (
+            f"get manifest {repo}:{ref}" if not ref.startswith("sha256:") else f"get {repo}@{ref}"
+        )
+        r = self._send(
+            "GET",
+            f"/v2/{repo}/manifests/{ref}",
+            scope=self.scope(repo),
+            what=what,
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            stream=True,
+        )
+        with contextlib.closing(r):
+            if r.status_code == 404:
+                raise RegistryError(f"{self.host}: {repo}:{ref}: no such manifest (HTTP 404)")
+            _expect(r, (200,), f"{self.host}: {what}")
+            data = r.raw.read(MAX_MANIFEST + 1, decode_content=True)
+        if len(data) > MAX_MANIFEST:
+            raise RegistryError(f"{self.host}: {what}: larger than {MAX_MANIFEST} bytes")
+        got = Digest.of(data)
+        want = ref if ref.startswith("sha256:") else r.headers.get("Docker-Content-Digest")
+        if want and want.startswith("sha256:") and want != str(got):
+            raise DigestMismatch(want=want, got=str(got), size=len(data), what="manifest")
+        media = (r.headers.get("Content-Type") or "").split(";")[0].strip()
+        with contextlib.suppress(ValueError, AttributeError):
+            media = json.loads(data).get("mediaType") or media
+        return data, media or MANIFEST_TYPES[0], got
+
+    def put_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> None:
+        r = self._send(
+            "PUT",
+            f"/v2/{repo}/manifests/{ref}",
+            scope=self.scope(repo, push=True),
+            what=f"push manifest {repo}:{ref}",
+            body=data,
+            headers={"Content-Type": media_type},
+        )
+        r.close()
+        _expect(r, (200, 201), f"{self.host}: push manifest {repo}:{ref}")
+        said = r.headers.get("Docker-Content-Digest")
+        if said and said.startswith("sha256:") and said != str(Digest.of(data)):
+            raise RegistryError(f"{self.host}: {repo}:{ref}: stored the manifest as {said}")
+
+    def delete_manifest(self, repo: str, digest: Digest) -> bool:
+        r = self._send(
+            "DELETE",
+            f"/v2/{repo}/manifests/{digest}",
+            scope=self.scope(repo, push=True) + f" repository:{repo}:delete",
+            what=f"delete {repo}@{digest}",
+        )
+        r.close()
+        if r.status_code in (404, 405):
+            return False
+        _expect(r, (200, 202), f"{self.host}: delete {repo}@{digest}")
+        return True
+
+    def blob_size(self, repo: str, digest: Digest) -> int | None:
+        r = self._send(
+            "HEAD", f"/v2/{repo}/blobs/{digest}", scope=self.scope(repo), what=f"look up {digest}"
+        )
+        r.close()
+        if r.status_code == 404:
+            return None
+        _expect(r, (200,), f"{self.host}: look up blob {digest} in {repo}")
+        return int(r.headers.get("Content-Length") or -1)
+
+    def fetch_blob(self, repo: str, desc: Descriptor, writer: Callable[[], BlobWriter]) -> None:
+        """Download a blob into the store, verified: bytes that do not hash to the digest
+        never get its name. A dropped connection starts the download again."""
+        what = f"get blob {desc.digest} from {repo}"
+        for attempt in range(self.attempts):
+            try:
+                r = self._send(
+                    "GET",
+                    f"/v2/{repo}/blobs/{desc.digest}",
+                    scope=self.scope(repo),
+                    what=what,
+                    stream=True,
+                )
+                with contextlib.closing(r), writer() as w:
+                    _expect(r, (200,), f"{self.host}: {what}")
+                    for chunk in r.iter_content(1 << 20):
+                        w.write(chunk)
+                        if w.size > desc.size:
+                            break
+                    if w.size != desc.size:
+                        raise DigestMismatch(
+                            want=str(desc.digest), got=f"{w.size} bytes", size=desc.size
+                        )
+                    w.commit(expect=desc.digest)
+                return
+            except _TRANSIENT as exc:
+                if attempt + 1 >= self.attempts:
+                    raise RegistryUnreachable(f"{self.host}: {what}: {_short(exc)}") from None
+                self._sleep(attempt, None)
+        raise AssertionError("unreachable")
+
+    def upload_blob(
+        self,
+        repo: str,
+        desc: Descriptor,
+        opener: Callable[[], IO[bytes]],
+        *,
+        mount_from: tuple[str, ...] = (),
+    ) -> str:
+        """Put a blob the registry lacks: "mounted" from another repository when one is
+        known to hold it, else "uploaded" (one PUT, or PATCH chunks above the threshold).
+        A failure half way starts over from a new upload session, a bounded number of
+        times; an unfinished session is never referenced by anything."""
+        for attempt in range(self.attempts):
+            try:
+                return self._upload(repo, desc, opener, mount_from)
+            except _Transient as exc:
+                if attempt + 1 >= self.attempts:
+                    raise RegistryUnreachable(
+                        f"{self.host}: upload {desc.digest} to {repo}: {exc} "
+                        f"(after {self.attempts} attempts; run again to finish the push)"
+                    ) from None
+                self._sleep(attempt, exc.retry_after)
+        raise AssertionError("unreachable")
+
+    def _upload(
+        self,
+        repo: str,
+        desc: Descriptor,
+        opener: Callable[[], IO[bytes]],
+        mount_from: tuple[str, ...],
+    ) -> str:
+        what = f"upload {desc.digest} to {repo}"
+        scope = self.scope(repo, push=True)
+        start = None
+        for source in mount_from:
+            query = urlencode({"mount": str(desc.digest), "from": source})
+            r = self._send(
+                "POST",
+                f"/v2/{repo}/blobs/uploads/?{query}",
+                scope=f"{scope} {self.scope(source)}",
+                what=what,
+                retry=False,
+                headers={"Content-Length": "0"},
+            )
+            r.close()
+            if r.status_code == 201:
+                return "mounted"
+            if r.status_code == 202:
+                start = r  # not mounted: the registry opened an upload session instead
+                break
+        if start is None:
+            start = self._send(
+                "POST",
+                f"/v2/{repo}/blobs/uploads/",
+                scope=scope,
+                what=what,
+                retry=False,
+                headers={"Content-Length": "0"},
+            )
+            start.close()
+        _expect(start, (202,), f"{self.host}: {what}")
+        location = self._location(start, what)
+        if desc.size <= self.chunk_threshold:
+            r = self._send(
+                "PUT",
+                _with_query(location, digest=str(desc.digest)),
+                scope=scope,
+                what=what,
+                retry=False,
+                body=opener,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(desc.size),
+                },
+            )
+        else:
+            r = self._chunks(location, desc, opener, scope, what, start)
+        r.close()
+        _expect(r, (201,), f"{self.host}: {what}")
+        said = r.headers.get("Docker-Content-Digest")
+        if said and said != str(desc.digest):
+            raise RegistryError(f"{self.host}: {what}: the registry stored it as {said}")
+        return "uploaded"
+
+    def _chunks(
+        self,
+        location: str,
+        desc: Descriptor,
+        opener: Callable[[], IO[bytes]],
+        scope: str,
+        what: str,
+        start: requests.Response,
+    ) -> requests.Response:
+        minimum = int(start.headers.get("OCI-Chunk-Min-Length") or 0)
+        size = max(self.chunk_size, minimum)
+        with opener() as f:
+            offset = 0
+            for chunk in iter(lambda: f.read(size), b""):
+                end = offset + len(chunk) - 1
+                r = self._send(
+                    "PATCH",
+                    location,
+                    scope=scope,
+                    what=what,
+                    retry=False,
+                    body=chunk,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{end}",
+                        "Content-Length": str(len(chunk)),
+                    },
+                )
+                r.close()
+                _expect(r, (202,), f"{self.host}: {what} (bytes {offset}-{end})")
+                location = self._location(r, what)
+                offset = end + 1
+        return self._send(
+            "PUT",
+            _with_query(location, digest=str(desc.digest)),
+            scope=scope,
+            what=what,
+            retry=False,
+            headers={"Content-Length": "0"},
+        )
+
+    def _location(self, r: requests.Response, what: str) -> str:
+        location = r.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{self.host}: {what}: the registry gave no upload Location")
+        return urljoin(self.base() + "/", location)
+
+    def tags(self, repo: str) -> list[str]:
+        """Every tag of the repository (paginated with `Link`, as the spec says)."""
+        found: list[str] = []
+        url: str | None = f"/v2/{repo}/tags/list?n=1000"
+        while url:
+            r = self._send("GET", url, scope=self.scope(repo), what=f"list tags of {repo}")
+            if r.status_code == 404:
+                return found
+            _expect(r, (200,), f"{self.host}: list tags of {repo}")
+            found += (r.json() or {}).get("tags") or []
+            url = _next_link(r.headers.get("Link", ""))
+        return found
+
+
+def _next_link(header: str) -> str | None:
+    for part in header.split(","):
+        if 'rel="next"' in part and "<" in part:
+            return part[part.index("<") + 1 : part.index(">")]
+    return None
+
+
+def _with_query(url: str, **params: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+
+
+def _expect(r: requests.Response, ok: tuple[int, ...], what: str) -> None:
+    if r.status_code not in ok:
+        detail = _errors(r)
+        raise RegistryError(f"{what}: HTTP {r.status_code}{': ' + detail if detail else ''}")
+
+
+def _errors(r: requests.Response) -> str:
+    """The registry's own words for a failure (its JSON `errors`), shortened."""
+    try:
+        data: Any = r.json()
+    except (ValueError, RuntimeError, OSError, AttributeError, requests.RequestException):
+        return ""
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if not isinstance(errors, list):
+        return ""
+    words = [
+        f"{e.get('code', '')} {e.get('message', '')}".strip() for e in errors if isinstance(e, dict)
+    ]
+    return "; ".join(w for w in words if w)[:300]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in ("Caused by ", "Failed to establish a new connection: "):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+    return text.strip("()' ")[:200]

@@ -1,0 +1,249 @@
+"""Images between the store and a registry: push only what the registry lacks, pull
+only what the store lacks, every byte verified on the way in.
+
+Push order is blobs, then config, then manifest (a registry refuses a manifest whose
+blobs it lacks, and a push stopped half way leaves blobs nobody references, never a
+manifest that points at nothing); a rerun finds the blobs already there and finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import RegistryError, StoreError
+from .digest import Descriptor, Digest
+from .manifest import host_platform
+from .registry import Registry
+from .store import OciStore
+
+__all__ = ["Locations", "TransferStats", "image_blobs", "pull_image", "push_image"]
+
+_INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
+@dataclass
+class TransferStats:
+    """What a transfer moved, for the summary and the benchmark."""
+
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    mounted: int = 0
+    present: int = 0  # blobs the other side already had
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+    manifests: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+
+class Locations:
+    """Which repositories of a registry are known to hold a blob (pulled from or pushed
+    to in this process): the candidates for a cross-repository mount."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, Digest], set[str]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, host: str, repo: str, digest: Digest) -> None:
+        with self._lock:
+            self._seen.setdefault((host, digest), set()).add(repo)
+
+    def holds(self, host: str, repo: str, digest: Digest) -> bool:
+        with self._lock:
+            return repo in self._seen.get((host, digest), ())
+
+    def others(self, host: str, repo: str, digest: Digest) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(sorted(self._seen.get((host, digest), set()) - {repo}))[:3]
+
+
+def _parse(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        raise RegistryError(f"{where}: the manifest is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise RegistryError(f"{where}: the manifest is not a JSON object")
+    return parsed
+
+
+def image_blobs(manifest: dict[str, Any], where: str) -> list[Descriptor]:
+    """The config and layers a manifest references (none for an index)."""
+    try:
+        found = [manifest["config"], *(manifest.get("layers") or [])]
+        return [Descriptor.from_json(d, where=where) for d in found]
+    except (KeyError, TypeError, StoreError) as exc:
+        raise RegistryError(f"{where}: not an image manifest ({exc})") from None
+
+
+# --- push --------------------------------------------------------------------------------
+
+
+def push_image(
+    store: OciStore,
+    desc: Descriptor,
+    registry: Registry,
+    repo: str,
+    tags: Iterable[str],
+    *,
+    stats: TransferStats,
+    locations: Locations | None = None,
+    jobs: int = 4,
+) -> None:
+    """Push the image `desc` names (a manifest, or an index and the manifests of it the
+    store has) under each of `tags`; blobs the registry has are not sent again."""
+    tags = list(tags) or [str(desc.digest)]
+    locations = locations or Locations()
+    current = [registry.manifest_descriptor(repo, t) for t in tags if not t.startswith("sha256:")]
+    if len(current) == len(tags) and all(
+        d is not None and d.digest == desc.digest for d in current
+    ):
+        return  # every tag already names this very manifest
+    if registry.manifest_descriptor(repo, str(desc.digest)) is None:
+        _push_tree(store, desc, registry, repo, stats, locations, jobs)
+    data = store.read_bytes(desc.digest)
+    for tag in tags:
+        registry.put_manifest(repo, tag, data, desc.media_type)
+        stats.add(manifests=1)
+
+
+def _push_tree(
+    store: OciStore,
+    desc: Descriptor,
+    registry: Registry,
+    repo: str,
+    stats: TransferStats,
+    locations: Locations,
+    jobs: int,
+) -> None:
+    """Everything under `desc` but `desc` itself: blobs, then child manifests."""
+    manifest = store.read_json(desc)
+    where = f"{store.path}: {desc.digest}"
+    if desc.media_type in _INDEX_TYPES or "manifests" in manifest:
+        for child in manifest.get("manifests") or []:
+            cdesc = Descriptor.from_json(child, where=where)
+            if not store.has(cdesc.digest):
+                raise RegistryError(
+                    f"{where}: an index whose image {cdesc.digest} is not in the store "
+                    "(only one platform was pulled); push a platform's image instead"
+                )
+            if registry.manifest_descriptor(repo, str(cdesc.digest)) is None:
+                _push_tree(store, cdesc, registry, repo, stats, locations, jobs)
+                registry.put_manifest(
+                    repo, str(cdesc.digest), store.read_bytes(cdesc.digest), cdesc.media_type
+                )
+                stats.add(manifests=1)
+        return
+    blobs = list({d.digest: d for d in image_blobs(manifest, where)}.values())
+    for d in blobs:
+        if store.size(d.digest) != d.size:
+            raise StoreError(f"{where}: blob {d.digest} is not in the store at its size {d.size}")
+
+    def one(d: Descriptor) -> None:
+        if locations.holds(registry.host, repo, d.digest):
+            stats.add(present=1)
+            return
+        if registry.blob_size(repo, d.digest) is not None:
+            stats.add(present=1)
+        else:
+            how = registry.upload_blob(
+                repo,
+                d,
+                lambda: store.open(d.digest, size=d.size),  # type: ignore[arg-type,return-value]
+                mount_from=locations.others(registry.host, repo, d.digest),
+            )
+            if how == "mounted":
+                stats.add(mounted=1)
+            else:
+                stats.add(uploaded=1, uploaded_bytes=d.size)
+        locations.add(registry.host, repo, d.digest)
+
+    _parallel(one, blobs, jobs)
+
+
+def _parallel(fn: Any, items: list[Descriptor], jobs: int) -> None:
+    if len(items) <= 1 or jobs <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(jobs, len(items))) as pool:
+        for f in [pool.submit(fn, item) for item in items]:
+            f.result()  # the first failure is raised; the others finish or fail too
+
+
+# --- pull --------------------------------------------------------------------------------
+
+
+def pull_image(
+    registry: Registry,
+    repo: str,
+    ref: str,
+    store: OciStore,
+    *,
+    stats: TransferStats,
+    locations: Locations | None = None,
+    layers: bool = True,
+    jobs: int = 4,
+) -> Descriptor:
+    """Fetch `repo:ref` (or `repo@digest`) into the store and return its descriptor (not
+    tagged: the caller names it). An index brings the host platform's image only, as
+    `skopeo copy` does without --all. With `layers=False`, only manifest and config."""
+    data, media, digest = registry.get_manifest(repo, ref)
+    where = f"{registry.host}/{repo}:{ref}"
+    manifest = _parse(data, where)
+    top = Descriptor(media, digest, len(data))
+    image_data, image = data, top
+    if media in _INDEX_TYPES or "manifests" in manifest:
+        child = _platform_child(manifest, where)
+        image_data, cmedia, cdigest = registry.get_manifest(repo, str(child.digest))
+        image = Descriptor(cmedia, cdigest, len(image_data))
+        manifest = _parse(image_data, where)
+    blobs = image_blobs(manifest, where)
+    wanted = blobs if layers else blobs[:1]
+    missing = [d for d in {d.digest: d for d in wanted}.values() if store.size(d.digest) != d.size]
+
+    def one(d: Descriptor) -> None:
+        registry.fetch_blob(repo, d, store.writer)
+        stats.add(downloaded=1, downloaded_bytes=d.size)
+
+    _parallel(one, missing, jobs)
+    stats.add(present=len(wanted) - len(missing))
+    if locations is not None:
+        for d in blobs:
+            locations.add(registry.host, repo, d.digest)
+    # manifests last: a store image is never named before its blobs are there
+    if image is not top:
+        _put(store, image_data, image)
+    _put(store, data, top)
+    stats.add(manifests=1)
+    os_name, arch = host_platform()
+    return Descriptor(
+        top.media_type, top.digest, top.size, (), (("architecture", arch), ("os", os_name))
+    )
+
+
+def _put(store: OciStore, data: bytes, desc: Descriptor) -> None:
+    got = store.put_bytes(data, media_type=desc.media_type)
+    if got.digest != desc.digest:  # get_manifest verified it already; the store again
+        raise StoreError(f"manifest {desc.digest} stored as {got.digest}")
+
+
+def _platform_child(index: dict[str, Any], where: str) -> Descriptor:
+    os_name, arch = host_platform()
+    for m in index.get("manifests") or []:
+        p = m.get("platform") or {} if isinstance(m, dict) else {}
+        if p.get("os") == os_name and p.get("architecture") == arch:
+            return Descriptor.from_json(m, where=where)
+    raise RegistryError(f"{where}: an index with no image for {os_name}/{arch}")

@@ -1,0 +1,208 @@
+"""A real OCI registry for the tests (Debian's docker-registry, i.e. distribution 2.8) on
+a free loopback port, and a recording proxy in front of it that can also misbehave
+(corrupt what it serves, drop a connection half way through an upload)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningRegistry:
+    host: str  # 127.0.0.1:PORT
+    root: Path
+    process: subprocess.Popen[bytes]
+    scheme: str = "http"
+    ca: Path | None = None
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_registry(
+    where: Path, *, tls: tuple[Path, Path] | None = None, htpasswd: Path | None = None
+) -> RunningRegistry:
+    binary = shutil.which("docker-registry")
+    assert binary, "docker-registry is not installed (scripts/setup --test installs it)"
+    where.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    lines = [
+        "version: 0.1",
+        "log:",
+        "  level: error",
+        "  accesslog:",
+        "    disabled: true",
+        "storage:",
+        "  filesystem:",
+        f"    rootdirectory: {where / 'data'}",
+        "  delete:",
+        "    enabled: true",
+        "http:",
+        f"  addr: 127.0.0.1:{port}",
+        "  secret: ci-layers-tests",
+    ]
+    if tls:
+        lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
+    if htpasswd:
+        lines += ["auth:", "  htpasswd:", "    realm: ci-layers-tests", f"    path: {htpasswd}"]
+    config = where / "config.yml"
+    config.write_text("\n".join(lines) + "\n")
+    log = open(where / "registry.log", "wb")  # noqa: SIM115 - the process writes it
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
+    scheme = "https" if tls else "http"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            requests.get(f"{scheme}://127.0.0.1:{port}/v2/", timeout=1, verify=False)
+            break
+        except requests.RequestException:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(
+                    "docker-registry did not start: " + (where / "registry.log").read_text()
+                ) from None
+            time.sleep(0.05)
+    return RunningRegistry(f"127.0.0.1:{port}", where, proc, scheme, tls[0] if tls else None)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    status: int = 0
+
+
+@dataclass
+class Proxy:
+    """Forwards everything to `upstream` (plain HTTP) and records each request.
+
+    `corrupt(path)` true: a byte of that GET's body is flipped. `drop(method, path)` true:
+    the proxy reads part of the request body and closes the connection, no answer."""
+
+    upstream: str
+    requests: list[Recorded] = field(default_factory=list)
+    corrupt: Callable[[str], bool] = lambda _path: False
+    drop: Callable[[str, str], bool] = lambda _m, _p: False
+    host: str = ""
+    _server: ThreadingHTTPServer | None = None
+
+    def uploads(self) -> list[Recorded]:
+        """Requests that send blob bytes or open an upload (what a push must not repeat)."""
+        return [
+            r
+            for r in self.requests
+            if "/blobs/uploads/" in r.path and r.method in ("POST", "PUT", "PATCH")
+        ]
+
+    def manifest_puts(self) -> list[Recorded]:
+        return [r for r in self.requests if r.method == "PUT" and "/manifests/" in r.path]
+
+    def clear(self) -> None:
+        self.requests.clear()
+
+
+def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _forward(self) -> None:
+            record = Recorded(self.command, self.path)
+            proxy.requests.append(record)
+            length = int(self.headers.get("Content-Length") or 0)
+            if proxy.drop(self.command, self.path):
+                self.rfile.read(min(length, max(1, length // 2)))
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                record.status = -1
+                return
+            body = self.rfile.read(length) if length else None
+            upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            resp = upstream.getresponse()
+            data = resp.read()
+            record.status = resp.status
+            if self.command == "GET" and resp.status == 200 and data and proxy.corrupt(self.path):
+                data = bytes([data[0] ^ 0xFF]) + data[1:]
+            self.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            upstream.close()
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+    return Handler
+
+
+@contextlib.contextmanager
+def proxy_to(upstream: str) -> Iterator[Proxy]:
+    proxy = Proxy(upstream)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
+    server.daemon_threads = True
+    proxy.host = f"127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def self_signed(where: Path) -> tuple[Path, Path, Path]:
+    """(certificate, key, CA bundle) for 127.0.0.1, from trustme's throwaway CA."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    where.mkdir(parents=True, exist_ok=True)
+    crt, key, bundle = where / "server.crt", where / "server.key", where / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    with open(crt, "wb") as f:
+        for blob in cert.cert_chain_pems:
+            f.write(blob.bytes())
+    ca.cert_pem.write_to_path(str(bundle))
+    ssl.create_default_context(cafile=str(bundle))  # it loads: a broken bundle fails here
+    return crt, key, bundle
+
+
+def htpasswd(where: Path, user: str, password: str) -> Path:
+    import bcrypt
+
+    path = where / "htpasswd"
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    path.write_text(f"{user}:{hashed}\n")
+    return path
