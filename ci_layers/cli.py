@@ -314,6 +314,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--runtime", metavar="PATH", help="the OCI runtime for `run` (default: runc)")
     b.add_argument(
+        "--cache",
+        metavar="REGISTRY/REPO",
+        help="find layers built elsewhere there (tagged ci-layers-<key>), pull parents from it",
+    )
+    b.add_argument(
+        "--push", action="store_true", help="push each layer built here to --cache (new blobs only)"
+    )
+    b.add_argument(
+        "--publish",
+        action="store_true",
+        help="also push the spec's `images:` tags where they name (e.g. on the default branch)",
+    )
+    b.add_argument(
         "--epoch",
         metavar="SECONDS",
         help="clamp mtimes and set created to this (default: $SOURCE_DATE_EPOCH, else 0)",
@@ -463,6 +476,9 @@ def _build_commands(
         actions=os.environ.get("GITHUB_ACTIONS") == "true",
         out=out,
         log=log,
+        cache=args.cache,
+        push=args.push,
+        publish=args.publish,
     )
 
 

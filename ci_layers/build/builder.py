@@ -9,6 +9,7 @@ layer), so the next build of that key, under any name or commit, reuses it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tarfile
@@ -31,6 +32,7 @@ from ..repo import RepoFiles
 from ..resolver import DependencyResolver
 from ..spec import Spec
 from .copy import FromLayer, copy_entries, image_path
+from .remote import RemoteCache
 from .rootfs import apply_layer, assemble_rootfs
 from .run import DEFAULT_PATH, MOUNT_POINTS, find_runtime, run_commands
 from .snapshot import changed_entries, overlay, overlay_works, record_tree, upper_entries
@@ -38,10 +40,11 @@ from .tarwriter import Entry, tar_stream, write_layer
 from .users import user_ids
 from .view import ImageView, resolve_in_root
 
-__all__ = ["BuildResult", "LayerBuilder", "key_tag"]
+__all__ = ["BuildResult", "LayerBuilder", "cutoff_tag", "key_tag", "output_id"]
 
 KEY_ANNOTATION = "dev.ci-layers.key"
 EMPTY_ANNOTATION = "dev.ci-layers.empty"
+CUTOFF_ANNOTATION = "dev.ci-layers.cutoff"
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
 REVISION = "org.opencontainers.image.revision"
@@ -53,11 +56,16 @@ def key_tag(key: str) -> str:
     return "ci-layers-" + Digest.parse(key).hex
 
 
+def cutoff_tag(digest: str) -> str:
+    """The tag of a layer's image by what it was built from (its parent's output)."""
+    return "ci-layers-cutoff-" + Digest.parse(digest).hex
+
+
 @dataclass(frozen=True, slots=True)
 class BuildResult:
     name: str
     key: str
-    status: str  # "built" or "reused"
+    status: str  # "built", "reused" (the store), "cached" (the registry) or "cut off"
     manifest: Descriptor
     layer: Layer | None  # the layer's own blob (None: it changes the config only)
     seconds: float
@@ -84,6 +92,8 @@ class LayerBuilder:
         progress: Progress | None = None,
         annotations: Mapping[str, str] | None = None,
         warn: Callable[[str], None] | None = None,
+        cache: RemoteCache | None = None,
+        publish: bool = False,
     ) -> None:
         self.spec, self.keys, self.files, self.root = spec, keys, files, root
         self.store, self.compression, self.epoch = store, compression, epoch
@@ -93,6 +103,9 @@ class LayerBuilder:
         self.progress = progress or (lambda _n, _e, _r: None)
         self.annotations = dict(annotations or {})  # revision, source: published images only
         self.warn = warn or (lambda _message: None)
+        self.cache, self.publish = cache, publish
+        self._where: dict[str, str] = {}  # name -> "store" | "registry" | "build"
+        self._needed: set[str] = set()  # layers whose image a build here reads
 
     # --- the plan ------------------------------------------------------------------------
 
@@ -103,9 +116,32 @@ class LayerBuilder:
         """Of `names`, those whose key the store does not have."""
         return [n for n in names if self.store.resolve(key_tag(self.keys[n].digest)) is None]
 
+    def locate(self, names: Sequence[str]) -> dict[str, str]:
+        """Where each layer's image is: the store, the registry (`--cache`), or nowhere
+        yet ("build"); and so which images the layers to build read (parents, `from`
+        layers), which are the only ones pulled whole."""
+        for name in names:
+            if name in self._where:
+                continue
+            found = self.store.resolve(key_tag(self.keys[name].digest))
+            if found is not None and self._complete(found):
+                self._where[name] = "store"
+            elif self.cache is not None and self.cache.find(key_tag(self.keys[name].digest)):
+                self._where[name] = "registry"
+            else:
+                self._where[name] = "build"
+        for name in names:
+            layer = self.spec.graph[name]
+            if self._where[name] == "build":
+                self._needed.update(layer.dependencies)
+            if self._tags(name):
+                self._needed.add(name)  # its `images:` tags name it in the store
+        return dict(self._where)
+
     def check(self, names: Sequence[str]) -> None:
         """Fail before building anything that cannot be built here."""
-        todo = self.missing(names)
+        where = self.locate(names)
+        todo = [n for n in names if where[n] == "build"]
         for name in todo:
             layer = self.spec.graph[name]
             if layer.dockerfile is not None:
@@ -155,47 +191,110 @@ class LayerBuilder:
     def _build_layer(self, name: str) -> BuildResult:
         key = self.keys[name].digest
         start = time.monotonic()
-        found = self.store.resolve(key_tag(key))
+        where = self.locate([name])[name]
+        found = self.store.resolve(key_tag(key)) if where == "store" else None
         if found is not None and not self._complete(found):
-            found = None  # a blob is missing or cut short: build it again
+            found, where = None, "build"  # a blob went missing since: build it again
         if found is not None:
             found = replace(found, annotations=())  # the manifest's, not the tag's
-            result = BuildResult(name, key, "reused", found, self._own_layer(found), 0.0)
-            self._publish(name, found)
-            self.progress(name, "reused", result)
-            return result
+            return self._done(name, "reused", found, start, push=True)
+        if where == "registry":
+            assert self.cache is not None
+            found = self.cache.fetch(key_tag(key), layers=name in self._needed)
+            return self._done(name, "cached", found, start, push=False)
         self.progress(name, "building", None)
         layer = self.spec.graph[name]
         parent, base_notes = self._parent(name, layer)
         config = _config(parent.config, layer, epoch=self.epoch)
-        own = self._layer(name, layer, parent, config)
-        history = History(
-            created_by=_created_by(layer), empty_layer=own is None, comment=f"ci-layers {key}"
-        )
+        cutoff = self._cutoff_key(name, layer, parent)
+        earlier = self._built_before(cutoff)
+        if earlier is not None:
+            own, history = earlier
+            status = "cut off"
+        else:
+            own = self._layer(name, layer, parent, config)
+            history = History(created_by=_created_by(layer), empty_layer=own is None)
+            status = "built"
+        history = replace(history, comment=f"ci-layers {key}")
+        notes = {
+            **base_notes,
+            KEY_ANNOTATION: key,
+            EMPTY_ANNOTATION: str(own is None).lower(),
+            CUTOFF_ANNOTATION: cutoff,
+        }
         image = ImageManifest(
             config=config,
             layers=parent.layers + ((own,) if own else ()),
             history=(*parent.history, history),
-            annotations=tuple(
-                sorted(
-                    {
-                        **base_notes,
-                        KEY_ANNOTATION: key,
-                        EMPTY_ANNOTATION: str(own is None).lower(),
-                    }.items()
-                )
-            ),
+            annotations=tuple(sorted(notes.items())),
         )
         desc = image.write(self.store)
         self.store.tag(key_tag(key), desc)
+        self.store.tag(cutoff_tag(cutoff), desc)
+        self._where[name] = "store"
+        return self._done(name, status, desc, start, push=True)
+
+    def _done(
+        self, name: str, status: str, desc: Descriptor, start: float, *, push: bool
+    ) -> BuildResult:
+        """Record, push (`--cache … --push`) and publish a layer's image; report it."""
+        key = self.keys[name].digest
+        if push and self.cache is not None and self.cache.push_enabled:
+            tags = [key_tag(key)]
+            if cutoff := dict(ImageManifest.load(self.store, desc).annotations).get(
+                CUTOFF_ANNOTATION
+            ):
+                tags.append(cutoff_tag(cutoff))
+            self.cache.push(desc, tags)
         self._publish(name, desc)
-        result = BuildResult(name, key, "built", desc, own, time.monotonic() - start)
-        self.progress(name, "built", result)
+        took = time.monotonic() - start if status in ("built", "cut off") else 0.0
+        result = BuildResult(name, key, status, desc, self._own_layer(desc), took)
+        self.progress(name, status, result)
         return result
 
+    def _cutoff_key(self, name: str, layer: ImageLayer, parent: ImageManifest) -> str:
+        """The layer's key with every other layer's key in it replaced by that layer's
+        output (its files and config): a parent rebuilt to the same bytes gives the same
+        cutoff key, and its child's earlier build serves (early cutoff)."""
+        recipe = dict(self.keys[name].recipe)
+        recipe.pop("parent", None)
+        recipe.pop("from", None)
+        recipe["built_on"] = output_id(parent)
+        if "copy" in recipe:  # one entry per `copy`, in order
+            recipe["copy"] = [
+                {**entry, "from_layer": output_id(self.image(c.from_layer))}
+                if c.from_layer
+                else entry
+                for entry, c in zip(recipe["copy"], layer.copy, strict=True)
+            ]
+        body = json.dumps({"cutoff": 1, "recipe": recipe}, sort_keys=True, separators=(",", ":"))
+        return str(Digest.of(body.encode()))
+
+    def _built_before(self, cutoff: str) -> tuple[Layer | None, History] | None:
+        """The layer and history entry an earlier build with this cutoff key made."""
+        tag = cutoff_tag(cutoff)
+        desc = self.store.resolve(tag)
+        if desc is not None and not self._complete(desc):
+            desc = None
+        if desc is None and self.cache is not None and self.cache.find(tag):
+            desc = self.cache.fetch(tag, layers=False)
+        if desc is None:
+            return None
+        image = ImageManifest.load(self.store, desc)
+        own = self._own_layer(desc)
+        if own is not None and self.cache is not None:
+            self.cache.fetch_blob(own.descriptor)
+        if own is not None and self.store.size(own.descriptor.digest) != own.descriptor.size:
+            return None
+        return own, image.history[-1]
+
     def image(self, name: str) -> ImageManifest:
-        """The image as of layer `name`, from the store."""
-        desc = self.store.resolve(key_tag(self.keys[name].digest))
+        """The image as of layer `name`, from the store (pulled whole from the cache
+        registry when only its manifest is here)."""
+        tag = key_tag(self.keys[name].digest)
+        desc = self.store.resolve(tag)
+        if (desc is None or not self._complete(desc)) and self.cache and self.cache.find(tag):
+            desc = self.cache.fetch(tag)
         if desc is None:
             raise BuildError("is not built yet", layer=name)
         return ImageManifest.load(self.store, desc)
@@ -206,15 +305,21 @@ class LayerBuilder:
             return None
         return image.layers[-1]
 
+    def _tags(self, name: str) -> list[str]:
+        return [t for img in self.spec.images.values() if img.layer == name for t in img.tags]
+
     def _publish(self, name: str, desc: Descriptor) -> None:
-        """Tag the spec's `images:` that end at this layer, with revision and source."""
-        tags = [t for img in self.spec.images.values() if img.layer == name for t in img.tags]
+        """Tag the spec's `images:` that end at this layer, with revision and source, in
+        the store and, with `--publish`, where each tag names."""
+        tags = self._tags(name)
         if not tags:
             return
         if self.annotations:
             desc = ImageManifest.annotate(self.store, desc, self.annotations)
         for tag in tags:
             self.store.tag(tag, desc)
+            if self.publish and self.cache is not None:
+                self.cache.publish(desc, tag)
 
     def _parent(self, name: str, layer: ImageLayer) -> tuple[ImageManifest, dict[str, str]]:
         if layer.parent:
@@ -387,6 +492,14 @@ class LayerBuilder:
                 self.warn(warning)
         except tarfile.TarError as exc:
             raise StoreError(f"a layer of the parent image is no valid tar: {exc}") from None
+
+
+def output_id(image: ImageManifest) -> str:
+    """What an image is to a layer built on it: its files (diff_ids) and config, not its
+    history or creation time."""
+    config = replace(image.config, created=0).to_json()
+    config["rootfs"] = [str(x.diff_id) for x in image.layers]
+    return str(Digest.of(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()))
 
 
 def _opener(store: OciStore, layer: Layer) -> Callable[[], BinaryIO]:

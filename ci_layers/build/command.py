@@ -12,13 +12,15 @@ from ..errors import BuildError, UsageError
 from ..keys import compute_keys
 from ..oci.archive import export_archive
 from ..oci.store import OciStore
+from ..oci.transfer import TransferStats
 from ..repo import RepoFiles
 from ..spec import Spec
 from .builder import LayerBuilder, key_tag
-from .progress import BuildProgress, summary_table
+from .progress import BuildProgress, human_bytes, summary_table
+from .remote import RemoteCache
 from .tarwriter import COMPRESSIONS
 
-__all__ = ["cmd_build", "cmd_export", "job_layers"]
+__all__ = ["cmd_build", "cmd_export", "job_layers", "transfer_line"]
 
 
 def job_layers(job: str) -> list[tuple[str, str | None]]:
@@ -55,7 +57,13 @@ def cmd_build(
     actions: bool,
     out: TextIO,
     log: IO[bytes] | None,
+    cache: str | None = None,
+    push: bool = False,
+    publish: bool = False,
 ) -> int:
+    if (push or publish) and cache is None:
+        flag = "--push" if push else "--publish"
+        raise UsageError(f"{flag} needs --cache REGISTRY/REPO (where the layers' images go)")
     if compression not in COMPRESSIONS:
         raise UsageError(f"--compression {compression}: one of {', '.join(COMPRESSIONS)}")
     keys = compute_keys(spec, files)
@@ -72,12 +80,16 @@ def cmd_build(
         names += [n for n, _key in planned]
     if not names:  # everything the spec builds itself
         names = [n for n in spec.graph.topological_order() if spec.graph[n].dockerfile is None]
+    oci = OciStore(store)
+    remote = RemoteCache(cache, oci, push=push) if cache else None
     builder = LayerBuilder(
         spec=spec,
         keys=keys,
         files=files,
         root=root,
-        store=OciStore(store),
+        store=oci,
+        cache=remote,
+        publish=publish,
         compression=compression,
         epoch=epoch,
         runtime=runtime,
@@ -98,7 +110,22 @@ def cmd_build(
         raise
     out.write("\n" + summary_table(results) + "\n")
     out.write(f"store: {store}\n")
+    if remote is not None:
+        out.write(f"registry {remote}: {transfer_line(remote.stats)}\n")
     return 0
+
+
+def transfer_line(stats: TransferStats) -> str:
+    parts = [
+        f"{stats.uploaded} blobs uploaded ({human_bytes(stats.uploaded_bytes)})",
+        f"{stats.present} already there",
+    ]
+    if stats.mounted:
+        parts.append(f"{stats.mounted} mounted from another repository")
+    if stats.downloaded:
+        parts.append(f"{stats.downloaded} downloaded ({human_bytes(stats.downloaded_bytes)})")
+    parts.append(f"{stats.manifests} manifests")
+    return ", ".join(parts)
 
 
 def cmd_export(

@@ -11,6 +11,8 @@ from .builder import BuildResult
 
 __all__ = ["BuildProgress", "human_bytes", "summary_table"]
 
+STATUSES = ("built", "reused", "cached", "cut off")
+
 
 def human_bytes(n: int) -> str:
     size = float(n)
@@ -35,8 +37,16 @@ class BuildProgress:
             assert result is not None
             self.done += 1
             size = human_bytes(result.layer.descriptor.size) if result.layer else "no layer"
-            if event == "reused":
-                self.out.write(f"[{self.done}/{self.total}] {name}: reused ({size})\n")
+            if event in ("reused", "cached"):
+                where = "from the registry" if event == "cached" else "reused"
+                self.out.write(f"[{self.done}/{self.total}] {name}: {where} ({size})\n")
+            elif event == "cut off":
+                self.out.write(
+                    f"[{self.done}/{self.total}] {name}: cut off: its parent was rebuilt to the "
+                    f"same bytes, so the earlier build of this layer serves ({size}, no run)\n"
+                )
+                if self.actions:
+                    self.out.write("::endgroup::\n")
             else:
                 self.out.write(
                     f"[{self.done}/{self.total}] {name}: built, {size} in {result.seconds:.1f} s\n"
@@ -54,12 +64,17 @@ def summary_table(results: Sequence[BuildResult]) -> str:
     rows = [("layer", "status", "layer size", "seconds", "image")]
     for r in results:
         size = human_bytes(r.layer.descriptor.size) if r.layer else "-"
-        seconds = f"{r.seconds:.1f}" if r.status == "built" else "-"
+        seconds = f"{r.seconds:.1f}" if r.status in ("built", "cut off") else "-"
         rows.append((r.name, r.status, size, seconds, f"sha256:{r.manifest.digest.short}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
-    built = sum(1 for r in results if r.status == "built")
-    lines.append(f"{built} built, {len(results) - built} reused")
+    counts = {s: sum(1 for r in results if r.status == s) for s in STATUSES}
+    line = f"{counts['built']} built, {counts['reused'] + counts['cached']} reused"
+    if counts["cached"]:
+        line += f" ({counts['cached']} from the registry)"
+    if counts["cut off"]:
+        line += f", {counts['cut off']} cut off (parent rebuilt to the same bytes)"
+    lines.append(line)
     return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""The registry repository that holds every built layer as `ci-layers-<key>`: how a
+matrix job on one machine finds the parent a job on another machine built.
+
+Look-ups are HEAD requests, remembered for the run; images come into the store
+verified (transfer.pull_image) and go out with only the blobs the registry lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..oci.digest import Descriptor
+from ..oci.reference import Reference
+from ..oci.registry import Registry
+from ..oci.store import OciStore
+from ..oci.transfer import Locations, TransferStats, pull_image, push_image
+
+__all__ = ["RemoteCache"]
+
+
+class RemoteCache:
+    """`REGISTRY/REPO` given as `--cache`; `push` true when built layers go there."""
+
+    def __init__(
+        self,
+        repository: str,
+        store: OciStore,
+        *,
+        push: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.ref = Reference.parse(repository, what="--cache", repository_only=True)
+        self.store, self.push_enabled = store, push
+        self.registry = Registry(self.ref.host, env=env)
+        self.stats = TransferStats()
+        self.locations = Locations()
+        self._found: dict[str, Descriptor | None] = {}
+        self._pushed: set[tuple[str, str]] = set()
+        self._registries: dict[str, Registry] = {self.ref.host: self.registry}
+
+    def __str__(self) -> str:
+        return self.ref.name
+
+    def find(self, tag: str) -> Descriptor | None:
+        if tag not in self._found:
+            self._found[tag] = self.registry.manifest_descriptor(self.ref.repository, tag)
+        return self._found[tag]
+
+    def fetch(self, tag: str, *, layers: bool = True) -> Descriptor:
+        """The tagged image into the store (with `layers=False`: manifest and config)."""
+        desc = pull_image(
+            self.registry,
+            self.ref.repository,
+            tag,
+            self.store,
+            stats=self.stats,
+            locations=self.locations,
+            layers=layers,
+        )
+        if layers:
+            self.store.tag(tag, desc)
+        return desc
+
+    def fetch_blob(self, desc: Descriptor) -> None:
+        if self.store.size(desc.digest) != desc.size:
+            self.registry.fetch_blob(self.ref.repository, desc, self.store.writer)
+            self.stats.add(downloaded=1, downloaded_bytes=desc.size)
+
+    def push(self, desc: Descriptor, tags: Sequence[str]) -> None:
+        """The store's image under `tags` in the cache repository."""
+        todo = [t for t in tags if (str(desc.digest), t) not in self._pushed]
+        if not todo:
+            return
+        push_image(
+            self.store,
+            desc,
+            self.registry,
+            self.ref.repository,
+            todo,
+            stats=self.stats,
+            locations=self.locations,
+        )
+        for t in todo:
+            self._pushed.add((str(desc.digest), t))
+            self._found[t] = desc
+
+    def publish(self, desc: Descriptor, reference: str) -> None:
+        """A release tag (`images:`), pushed to where it names; blobs the cache
+        repository holds on the same registry are mounted, not uploaded."""
+        ref = Reference.parse(reference, what=f"image tag '{reference}'")
+        registry = self._registries.setdefault(ref.host, Registry(ref.host, env=self.registry.env))
+        push_image(
+            self.store,
+            desc,
+            registry,
+            ref.repository,
+            [ref.tag or "latest"],
+            stats=self.stats,
+            locations=self.locations,
+        )
