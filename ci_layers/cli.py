@@ -336,6 +336,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("image", metavar="IMAGE", help="a tag in the store, or a layer name")
     x.add_argument("--oci-archive", metavar="FILE", required=True, type=Path)
+    cache = argparse.ArgumentParser(add_help=False)
+    cache.add_argument(
+        "--cache", metavar="REGISTRY/REPO", help="where layers' images are (ci-layers-<key>)"
+    )
+    pu = sub.add_parser(
+        "pull",
+        parents=[common, store, cache],
+        help="copy an image from a registry into the store, verified",
+    )
+    pu.add_argument("image", metavar="IMAGE", help="REGISTRY/REPO:TAG or @DIGEST, or a layer name")
+    pu.add_argument("--tag", metavar="NAME", help="its name in the store (default: IMAGE)")
+    ps = sub.add_parser(
+        "push",
+        parents=[common, store, cache],
+        help="copy an image of the store to a registry, only the blobs it lacks",
+    )
+    ps.add_argument("image", metavar="IMAGE", help="a tag in the store, or a layer name")
+    ps.add_argument("--to", metavar="REF", help="REGISTRY/REPO:TAG (default: where IMAGE names)")
     return p
 
 
@@ -370,6 +388,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return cmd_gha(args, out=out)
     root, spec_path, spec_rel = _locate(args.repo, args.spec)
     shown = spec_rel if spec_rel is not None else str(spec_path)
+    if args.command in ("pull", "push"):
+        return _transfer_command(args, root=root, spec_path=spec_path, shown=shown, out=out)
     if args.command in ("plan", "bake"):
         event_name = args.event_name
         if event_name and not args.event:
@@ -426,6 +446,29 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 out=out,
             )
     raise AssertionError(args.command)
+
+
+def _transfer_command(
+    args: argparse.Namespace, *, root: Path, spec_path: Path, shown: str, out: TextIO
+) -> int:
+    """`pull` and `push`: a layer name needs the spec (for its key); a reference does not,
+    so they also work where there is no spec."""
+    from .build.command import cmd_pull, cmd_push
+
+    keys = None
+    if spec_path.exists() and "/" not in args.image and ":" not in args.image:
+        spec = load_spec(spec_path, display=shown)
+        if args.image in spec.layers:
+            files = worktree_files(root)
+            if spec.dockerfile_rules:
+                spec = resolve_dockerfiles(spec, files)
+            keys = {n: k.digest for n, k in compute_keys(spec, files).items()}
+    store = Path(args.store) if args.store else root / ".ci-layers" / "store"
+    if args.command == "pull":
+        return cmd_pull(
+            store=store, image=args.image, tag=args.tag, cache=args.cache, keys=keys, out=out
+        )
+    return cmd_push(store=store, image=args.image, to=args.to, cache=args.cache, keys=keys, out=out)
 
 
 def _build_commands(

@@ -145,8 +145,12 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
                 return
             body = self.rfile.read(length) if length else None
             upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-            upstream.request(self.command, self.path, body=body, headers=headers)
+            # header by header: a client may send several Accept headers, all of which count
+            upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for k, v in self.headers.items():
+                if k.lower() != "connection":
+                    upstream.putheader(k, v)
+            upstream.endheaders(body)
             resp = upstream.getresponse()
             data = resp.read()
             record.status = resp.status

@@ -11,8 +11,11 @@ from typing import IO, TextIO
 from ..errors import BuildError, UsageError
 from ..keys import compute_keys
 from ..oci.archive import export_archive
+from ..oci.digest import Descriptor
+from ..oci.reference import Reference
+from ..oci.registry import Registry
 from ..oci.store import OciStore
-from ..oci.transfer import TransferStats
+from ..oci.transfer import TransferStats, pull_image, push_image
 from ..repo import RepoFiles
 from ..spec import Spec
 from .builder import LayerBuilder, key_tag
@@ -20,7 +23,7 @@ from .progress import BuildProgress, human_bytes, summary_table
 from .remote import RemoteCache
 from .tarwriter import COMPRESSIONS
 
-__all__ = ["cmd_build", "cmd_export", "job_layers", "transfer_line"]
+__all__ = ["cmd_build", "cmd_export", "cmd_pull", "cmd_push", "job_layers", "transfer_line"]
 
 
 def job_layers(job: str) -> list[tuple[str, str | None]]:
@@ -153,4 +156,62 @@ def cmd_export(
         raise UsageError(f"no image '{image}' in the store {store} (tagged there: {shown})")
     n = export_archive(oci, desc, archive, ref=ref)
     out.write(f"{archive}: {ref} ({n} blobs, manifest {desc.digest})\n")
+    return 0
+
+
+def _layer_ref(name: str, keys: Mapping[str, str] | None, cache: str | None) -> str | None:
+    """A spec layer named on the command line: its key image in the cache repository."""
+    if keys is None or name not in keys:
+        return None
+    if cache is None:
+        raise UsageError(f"'{name}' is a layer: name the repository its image is in (--cache)")
+    return f"{cache}:{key_tag(keys[name])}"
+
+
+def cmd_pull(
+    *,
+    store: Path,
+    image: str,
+    tag: str | None,
+    cache: str | None,
+    keys: Mapping[str, str] | None,
+    out: TextIO,
+) -> int:
+    """IMAGE is a registry reference or, with --cache, a layer name (its key's image)."""
+    oci = OciStore(store)
+    layer_ref = _layer_ref(image, keys, cache)
+    ref = Reference.parse(layer_ref or image, what="image")
+    stats = TransferStats()
+    desc = pull_image(Registry(ref.host), ref.repository, ref.ref, oci, stats=stats)
+    name = tag or (key_tag(keys[image]) if layer_ref and keys else image)
+    oci.tag(name, desc)
+    out.write(f"{ref} -> {store}:{name} ({desc.digest})\n{transfer_line(stats)}\n")
+    return 0
+
+
+def cmd_push(
+    *,
+    store: Path,
+    image: str,
+    to: str | None,
+    cache: str | None,
+    keys: Mapping[str, str] | None,
+    out: TextIO,
+) -> int:
+    """IMAGE is a tag in the store (pushed to --to, else to where it names) or, with
+    --cache, a layer name (its key's image, pushed there as ci-layers-<key>)."""
+    oci = OciStore(store)
+    is_layer = keys is not None and image in keys
+    layer_ref = _layer_ref(image, keys, cache) if is_layer and to is None else None
+    source = key_tag(keys[image]) if is_layer and keys else image
+    desc = oci.resolve(source)
+    if desc is None:
+        if is_layer:
+            raise BuildError(f"is not built yet: ci-layers build {image}", layer=image)
+        raise UsageError(f"no image '{image}' in the store {store}")
+    desc = Descriptor(desc.media_type, desc.digest, desc.size)
+    ref = Reference.parse(to or layer_ref or image, what="destination")
+    stats = TransferStats()
+    push_image(oci, desc, Registry(ref.host), ref.repository, [ref.ref], stats=stats)
+    out.write(f"{store}:{source} -> {ref} ({desc.digest})\n{transfer_line(stats)}\n")
     return 0

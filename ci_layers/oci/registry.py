@@ -82,6 +82,8 @@ class Registry:
     ) -> None:
         self.host = host
         self.env = dict(os.environ) if env is None else env
+        text = self.env.get("CI_LAYERS_REGISTRY_ATTEMPTS", "")
+        attempts = int(text) if text.isdigit() else attempts  # 1 turns retries off
         self.attempts, self.backoff, self.timeout = max(1, attempts), backoff, timeout
         self.chunk_threshold, self.chunk_size = chunk_threshold, chunk_size
         self.plain_http_allowed = is_loopback(host) or host in _insecure_hosts(self.env)
