@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import requests
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -44,8 +42,13 @@ class RunningRegistry:
 
 
 def start_registry(
-    where: Path, *, tls: tuple[Path, Path] | None = None, htpasswd: Path | None = None
+    where: Path,
+    *,
+    tls: tuple[Path, Path] | None = None,
+    htpasswd: Path | None = None,
+    token: tuple[str, str, Path] | None = None,
 ) -> RunningRegistry:
+    """`token`: (realm, service, root bundle) of a token server the registry trusts."""
     binary = shutil.which("docker-registry")
     assert binary, "docker-registry is not installed (scripts/setup --test installs it)"
     where.mkdir(parents=True, exist_ok=True)
@@ -69,6 +72,15 @@ def start_registry(
         lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
     if htpasswd:
         lines += ["auth:", "  htpasswd:", "    realm: ci-layers-tests", f"    path: {htpasswd}"]
+    if token:
+        lines += [
+            "auth:",
+            "  token:",
+            f"    realm: {token[0]}",
+            f"    service: {token[1]}",
+            "    issuer: ci-layers-tests",
+            f"    rootcertbundle: {token[2]}",
+        ]
     config = where / "config.yml"
     config.write_text("\n".join(lines) + "\n")
     log = open(where / "registry.log", "wb")  # noqa: SIM115 - the process writes it
@@ -77,9 +89,10 @@ def start_registry(
     deadline = time.monotonic() + 20
     while True:
         try:
-            requests.get(f"{scheme}://127.0.0.1:{port}/v2/", timeout=1, verify=False)
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                pass
             break
-        except requests.RequestException:
+        except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 raise RuntimeError(
@@ -210,3 +223,93 @@ def htpasswd(where: Path, user: str, password: str) -> Path:
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
     path.write_text(f"{user}:{hashed}\n")
     return path
+
+
+@dataclass
+class TokenServer:
+    """A token server in distribution's token-auth protocol: a JWT signed with a key
+    whose certificate chains to the registry's `rootcertbundle`, for `user:password`
+    (anonymous callers get pull only). `scopes` records what was asked for."""
+
+    url: str
+    root_bundle: Path
+    scopes: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def token_server(where: Path, *, user: str, password: str, service: str) -> Iterator[TokenServer]:
+    import base64
+    import json as _json
+    from urllib.parse import parse_qsl, urlsplit
+
+    import trustme
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.x509 import load_pem_x509_certificate
+
+    ca = trustme.CA(key_type=trustme.KeyType.RSA)
+    leaf = ca.issue_cert("token-signer", key_type=trustme.KeyType.RSA)
+    key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), password=None)
+    cert = load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
+    x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
+    where.mkdir(parents=True, exist_ok=True)
+    bundle = where / "token-root.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    server_info = TokenServer("", bundle)
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            query = parse_qsl(urlsplit(self.path).query)
+            scopes = [v for k, v in query if k == "scope"]
+            server_info.scopes.extend(scopes)
+            authed = self.headers.get("Authorization") == expected
+            if self.headers.get("Authorization") and not authed:
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            access = []
+            for scope in scopes:
+                kind, name, actions = scope.split(":")
+                allowed = actions.split(",") if authed else ["pull"]
+                access.append({"type": kind, "name": name, "actions": allowed})
+            now = int(time.time())
+            header = {"typ": "JWT", "alg": "RS256", "x5c": x5c}
+            claims = {
+                "iss": "ci-layers-tests",
+                "sub": user if authed else "",
+                "aud": service,
+                "exp": now + 300,
+                "nbf": now - 10,
+                "iat": now,
+                "jti": str(now) + str(len(server_info.scopes)),
+                "access": access,
+            }
+            signing = (
+                b64(_json.dumps(header).encode()) + "." + b64(_json.dumps(claims).encode())
+            ).encode()
+            signature = key.sign(signing, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr,call-arg]
+            body = _json.dumps({"token": signing.decode() + "." + b64(signature)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server_info.url = f"http://127.0.0.1:{server.server_address[1]}/token"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server_info
+    finally:
+        server.shutdown()
+        server.server_close()

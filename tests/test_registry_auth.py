@@ -1,0 +1,198 @@
+"""Who ci-layers is to a registry: basic auth over TLS with a self-signed certificate,
+the token flow (a real docker-registry trusting a token server), and the places
+credentials are found (Docker's config, credential helpers, the environment)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+
+import pytest
+
+from ci_layers.build.busybox import busybox_image
+from ci_layers.errors import RegistryError
+from ci_layers.oci.auth import find_credentials, parse_challenge
+from ci_layers.oci.reference import Reference, is_loopback
+from ci_layers.oci.registry import Registry
+from ci_layers.oci.store import OciStore
+from ci_layers.oci.transfer import TransferStats, pull_image, push_image
+
+from .conftest import require
+from .registry import htpasswd, self_signed, start_registry, token_server
+
+BUSYBOX = "ci-layers.local/busybox:latest"
+
+
+def _image(tmp_path):
+    require("busybox")
+    store = OciStore(tmp_path / "store")
+    busybox_image(store)
+    return store, store.resolve(BUSYBOX)
+
+
+def _docker_config(tmp_path, host: str, user: str, password: str) -> dict[str, str]:
+    config = tmp_path / "docker"
+    config.mkdir(parents=True)
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    return {"DOCKER_CONFIG": str(config), "HOME": str(tmp_path)}
+
+
+def test_basic_auth_over_tls_with_a_self_signed_certificate(tmp_path):
+    require("docker-registry")
+    crt, key, bundle = self_signed(tmp_path / "tls")
+    reg = start_registry(
+        tmp_path / "reg", tls=(crt, key), htpasswd=htpasswd(tmp_path, "ci", "s3cret")
+    )
+    try:
+        store, desc = _image(tmp_path)
+        env = {
+            **_docker_config(tmp_path, reg.host, "ci", "s3cret"),
+            "REQUESTS_CA_BUNDLE": str(bundle),
+        }
+        os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)  # requests reads it from the process
+        try:
+            registry = Registry(reg.host, env=env)
+            stats = TransferStats()
+            push_image(store, desc, registry, "acme/busybox", ["1"], stats=stats)
+            assert registry.base() == f"https://{reg.host}"
+            assert stats.uploaded == 2
+            fresh = OciStore(tmp_path / "fresh")
+            pulled = pull_image(registry, "acme/busybox", "1", fresh, stats=TransferStats())
+            assert pulled.digest == desc.digest
+            assert fresh.verify() == []
+
+            anonymous = Registry(reg.host, env={"HOME": str(tmp_path / "nobody")})
+            with pytest.raises(RegistryError, match="needs credentials"):
+                anonymous.manifest_descriptor("acme/busybox", "1")
+            wrong = Registry(reg.host, env=_docker_config(tmp_path / "w", reg.host, "ci", "nope"))
+            with pytest.raises(RegistryError, match="denied with the credentials from"):
+                wrong.manifest_descriptor("acme/busybox", "1")
+        finally:
+            del os.environ["REQUESTS_CA_BUNDLE"]
+        untrusted = Registry(reg.host, env=env)
+        with pytest.raises(RegistryError, match="certificate is not trusted"):
+            untrusted.manifest_descriptor("acme/busybox", "1")
+    finally:
+        reg.stop()
+
+
+def test_token_auth_against_a_registry_that_trusts_a_token_server(tmp_path, monkeypatch):
+    require("docker-registry")
+    with token_server(tmp_path / "tok", user="ci", password="pw", service="tests") as tokens:
+        reg = start_registry(tmp_path / "reg", token=(tokens.url, "tests", tokens.root_bundle))
+        try:
+            store, desc = _image(tmp_path)
+            env = {
+                "HOME": str(tmp_path),
+                "CI_LAYERS_REGISTRY_USERNAME": "ci",
+                "CI_LAYERS_REGISTRY_PASSWORD": "pw",
+            }
+            registry = Registry(reg.host, env=env)
+            push_image(store, desc, registry, "acme/busybox", ["1"], stats=TransferStats())
+            assert "repository:acme/busybox:pull,push" in tokens.scopes
+            # anonymous callers get a pull token: reading works, pushing is denied
+            anonymous = Registry(reg.host, env={"HOME": str(tmp_path / "nobody")})
+            assert anonymous.manifest_descriptor("acme/busybox", "1").digest == desc.digest
+            with pytest.raises(RegistryError, match="denied anonymously"):
+                push_image(store, desc, anonymous, "acme/other", ["1"], stats=TransferStats())
+            wrong = Registry(reg.host, env={**env, "CI_LAYERS_REGISTRY_PASSWORD": "nope"})
+            with pytest.raises(RegistryError, match="got no token"):
+                wrong.manifest_descriptor("acme/busybox", "1")
+        finally:
+            reg.stop()
+
+
+def test_credentials_come_from_a_credential_helper(tmp_path):
+    helper = tmp_path / "bin" / "docker-credential-fake"
+    helper.parent.mkdir()
+    helper.write_text(
+        "#!/bin/sh\nread host\n"
+        'if [ "$host" = "ghcr.io" ]; then echo \'{"Username":"bot","Secret":"t0k"}\'; '
+        "else echo 'credentials not found in native keychain'; exit 1; fi\n"
+    )
+    helper.chmod(helper.stat().st_mode | stat.S_IEXEC)
+    config = tmp_path / "docker"
+    config.mkdir()
+    (config / "config.json").write_text(
+        json.dumps({"credHelpers": {"ghcr.io": "fake"}, "credsStore": "fake"})
+    )
+    env = {"DOCKER_CONFIG": str(config), "PATH": f"{helper.parent}:{os.environ['PATH']}"}
+    found = find_credentials("ghcr.io", env)
+    assert (found.username, found.password) == ("bot", "t0k")
+    assert found.source == "docker-credential-fake"
+    assert find_credentials("quay.io", env) is None  # the store has nothing for it
+
+
+def test_a_missing_credential_helper_is_named(tmp_path):
+    config = tmp_path / "docker"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"credHelpers": {"ghcr.io": "absent"}}))
+    with pytest.raises(RegistryError, match="docker-credential-absent is not on PATH"):
+        find_credentials("ghcr.io", {"DOCKER_CONFIG": str(config), "PATH": "/nonexistent"})
+
+
+def test_credentials_from_docker_config_the_environment_and_github(tmp_path):
+    env = _docker_config(tmp_path, "https://index.docker.io/v1/", "hub", "pw")
+    hub = find_credentials("registry-1.docker.io", env)
+    assert (hub.username, hub.password) == ("hub", "pw")
+    assert find_credentials("ghcr.io", env) is None
+    gh = find_credentials("ghcr.io", {**env, "GITHUB_TOKEN": "ghs_x", "GITHUB_ACTOR": "octo"})
+    assert (gh.username, gh.password, gh.source) == ("octo", "ghs_x", "GITHUB_TOKEN")
+    mine = {"CI_LAYERS_REGISTRY_USERNAME": "u", "CI_LAYERS_REGISTRY_PASSWORD": "p"}
+    assert find_credentials("ghcr.io", {**env, **mine}).username == "u"
+    only_quay = {**env, **mine, "CI_LAYERS_REGISTRY_HOST": "quay.io"}
+    assert find_credentials("ghcr.io", only_quay) is None
+    assert find_credentials("quay.io", only_quay).username == "u"
+
+
+def test_a_broken_docker_config_is_a_clear_error(tmp_path):
+    config = tmp_path / "docker"
+    config.mkdir()
+    (config / "config.json").write_text("{not json")
+    with pytest.raises(RegistryError, match="unreadable Docker config"):
+        find_credentials("ghcr.io", {"DOCKER_CONFIG": str(config)})
+
+
+def test_challenges_are_parsed_as_rfc_7235_auth_params():
+    c = parse_challenge(
+        'Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull"'
+    )
+    assert c.scheme == "bearer"
+    assert c.params == {
+        "realm": "https://ghcr.io/token",
+        "service": "ghcr.io",
+        "scope": "repository:a/b:pull",
+    }
+    quoted = parse_challenge(r'Basic realm="a \"quoted\", realm"')
+    assert quoted.params == {"realm": 'a "quoted", realm'}
+    assert parse_challenge("") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "repo", "ref"),
+    [
+        ("alpine", "registry-1.docker.io", "library/alpine", "latest"),
+        ("docker.io/acme/app:1", "registry-1.docker.io", "acme/app", "1"),
+        ("ghcr.io/acme/cache", "ghcr.io", "acme/cache", "latest"),
+        ("localhost:5000/a/b@sha256:" + "a" * 64, "localhost:5000", "a/b", "sha256:" + "a" * 64),
+        ("[::1]:5000/x:t", "[::1]:5000", "x", "t"),
+    ],
+)
+def test_references_split_as_docker_splits_them(text, host, repo, ref):
+    parsed = Reference.parse(text)
+    assert (parsed.host, parsed.repository, parsed.ref) == (host, repo, ref)
+
+
+def test_plain_http_only_for_loopback():
+    assert is_loopback("127.0.0.1:5000")
+    assert is_loopback("localhost:5000")
+    assert is_loopback("[::1]:5000")
+    assert not is_loopback("ghcr.io")
+    assert not is_loopback("10.0.0.1:5000")
+    assert not Registry("ghcr.io", env={}).plain_http_allowed
+    assert Registry(
+        "reg.lan:5000", env={"CI_LAYERS_INSECURE_REGISTRIES": "reg.lan:5000"}
+    ).plain_http_allowed
