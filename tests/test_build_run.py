@@ -472,3 +472,42 @@ def test_the_extracted_parents_are_for_root_only(git_repo, busybox_store, runc):
     git_repo.commit()
     build(git_repo.root, busybox_store)
     assert stat.S_IMODE((busybox_store.path / "rootfs").stat().st_mode) == 0o700
+
+
+def test_early_cutoff_runs_nothing_below_a_parent_rebuilt_to_the_same_bytes(
+    git_repo, busybox_store, runc, tmp_path
+):
+    """A comment edited in a parent's command changes every key below it, but the parent's
+    layer comes out byte for byte the same: its child is not run again."""
+    spec = f"""
+version: 1
+layers:
+  tools:
+    from: {BASE}
+    run: ["echo hello > /greeting  # v1"]
+  app:
+    parent: tools
+    run: ["cat /greeting /greeting > /app.txt"]
+"""
+    git_repo.write("ci-layers.yaml", spec)
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "runtime"
+    wrapper.write_text(f"#!/bin/sh\ncase \" $* \" in *\" run \"*) echo run >> {calls};; esac\nexec {runc} \"$@\"\n")
+    wrapper.chmod(0o755)
+    first = build(git_repo.root, busybox_store, runtime=str(wrapper))
+    assert built(first) == {"tools", "app"}
+    assert calls.read_text().count("run") == 2
+    git_repo.write("ci-layers.yaml", spec.replace("# v1", "# v2"))
+    calls.unlink()
+    second = build(git_repo.root, busybox_store, runtime=str(wrapper))
+    assert second["tools"].status == "built"
+    assert second["app"].status == "cut off"
+    assert calls.read_text().count("run") == 1  # tools only
+    assert second["app"].key != first["app"].key
+    assert second["app"].layer == first["app"].layer  # the very same blob
+    root = unpack(busybox_store, tag_of(git_repo.root, busybox_store, "app"), tmp_path / "u")
+    assert (root / "app.txt").read_text() == "hello\nhello\n"
+    # a real change to the parent's output builds the child again
+    git_repo.write("ci-layers.yaml", spec.replace("echo hello", "echo bye"))
+    third = build(git_repo.root, busybox_store, runtime=str(wrapper))
+    assert built(third) == {"tools", "app"}
