@@ -161,6 +161,7 @@ def cmd_plan(
     fmt: str,
     out: TextIO,
     err: TextIO,
+    cache: str | None = None,
 ) -> int:
     """`spec` loads the spec on disk, which the plan needs only where the commit it
     plans has none (the working tree, a spec outside the repository)."""
@@ -174,6 +175,12 @@ def cmd_plan(
     planned = plan.spec or spec()  # the spec at head, its Dockerfiles resolved
     for warning in planned.warnings:
         _report(warning, err)
+    if cache:
+        from .cache import with_cache  # the registry client loads only with a cache
+
+        plan = with_cache(plan, planned, cache)
+        if plan.cache_note:
+            err.write(f"warning: {plan.cache_note}\n")
     if fmt == "bake":
         others = [n for n in plan.affected if planned.graph[n].dockerfile is None]
         if others:
@@ -265,6 +272,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     planning.add_argument(
         "--event", metavar="FILE", help="a GitHub event payload (GITHUB_EVENT_PATH)"
+    )
+    planning.add_argument(
+        "--cache",
+        metavar="REGISTRY/REPO",
+        help="mark affected layers whose key is built there (ci-layers-<key>) as reused",
     )
     planning.add_argument(
         "--event-name",
@@ -409,6 +421,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             fmt="bake" if args.command == "bake" else getattr(args, "format", "text"),
             out=out,
             err=err,
+            cache=args.cache,
         )
     spec = load_spec(spec_path, display=shown)
 

@@ -47,6 +47,7 @@ class ActionInputs:
     max_stages: int
     max_parallel: int
     fail_on: str  # error | warning | never
+    cache: str | None = None  # REGISTRY/REPO holding ci-layers-<key> images
 
 
 def _input(env: Mapping[str, str], name: str, default: str = "") -> str:
@@ -76,6 +77,7 @@ def inputs_from_env(env: Mapping[str, str]) -> ActionInputs:
         max_stages=numbers["max-stages"],
         max_parallel=numbers["max-parallel-jobs"],
         fail_on=fail_on,
+        cache=_input(env, "cache") or None,
     )
 
 
@@ -119,6 +121,12 @@ def run_action(
         return _spec_failed(spec_error, spec, inputs, env, event_name, payload, out)
     spec = plan.spec or spec  # the spec at head, which may differ from the one on disk
     _annotate(list(spec.warnings), out)  # with what resolving its Dockerfiles found
+    if inputs.cache:
+        from .cache import with_cache  # the registry client loads only with a cache
+
+        plan = with_cache(plan, spec, inputs.cache, env=dict(env))
+        if plan.cache_note:
+            out.write(annotation("warning", plan.cache_note) + "\n")
     if comparison.mode == "all" and event_name in _COMPARING_EVENTS:
         out.write(annotation("warning", f"everything is rebuilt: {comparison.reason}") + "\n")
 

@@ -35,7 +35,7 @@ MAX_PATH_REASONS = 50
 class LayerPlan:
     name: str
     key: str
-    status: str  # "rebuild" | "unchanged"
+    status: str  # "rebuild" | "unchanged" | "reused" (affected, but in the cache: cache.py)
     reasons: tuple[str, ...]
     parents: tuple[str, ...]
     stage: int | None  # 1-based wave among the rebuilt layers
@@ -54,6 +54,9 @@ class Plan:
     removed: tuple[str, ...] = ()
     changed_paths: tuple[str, ...] = field(default=())
     spec: Spec | None = field(default=None, compare=False)  # the head spec it was made from
+    reused: tuple[str, ...] = ()  # affected, but their key is in the cache (cache.py)
+    cache: str | None = None  # the cache repository asked, if any
+    cache_note: str | None = None  # why it could not be asked
 
     def to_json(self) -> dict[str, Any]:
         c = self.comparison
@@ -68,6 +71,17 @@ class Plan:
             "stages": [list(s) for s in self.stages],
             "removed": list(self.removed),
             "changed_paths": len(self.changed_paths),
+            **(
+                {
+                    "cache": {
+                        "repository": self.cache,
+                        "reused": list(self.reused),
+                        "note": self.cache_note,
+                    }
+                }
+                if self.cache
+                else {}
+            ),
             "layers": {
                 n: {
                     "key": lp.key,

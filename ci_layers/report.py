@@ -119,11 +119,12 @@ def _short(sha: str | None, *, missing: str = "working tree") -> str:
 
 def plan_headline(plan: Plan) -> str:
     total, n = len(plan.layers), len(plan.affected)
+    cached = f" ({len(plan.reused)} found in the cache)" if plan.reused else ""
     if plan.comparison.mode == "none" or not n:
-        return f"nothing to rebuild: all {total} layers reused"
+        return f"nothing to rebuild: all {total} layers reused{cached}"
     stages = len(plan.stages)
     return (
-        f"{n} of {total} layers to rebuild, {total - n} reused, "
+        f"{n} of {total} layers to rebuild, {total - n} reused{cached}, "
         f"in {stages} stage{'s' * (stages != 1)}"
     )
 
@@ -141,6 +142,10 @@ def plan_text(plan: Plan, *, max_reasons: int = 8) -> str:
         f" ({_why(c.mode, c.reason)})",
         f"  changed paths: {len(plan.changed_paths)}",
     ]
+    if plan.cache_note:
+        lines.append(f"  ! {plan.cache_note}")
+    if plan.reused:
+        lines.append(f"in the cache {plan.cache}, not rebuilt: {', '.join(plan.reused)}")
     for i, stage in enumerate(plan.stages, 1):
         lines.append(f"stage {i}:")
         for name in stage:
@@ -333,6 +338,15 @@ def _report_body(
         out += ["</details>", ""]
     if plan.removed:
         out += ["Removed: " + ", ".join(f"`{_code(n)}`" for n in plan.removed), ""]
+    if plan.reused:
+        shown = ", ".join(f"`{_code(n)}`" for n in plan.reused[:50])
+        more = f" and {len(plan.reused) - 50} more" if len(plan.reused) > 50 else ""
+        out += [
+            f"Affected but built before, found in `{_code(plan.cache or '')}`: {shown}{more}",
+            "",
+        ]
+    if plan.cache_note:
+        out += [f"> [!WARNING]\n> {_md(plan.cache_note)}", ""]
     base = _short(c.base, missing="nothing")
     out.append(
         f"Compared `{base}`..`{_short(c.head)}` ({_md(c.mode)}: {_md(c.reason)}); "

@@ -492,7 +492,9 @@ layers:
     git_repo.write("ci-layers.yaml", spec)
     calls = tmp_path / "calls"
     wrapper = tmp_path / "runtime"
-    wrapper.write_text(f"#!/bin/sh\ncase \" $* \" in *\" run \"*) echo run >> {calls};; esac\nexec {runc} \"$@\"\n")
+    wrapper.write_text(
+        f'#!/bin/sh\ncase " $* " in *" run "*) echo run >> {calls};; esac\nexec {runc} "$@"\n'
+    )
     wrapper.chmod(0o755)
     first = build(git_repo.root, busybox_store, runtime=str(wrapper))
     assert built(first) == {"tools", "app"}

@@ -345,3 +345,49 @@ def test_a_bad_cache_reference_is_refused(git_repo, tmp_path, bad):
     assert code != 0
     assert "--cache" in err
     assert "Traceback" not in err
+
+
+def test_publish_mounts_blobs_the_cache_repository_holds(git_repo, tmp_path, proxy):
+    repo = _repo(git_repo)
+    repo.write(
+        "ci-layers.yaml",
+        SPEC + f"images:\n  app:\n    layer: top\n    tags: [{proxy.host}/acme/app:1]\n",
+    )
+    repo.commit("publish")
+    cache = f"{proxy.host}/acme/cache"
+    out = _build(repo.root, tmp_path / "s", cache, "--push", "--publish")
+    mounts = [r for r in proxy.requests if r.method == "POST" and "mount=" in r.path]
+    assert mounts
+    assert all(r.status == 201 for r in mounts)
+    assert all("/v2/acme/app/" in r.path for r in mounts)
+    assert "mounted from another repository" in out
+    desc = Registry(proxy.host).manifest_descriptor("acme/app", "1")
+    assert desc is not None
+    data, _media, _digest = Registry(proxy.host).get_manifest("acme/app", "1")
+    assert "org.opencontainers.image.revision" in json.loads(data)["annotations"]
+
+
+def test_large_blobs_go_up_in_chunks(tmp_path, proxy):
+    from ci_layers.oci.transfer import TransferStats, pull_image, push_image
+
+    store = OciStore(tmp_path / "s")
+    payload = bytes(range(256)) * 40  # 10,240 bytes
+    layer = store.put_bytes(payload, media_type="application/octet-stream")
+    config = store.put_bytes(b"{}", media_type="application/vnd.oci.image.config.v1+json")
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config.to_json(),
+            "layers": [layer.to_json()],
+        }
+    ).encode()
+    desc = store.put_bytes(manifest, media_type="application/vnd.oci.image.manifest.v1+json")
+    registry = Registry(proxy.host, chunk_threshold=4096, chunk_size=3000)
+    push_image(store, desc, registry, "acme/big", ["1"], stats=TransferStats())
+    patches = [r for r in proxy.requests if r.method == "PATCH"]
+    assert len(patches) == 4  # 3000 + 3000 + 3000 + 1240 bytes
+    assert all(r.status == 202 for r in patches)
+    fresh = OciStore(tmp_path / "fresh")
+    pull_image(Registry(proxy.host), "acme/big", "1", fresh, stats=TransferStats())
+    assert fresh.read_bytes(layer.digest) == payload

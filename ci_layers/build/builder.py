@@ -26,6 +26,7 @@ from ..keys import LayerKey
 from ..oci.digest import Descriptor, Digest
 from ..oci.layers import open_layer
 from ..oci.manifest import History, ImageConfig, ImageManifest, Layer, chain_id
+from ..oci.reference import key_tag
 from ..oci.store import OciStore
 from ..refs import same_image
 from ..repo import RepoFiles
@@ -49,11 +50,6 @@ BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
 REVISION = "org.opencontainers.image.revision"
 SOURCE = "org.opencontainers.image.source"
-
-
-def key_tag(key: str) -> str:
-    """The tag a layer's image has in the store (and, later, a registry)."""
-    return "ci-layers-" + Digest.parse(key).hex
 
 
 def cutoff_tag(digest: str) -> str:

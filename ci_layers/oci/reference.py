@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 
-__all__ = ["Reference", "is_loopback"]
+__all__ = ["Reference", "is_loopback", "key_tag"]
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
@@ -99,3 +99,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def key_tag(key: str) -> str:
+    """The tag a layer's image has in the store and in a cache repository: its key."""
+    hex_part = key.removeprefix("sha256:")
+    if not re.fullmatch(r"[a-f0-9]{64}", hex_part):
+        raise UsageError(f"'{key}' is no layer key (sha256:<64 hex digits>)")
+    return "ci-layers-" + hex_part
