@@ -30,11 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ci_layers.oci.digest import Descriptor  # noqa: E402
-from ci_layers.oci.registry import Registry  # noqa: E402
-from ci_layers.oci.store import OciStore  # noqa: E402
-from ci_layers.oci.transfer import TransferStats, push_image  # noqa: E402
-from tests.registry import proxy_to, start_registry  # noqa: E402
+from ci_layers.oci.digest import Descriptor
+from ci_layers.oci.registry import Registry
+from ci_layers.oci.store import OciStore
+from ci_layers.oci.transfer import TransferStats, push_image
+from tests.registry import proxy_to, start_registry
 
 LAYER = "application/vnd.oci.image.layer.v1.tar"
 CONFIG = "application/vnd.oci.image.config.v1+json"
