@@ -576,7 +576,11 @@ class Registry:
             if r.status_code == 404:
                 return found
             _expect(r, (200,), f"{self.host}: list tags of {repo}")
-            found += (r.json() or {}).get("tags") or []
+            try:
+                listed = (r.json() or {}).get("tags") or []
+            except (ValueError, AttributeError):
+                raise RegistryError(f"{self.host}: the tag list of {repo} is not JSON") from None
+            found += [t for t in listed if isinstance(t, str)]
             url = _next_link(r.headers.get("Link", ""))
         return found
 
