@@ -185,18 +185,25 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def proxy_to(upstream: str) -> Iterator[Proxy]:
-    proxy = Proxy(upstream)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`127.0.0.1:PORT` of a threaded HTTP server running `handler`, stopped after."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    proxy.host = f"127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield proxy
+        yield f"127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def proxy_to(upstream: str) -> Iterator[Proxy]:
+    proxy = Proxy(upstream)
+    with serving(_handler(proxy)) as host:
+        proxy.host = host
+        yield proxy
 
 
 def self_signed(where: Path) -> tuple[Path, Path, Path]:
@@ -303,13 +310,6 @@ def token_server(where: Path, *, user: str, password: str, service: str) -> Iter
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server_info.url = f"http://127.0.0.1:{server.server_address[1]}/token"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as host:
+        server_info.url = f"http://{host}/token"
         yield server_info
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -3,7 +3,6 @@ loopback), counted and disturbed by a proxy in front of it."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 from pathlib import Path
@@ -12,7 +11,6 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from ci_layers.build.builder import key_tag
-from ci_layers.cli import main
 from ci_layers.oci.digest import Digest
 from ci_layers.oci.manifest import ImageManifest
 from ci_layers.oci.registry import Registry
@@ -20,6 +18,7 @@ from ci_layers.oci.store import OciStore
 
 from .buildhelp import unpack
 from .conftest import require
+from .test_cli_build import run
 
 SPEC = """
 version: 1
@@ -36,12 +35,6 @@ layers:
     copy: [{src: top/, dest: /top/}]
     cmd: ["/top/run"]
 """
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def _repo(git_repo):
@@ -289,28 +282,11 @@ def test_push_and_pull_commands_move_a_store_image(git_repo, tmp_path, proxy):
     store = tmp_path / "s"
     code, _out, err = run("build", "-C", str(repo.root), "--store", str(store))
     assert code == 0, err
-    code, out, err = run(
-        "push",
-        "top",
-        "--to",
-        f"{proxy.host}/acme/app:1",
-        "-C",
-        str(repo.root),
-        "--store",
-        str(store),
-    )
+    push = ["push", "top", "--to", f"{proxy.host}/acme/app:1", "-C", str(repo.root)]
+    code, out, err = run(*push, "--store", str(store))
     assert code == 0, err
     assert "4 blobs uploaded" in out  # three layers and a config
-    code, out, err = run(
-        "push",
-        "top",
-        "--to",
-        f"{proxy.host}/acme/app:1",
-        "-C",
-        str(repo.root),
-        "--store",
-        str(store),
-    )
+    code, out, err = run(*push, "--store", str(store))
     assert code == 0, err
     assert "0 blobs uploaded" in out
     assert "0 manifests" in out
