@@ -334,6 +334,11 @@ def _parser() -> argparse.ArgumentParser:
         "--push", action="store_true", help="push each layer built here to --cache (new blobs only)"
     )
     b.add_argument(
+        "--no-pull",
+        action="store_true",
+        help="never pull a missing `from:` base image from its registry (it must be in the store)",
+    )
+    b.add_argument(
         "--publish",
         action="store_true",
         help="also push the spec's `images:` tags where they name (e.g. on the default branch)",
@@ -535,6 +540,7 @@ def _build_commands(
         cache=args.cache,
         push=args.push,
         publish=args.publish,
+        pull=not args.no_pull,
     )
 
 

@@ -367,3 +367,37 @@ def test_large_blobs_go_up_in_chunks(tmp_path, proxy):
     fresh = OciStore(tmp_path / "fresh")
     pull_image(Registry(proxy.host), "acme/big", "1", fresh, stats=TransferStats())
     assert fresh.read_bytes(layer.digest) == payload
+
+
+def test_a_missing_base_image_is_pulled_from_its_registry(git_repo, tmp_path, proxy):
+    from ci_layers.build.busybox import busybox_image
+    from ci_layers.oci.transfer import TransferStats, push_image
+
+    require("busybox")
+    seed = OciStore(tmp_path / "seed")
+    busybox_image(seed)
+    desc = seed.resolve("ci-layers.local/busybox:latest")
+    push_image(seed, desc, Registry(proxy.host), "lib/busybox", ["1"], stats=TransferStats())
+    base = f"{proxy.host}/lib/busybox"
+    spec = f"version: 1\nlayers:\n  app:\n    from: {{base}}\n    copy: [{{{{src: top/, dest: /top/}}}}]\n"
+    for ref in (f"{base}:1", f"{base}@{desc.digest}"):
+        git_repo.write("ci-layers.yaml", spec.format(base=ref))
+        git_repo.write("top/run", "echo\n")
+        store = tmp_path / ref.rsplit("/", 1)[1].replace(":", "_").replace("@", "_")
+        code, out, err = run("build", "-C", str(git_repo.root), "--store", str(store))
+        assert code == 0, err
+        assert "base images pulled: 0 blobs uploaded" in out
+        assert "2 downloaded" in out
+        image = ImageManifest.load(OciStore(store), OciStore(store).resolve(ref))
+        assert dict(image.annotations) == {}
+    wrong = f"{base}@sha256:{'0' * 64}"
+    git_repo.write("ci-layers.yaml", spec.format(base=wrong))
+    code, _out, err = run("build", "-C", str(git_repo.root), "--store", str(tmp_path / "w"))
+    assert code != 0
+    assert "could not be pulled" in err
+    assert "Traceback" not in err
+    code, _out, err = run(
+        "build", "--no-pull", "-C", str(git_repo.root), "--store", str(tmp_path / "n")
+    )
+    assert code != 0
+    assert "could not be pulled" not in err

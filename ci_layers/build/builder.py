@@ -20,20 +20,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
-from ..errors import BuildError, StoreError
+from ..errors import BuildError, RegistryError, StoreError, UsageError
 from ..graph import ImageLayer
 from ..keys import LayerKey
 from ..oci.digest import Descriptor, Digest
 from ..oci.layers import open_layer
 from ..oci.manifest import History, ImageConfig, ImageManifest, Layer, chain_id
 from ..oci.reference import key_tag
+from ..oci.registry import Registry
 from ..oci.store import OciStore
+from ..oci.transfer import TransferStats
 from ..refs import same_image
 from ..repo import RepoFiles
 from ..resolver import DependencyResolver
 from ..spec import Spec
 from .copy import FromLayer, copy_entries, image_path
-from .remote import RemoteCache
+from .remote import RemoteCache, pull_external
 from .rootfs import apply_layer, assemble_rootfs
 from .run import DEFAULT_PATH, MOUNT_POINTS, find_runtime, run_commands
 from .snapshot import changed_entries, overlay, overlay_works, record_tree, upper_entries
@@ -90,6 +92,7 @@ class LayerBuilder:
         warn: Callable[[str], None] | None = None,
         cache: RemoteCache | None = None,
         publish: bool = False,
+        pull: bool = True,
     ) -> None:
         self.spec, self.keys, self.files, self.root = spec, keys, files, root
         self.store, self.compression, self.epoch = store, compression, epoch
@@ -99,7 +102,9 @@ class LayerBuilder:
         self.progress = progress or (lambda _n, _e, _r: None)
         self.annotations = dict(annotations or {})  # revision, source: published images only
         self.warn = warn or (lambda _message: None)
-        self.cache, self.publish = cache, publish
+        self.cache, self.publish, self.pull = cache, publish, pull
+        self.stats = cache.stats if cache else TransferStats()  # base images pulled too
+        self._registries: dict[str, Registry] = cache.registries if cache else {}
         self._where: dict[str, str] = {}  # name -> "store" | "registry" | "build"
         self._needed: set[str] = set()  # layers whose image a build here reads
 
@@ -343,8 +348,14 @@ class LayerBuilder:
             if tag and not pinned and same_image(tag, ref):
                 return d
         where = self.store.path
+        why = ""
+        if self.pull:
+            try:
+                return pull_external(ref, self.store, stats=self.stats, registries=self._registries)
+            except (RegistryError, StoreError, UsageError) as exc:
+                why = f" and could not be pulled ({exc})"
         raise BuildError(
-            f"base image {ref} is not in the store {where}; copy it in first, e.g. "
+            f"base image {ref} is not in the store {where}{why}; copy it in first, e.g. "
             f"skopeo copy {'--all ' if pinned else ''}docker://{ref} "
             f"oci:{where}:{ref.partition('@')[0]}",
             layer=name,

@@ -63,6 +63,7 @@ def cmd_build(
     cache: str | None = None,
     push: bool = False,
     publish: bool = False,
+    pull: bool = True,
 ) -> int:
     if (push or publish) and cache is None:
         flag = "--push" if push else "--publish"
@@ -93,6 +94,7 @@ def cmd_build(
         store=oci,
         cache=remote,
         publish=publish,
+        pull=pull,
         compression=compression,
         epoch=epoch,
         runtime=runtime,
@@ -115,6 +117,8 @@ def cmd_build(
     out.write(f"store: {store}\n")
     if remote is not None:
         out.write(f"registry {remote}: {transfer_line(remote.stats)}\n")
+    elif builder.stats.manifests:
+        out.write(f"base images pulled: {transfer_line(builder.stats)}\n")
     return 0
 
 

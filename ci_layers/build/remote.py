@@ -15,7 +15,24 @@ from ..oci.registry import Registry
 from ..oci.store import OciStore
 from ..oci.transfer import Locations, TransferStats, pull_image, push_image
 
-__all__ = ["RemoteCache"]
+__all__ = ["RemoteCache", "pull_external"]
+
+
+def pull_external(
+    reference: str,
+    store: OciStore,
+    *,
+    stats: TransferStats,
+    registries: dict[str, Registry],
+    env: dict[str, str] | None = None,
+) -> Descriptor:
+    """A base image (`from:`) pulled from where its reference names, tagged by it in the
+    store; a pinned digest is checked against what the registry sends."""
+    ref = Reference.parse(reference, what=f"base image '{reference}'")
+    registry = registries.setdefault(ref.host, Registry(ref.host, env=env))
+    desc = pull_image(registry, ref.repository, ref.ref, store, stats=stats)
+    store.tag(reference, desc)
+    return desc
 
 
 class RemoteCache:
@@ -36,7 +53,7 @@ class RemoteCache:
         self.locations = Locations()
         self._found: dict[str, Descriptor | None] = {}
         self._pushed: set[tuple[str, str]] = set()
-        self._registries: dict[str, Registry] = {self.ref.host: self.registry}
+        self.registries: dict[str, Registry] = {self.ref.host: self.registry}
 
     def __str__(self) -> str:
         return self.ref.name
@@ -88,7 +105,7 @@ class RemoteCache:
         """A release tag (`images:`), pushed to where it names; blobs the cache
         repository holds on the same registry are mounted, not uploaded."""
         ref = Reference.parse(reference, what=f"image tag '{reference}'")
-        registry = self._registries.setdefault(ref.host, Registry(ref.host, env=self.registry.env))
+        registry = self.registries.setdefault(ref.host, Registry(ref.host, env=self.registry.env))
         push_image(
             self.store,
             desc,
