@@ -379,7 +379,7 @@ def test_a_missing_base_image_is_pulled_from_its_registry(git_repo, tmp_path, pr
     desc = seed.resolve("ci-layers.local/busybox:latest")
     push_image(seed, desc, Registry(proxy.host), "lib/busybox", ["1"], stats=TransferStats())
     base = f"{proxy.host}/lib/busybox"
-    spec = f"version: 1\nlayers:\n  app:\n    from: {{base}}\n    copy: [{{{{src: top/, dest: /top/}}}}]\n"
+    spec = "version: 1\nlayers:\n  app:\n    from: {base}\n    copy: [{{src: top/, dest: /top/}}]\n"
     for ref in (f"{base}:1", f"{base}@{desc.digest}"):
         git_repo.write("ci-layers.yaml", spec.format(base=ref))
         git_repo.write("top/run", "echo\n")
