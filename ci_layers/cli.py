@@ -198,6 +198,62 @@ def cmd_plan(
     return 0
 
 
+def cmd_impacted(
+    *,
+    spec: Spec,
+    files: Callable[[], RepoFiles],
+    args: argparse.Namespace,
+    store: Path,
+    out: TextIO,
+) -> int:
+    """Which layers and images are built on a layer, a base image or a blob."""
+    from .impacted import impact_plan, impacted_by_base, impacted_by_digest, impacted_by_layer
+
+    asked = [a for a in (args.layer, args.base_image, args.digest) if a]
+    if len(asked) != 1:
+        raise UsageError("impacted: give exactly one of --layer, --base-image, --digest")
+    keys = None
+    if args.layer:
+        impact = impacted_by_layer(spec, args.layer)
+    elif args.base_image:
+        impact = impacted_by_base(spec, args.base_image)
+    else:
+        from .oci.digest import Digest
+        from .oci.manifest import tags_holding
+        from .oci.store import OciStore
+
+        digest = Digest.parse(args.digest.strip())
+        if not store.is_dir():
+            raise UsageError(f"--digest: no store at {store} to look the digest up in (--store)")
+        keys = compute_keys(spec, files())
+        oci = OciStore(store)
+        impact = impacted_by_digest(spec, str(digest), keys, lambda _d: tags_holding(oci, digest))
+    if args.plan:
+        plan = impact_plan(spec, keys or compute_keys(spec, files()), impact)
+        if args.format == "json":
+            _emit_json(plan.to_json(), out)
+        elif args.format == "markdown":
+            out.write(plan_report(plan) + "\n")
+        else:
+            out.write(plan_text(plan) + "\n")
+        return 0
+    if args.format == "json":
+        _emit_json(impact.to_json(), out)
+        return 0
+    if not impact.direct:
+        out.write(f"nothing is built on {impact.query}\n")
+        return 0
+    out.write(
+        f"impacted by {impact.query}: {len(impact.direct)} layer(s) directly, "
+        f"{len(impact.layers)} in all, {len(impact.images)} image(s)\n"
+    )
+    out.write("  directly: " + ", ".join(impact.direct) + "\n")
+    out.write("  layers (build order): " + ", ".join(impact.layers) + "\n")
+    if impact.images:
+        out.write("  images: " + ", ".join(impact.images) + "\n")
+    return 0
+
+
 def cmd_gha(args: argparse.Namespace, *, out: TextIO) -> int:
     """The action's entry point: everything comes from the environment the runner set."""
     env = dict(os.environ)
@@ -353,6 +409,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("image", metavar="IMAGE", help="a tag in the store, or a layer name")
     x.add_argument("--oci-archive", metavar="FILE", required=True, type=Path)
+    im = sub.add_parser(
+        "impacted",
+        parents=[common, store],
+        help="which layers and images are built on a layer, a base image or a blob",
+    )
+    im.add_argument("--layer", metavar="NAME", help="a layer of the spec")
+    im.add_argument(
+        "--base-image", metavar="REF", help="an external base (any spelling; no tag: all)"
+    )
+    im.add_argument(
+        "--digest", metavar="SHA256", help="a manifest, config, blob or diff_id in the store"
+    )
+    im.add_argument("--plan", action="store_true", help="print the plan that rebuilds them all")
+    im.add_argument("--format", choices=["text", "json", "markdown"], default="text")
     cache = argparse.ArgumentParser(add_help=False)
     cache.add_argument(
         "--cache", metavar="REGISTRY/REPO", help="where layers' images are (ci-layers-<key>)"
@@ -451,6 +521,9 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return cmd_order(spec=spec, targets=args.targets, fmt=fmt, out=out)
         case "affected":
             return cmd_affected(spec=spec, changed=args.changed, fmt=fmt, out=out)
+        case "impacted":
+            where = Path(args.store) if args.store else root / ".ci-layers" / "store"
+            return cmd_impacted(spec=spec, files=working_tree, args=args, store=where, out=out)
         case "keys":
             return cmd_keys(spec=spec, files=working_tree(), fmt=fmt, recipe=args.recipe, out=out)
         case "explain":

@@ -265,3 +265,44 @@ def _rfc3339(seconds: int) -> str:
 
 def _canonical(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def tags_holding(store: OciStore, digest: Digest) -> list[str]:
+    """The store's tags whose image holds `digest`: as its manifest (or index), its
+    config, one of its layer blobs or one of their diff_ids (an index's platform images
+    that the store has count too)."""
+    seen: dict[Digest, bool] = {}
+
+    def holds(desc: Descriptor) -> bool:
+        if desc.digest not in seen:
+            seen[desc.digest] = False  # a manifest loop, however unlikely, ends here
+            seen[desc.digest] = _holds(desc)
+        return seen[desc.digest]
+
+    def _holds(desc: Descriptor) -> bool:
+        if desc.digest == digest:
+            return True
+        try:
+            data = store.read_json(desc)
+        except StoreError:
+            return False
+        where = f"manifest {desc.digest}"
+        for child in data.get("manifests") or []:
+            cdesc = Descriptor.from_json(child, where=where)
+            if store.has(cdesc.digest) and holds(cdesc):
+                return True
+        found = [data["config"], *(data.get("layers") or [])] if "config" in data else []
+        descs = [Descriptor.from_json(d, where=where) for d in found]
+        if any(d.digest == digest for d in descs):
+            return True
+        if descs and store.has(descs[0].digest):
+            rootfs = store.read_json(descs[0]).get("rootfs") or {}
+            return str(digest) in (rootfs.get("diff_ids") or [])
+        return False
+
+    tags = []
+    for desc in store.index():
+        tag = desc.annotation("org.opencontainers.image.ref.name")
+        if tag and holds(desc):
+            tags.append(tag)
+    return tags
