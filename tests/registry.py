@@ -107,6 +107,7 @@ class Recorded:
     method: str
     path: str
     status: int = 0
+    authorization: str | None = None
 
 
 @dataclass
@@ -120,6 +121,7 @@ class Proxy:
     requests: list[Recorded] = field(default_factory=list)
     corrupt: Callable[[str], bool] = lambda _path: False
     drop: Callable[[str, str], bool] = lambda _m, _p: False
+    location: Callable[[str], str] = lambda where: where  # rewrites a Location header
     host: str = ""
     _server: ThreadingHTTPServer | None = None
 
@@ -146,7 +148,7 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _forward(self) -> None:
-            record = Recorded(self.command, self.path)
+            record = Recorded(self.command, self.path, 0, self.headers.get("Authorization"))
             proxy.requests.append(record)
             length = int(self.headers.get("Content-Length") or 0)
             if proxy.drop(self.command, self.path):
@@ -171,6 +173,8 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
             self.send_response(resp.status)
             for k, v in resp.getheaders():
+                if k.lower() == "location":
+                    v = proxy.location(v)
                 if k.lower() not in ("connection", "transfer-encoding", "content-length"):
                     self.send_header(k, v)
             self.send_header("Content-Length", str(len(data)))

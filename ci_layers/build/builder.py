@@ -25,7 +25,14 @@ from ..graph import ImageLayer
 from ..keys import LayerKey
 from ..oci.digest import Descriptor, Digest
 from ..oci.layers import open_layer
-from ..oci.manifest import History, ImageConfig, ImageManifest, Layer, chain_id
+from ..oci.manifest import (
+    History,
+    ImageConfig,
+    ImageManifest,
+    Layer,
+    chain_id,
+    host_platform,
+)
 from ..oci.reference import key_tag
 from ..oci.registry import Registry
 from ..oci.store import OciStore
@@ -127,7 +134,7 @@ class LayerBuilder:
             found = self.store.resolve(key_tag(self.keys[name].digest))
             if found is not None and self._complete(found):
                 self._where[name] = "store"
-            elif self.cache is not None and self.cache.find(key_tag(self.keys[name].digest)):
+            elif self.cache is not None and self.cache.usable(key_tag(self.keys[name].digest)):
                 self._where[name] = "registry"
             else:
                 self._where[name] = "build"
@@ -246,7 +253,11 @@ class LayerBuilder:
                 CUTOFF_ANNOTATION
             ):
                 tags.append(cutoff_tag(cutoff))
-            self.cache.push(desc, tags)
+            for tag in self.cache.push(desc, tags):
+                self.warn(
+                    f"{self.cache}:{tag} holds another platform's image; not replaced. "
+                    "Give each platform its own --cache repository"
+                )
         self._publish(name, desc)
         took = time.monotonic() - start if status in ("built", "cut off") else 0.0
         result = BuildResult(name, key, status, desc, self._own_layer(desc), took)
@@ -260,6 +271,13 @@ class LayerBuilder:
         recipe = dict(self.keys[name].recipe)
         recipe.pop("parent", None)
         recipe.pop("from", None)
+        root = name
+        while self.spec.graph[root].parent:
+            root = self.spec.graph[root].parent or root
+        # the spec's global inputs rebuild every layer (README): a child has them only
+        # through its parent's key, which the output replaces, so they are named here
+        if "global_inputs" in self.keys[root].recipe:
+            recipe["global_inputs"] = self.keys[root].recipe["global_inputs"]
         recipe["built_on"] = output_id(parent)
         if "copy" in recipe:  # one entry per `copy`, in order
             recipe["copy"] = [
@@ -277,11 +295,13 @@ class LayerBuilder:
         desc = self.store.resolve(tag)
         if desc is not None and not self._complete(desc):
             desc = None
-        if desc is None and self.cache is not None and self.cache.find(tag):
+        if desc is None and self.cache is not None and self.cache.usable(tag):
             desc = self.cache.fetch(tag, layers=False)
         if desc is None:
             return None
         image = ImageManifest.load(self.store, desc)
+        if (image.config.os, image.config.architecture) != host_platform():
+            return None  # built for another platform
         own = self._own_layer(desc)
         if own is not None and self.cache is not None:
             self.cache.fetch_blob(own.descriptor)
@@ -294,7 +314,7 @@ class LayerBuilder:
         registry when only its manifest is here)."""
         tag = key_tag(self.keys[name].digest)
         desc = self.store.resolve(tag)
-        if (desc is None or not self._complete(desc)) and self.cache and self.cache.find(tag):
+        if (desc is None or not self._complete(desc)) and self.cache and self.cache.usable(tag):
             desc = self.cache.fetch(tag)
         if desc is None:
             raise BuildError("is not built yet", layer=name)

@@ -7,9 +7,11 @@ verified (transfer.pull_image) and go out with only the blobs the registry lacks
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from ..oci.digest import Descriptor
+from ..oci.manifest import host_platform
 from ..oci.reference import Reference
 from ..oci.registry import Registry
 from ..oci.store import OciStore
@@ -48,11 +50,15 @@ class RemoteCache:
     ) -> None:
         self.ref = Reference.parse(repository, what="--cache", repository_only=True)
         self.store, self.push_enabled = store, push
+        env = dict(os.environ if env is None else env)
+        if env.get("CI_LAYERS_REGISTRY_USERNAME"):  # the cache's: not for every base's host
+            env.setdefault("CI_LAYERS_REGISTRY_HOST", self.ref.host)
         self.registry = Registry(self.ref.host, env=env)
         self.stats = TransferStats()
         self.locations = Locations()
         self._found: dict[str, Descriptor | None] = {}
         self._pushed: set[tuple[str, str]] = set()
+        self._platforms: dict[str, tuple[str, str] | None] = {}
         self.registries: dict[str, Registry] = {self.ref.host: self.registry}
 
     def __str__(self) -> str:
@@ -62,6 +68,20 @@ class RemoteCache:
         if tag not in self._found:
             self._found[tag] = self.registry.manifest_descriptor(self.ref.repository, tag)
         return self._found[tag]
+
+    def usable(self, tag: str) -> bool:
+        """Whether the tag holds an image for this machine's platform. A key does not say
+        the platform (a spec layer keys the same on amd64 and arm64), so an image built
+        on another platform is not taken, and is never overwritten (`push`)."""
+        return self.find(tag) is not None and self.platform(tag) == host_platform()
+
+    def platform(self, tag: str) -> tuple[str, str] | None:
+        if tag not in self._platforms:
+            desc = self.fetch(tag, layers=False)
+            manifest = self.store.read_json(desc)
+            config = self.store.read_json(Descriptor.from_json(manifest.get("config"), where=tag))
+            self._platforms[tag] = (str(config.get("os")), str(config.get("architecture")))
+        return self._platforms[tag]
 
     def fetch(self, tag: str, *, layers: bool = True) -> Descriptor:
         """The tagged image into the store (with `layers=False`: manifest and config)."""
@@ -83,11 +103,20 @@ class RemoteCache:
             self.registry.fetch_blob(self.ref.repository, desc, self.store.writer)
             self.stats.add(downloaded=1, downloaded_bytes=desc.size)
 
-    def push(self, desc: Descriptor, tags: Sequence[str]) -> None:
-        """The store's image under `tags` in the cache repository."""
+    def push(self, desc: Descriptor, tags: Sequence[str]) -> list[str]:
+        """The store's image under `tags` in the cache repository; returns the tags left
+        alone because they hold another platform's image."""
         todo = [t for t in tags if (str(desc.digest), t) not in self._pushed]
+        other = [
+            t
+            for t in todo
+            if (found := self.find(t)) is not None
+            and found.digest != desc.digest
+            and self.platform(t) != host_platform()
+        ]
+        todo = [t for t in todo if t not in other]
         if not todo:
-            return
+            return other
         push_image(
             self.store,
             desc,
@@ -100,6 +129,8 @@ class RemoteCache:
         for t in todo:
             self._pushed.add((str(desc.digest), t))
             self._found[t] = desc
+            self._platforms[t] = host_platform()
+        return other
 
     def publish(self, desc: Descriptor, reference: str) -> None:
         """A release tag (`images:`), pushed to where it names; blobs the cache

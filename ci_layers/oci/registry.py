@@ -19,12 +19,13 @@ import contextlib
 import json
 import os
 import random
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 
@@ -87,8 +88,7 @@ class Registry:
         self.attempts, self.backoff, self.timeout = max(1, attempts), backoff, timeout
         self.chunk_threshold, self.chunk_size = chunk_threshold, chunk_size
         self.plain_http_allowed = is_loopback(host) or host in _insecure_hosts(self.env)
-        ca = Path("/etc/docker/certs.d") / host / "ca.crt"  # Docker's place for a private CA
-        self._verify: bool | str = str(ca) if ca.is_file() else True
+        self._verify: bool | str = _trust(host)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._base: str | None = None
@@ -115,7 +115,7 @@ class Registry:
             return self._base
         https = f"https://{self.host}"
         try:
-            self._ping(https)
+            self._ping(https, probe=self.plain_http_allowed)
             self._base = https
         except requests.exceptions.SSLError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc) or not self.plain_http_allowed:
@@ -138,26 +138,25 @@ class Registry:
             raise RegistryUnreachable(f"{self.host}: no answer ({_short(exc)})") from None
         return http
 
-    def _ping(self, base: str) -> None:
-        last: Exception | None = None
-        for attempt in range(self.attempts):
+    def _ping(self, base: str, *, probe: bool = False) -> None:
+        """GET /v2/, retried like any request; a `probe` (HTTPS on a host that may fall
+        back to HTTP) fails at once, so the fallback is quick."""
+        attempts = 1 if probe else self.attempts
+        for attempt in range(attempts):
             try:
                 r = self._session.get(f"{base}/v2/", timeout=self.timeout, verify=self._verify)
                 r.close()
-                if r.status_code in _RETRY_STATUS and attempt + 1 < self.attempts:
-                    self._sleep(attempt, r.headers.get("Retry-After"))
-                    continue
-                return
             except requests.exceptions.SSLError:
                 raise
-            except _TRANSIENT as exc:
-                last = exc
-                if attempt + 1 < self.attempts and not isinstance(exc, requests.ConnectionError):
-                    self._sleep(attempt, None)
-                    continue
-                raise
-        if last is not None:
-            raise last
+            except _TRANSIENT:
+                if attempt + 1 >= attempts:
+                    raise
+                self._sleep(attempt, None)
+                continue
+            if r.status_code in _RETRY_STATUS and attempt + 1 < attempts:
+                self._sleep(attempt, r.headers.get("Retry-After"))
+                continue
+            return
 
     def _sleep(self, attempt: int, retry_after: str | float | None) -> None:
         delay = min(8.0, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)
@@ -201,18 +200,12 @@ class Registry:
         query = [("scope", s) for s in scope.split(" ") if s]
         if challenge.params.get("service"):
             query.insert(0, ("service", challenge.params["service"]))
-        headers = {"Authorization": creds.basic()} if creds else {}
-        try:
-            r = self._session.get(
-                f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}",
-                headers=headers,
-                timeout=self.timeout,
-                verify=self._verify,
-            )
-        except _TRANSIENT as exc:
-            raise _Transient(f"token from {realm}: {_short(exc)}") from None
-        if r.status_code in _RETRY_STATUS:
-            raise _Transient(f"token from {realm}: HTTP {r.status_code}")
+        r = self._token_request(realm, query, creds)
+        pushing = any("push" in s.rsplit(":", 1)[-1].split(",") for s in scope.split())
+        if r.status_code in (401, 403) and creds is not None and not pushing:
+            r = self._token_request(realm, query, None)
+            if r.status_code == 200:
+                creds = None  # these credentials are not for this registry; it is public
         if r.status_code != 200:
             who = f"the credentials from {creds.source}" if creds else "anonymous access"
             raise RegistryError(
@@ -228,6 +221,35 @@ class Registry:
             raise RegistryError(f"{self.host}: the token server {realm} sent no token")
         with self._lock:
             self._tokens[scope] = f"Bearer {token}"
+
+    def _token_request(
+        self,
+        realm: str,
+        query: list[tuple[str, str]],
+        creds: Credentials | None,
+    ) -> requests.Response:
+        """GET the realm with basic credentials (or none); an identity token from
+        `docker login` is an OAuth2 refresh token and is POSTed, as Docker does."""
+        try:
+            if creds is not None and creds.username == "<token>":
+                form = [("grant_type", "refresh_token"), ("client_id", "ci-layers")]
+                form += [("refresh_token", creds.password), *query]  # query has service
+                r = self._session.post(realm, data=form, timeout=self.timeout, verify=self._verify)
+            else:
+                headers = {"Authorization": creds.basic()} if creds else {}
+                r = self._session.get(
+                    f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}",
+                    headers=headers,
+                    timeout=self.timeout,
+                    verify=self._verify,
+                )
+        except _TRANSIENT as exc:
+            raise _Transient(f"token from {realm}: {_short(exc)}") from None
+        except requests.RequestException as exc:
+            raise RegistryError(f"{self.host}: token from {realm}: {_short(exc)}") from None
+        if r.status_code in _RETRY_STATUS:
+            raise _Transient(f"token from {realm}: HTTP {r.status_code}")
+        return r
 
     # --- requests ------------------------------------------------------------------------
 
@@ -271,10 +293,13 @@ class Registry:
         headers: dict[str, str] | None,
         stream: bool,
     ) -> requests.Response:
+        own = _origin(url) == _origin(self.base())
+        if not own and _origin(self.base())[0] == "https" and url.startswith("http://"):
+            raise RegistryError(f"{self.host}: {what}: refused to follow it to plain HTTP ({url})")
         for authed in (False, True):
             sent = dict(headers or {})
-            if (auth := self._auth_header(scope)) is not None:
-                sent["Authorization"] = auth
+            if own and (auth := self._auth_header(scope)) is not None:
+                sent["Authorization"] = auth  # to the host that challenged us, never another
             data = body() if callable(body) else body
             try:
                 r = self._session.request(
@@ -289,10 +314,12 @@ class Registry:
                 )
             except _TRANSIENT as exc:
                 raise _Transient(_short(exc)) from None
+            except requests.RequestException as exc:  # redirect loops, bad URLs, …
+                raise RegistryError(f"{self.host}: {what}: {_short(exc)}") from None
             finally:
                 if data is not None and hasattr(data, "close"):
                     data.close()
-            if r.status_code == 401 and not authed:
+            if r.status_code == 401 and not authed and own:
                 r.close()
                 challenge = parse_challenge(r.headers.get("WWW-Authenticate", ""))
                 self._answer(challenge, scope, what)
@@ -335,7 +362,9 @@ class Registry:
             data, media, found = self.get_manifest(repo, ref)  # HEAD said too little
             return Descriptor(media, found, len(data))
         media = (r.headers.get("Content-Type") or MANIFEST_TYPES[0]).split(";")[0].strip()
-        return Descriptor(media, Digest.parse(digest), int(r.headers.get("Content-Length") or 0))
+        return Descriptor(
+            media, Digest.parse(digest), max(0, _int(r.headers.get("Content-Length")))
+        )
 
     def get_manifest(self, repo: str, ref: str) -> tuple[bytes, str, Digest]:
         """(bytes, media type, digest) of a manifest, the bytes checked against the digest
@@ -355,7 +384,14 @@ class Registry:
             if r.status_code == 404:
                 raise RegistryError(f"{self.host}: {repo}:{ref}: no such manifest (HTTP 404)")
             _expect(r, (200,), f"{self.host}: {what}")
-            data = r.raw.read(MAX_MANIFEST + 1, decode_content=True)
+            data = b""
+            try:
+                for chunk in r.iter_content(1 << 16):
+                    data += chunk
+                    if len(data) > MAX_MANIFEST:
+                        break
+            except _TRANSIENT as exc:
+                raise RegistryUnreachable(f"{self.host}: {what}: {_short(exc)}") from None
         if len(data) > MAX_MANIFEST:
             raise RegistryError(f"{self.host}: {what}: larger than {MAX_MANIFEST} bytes")
         got = Digest.of(data)
@@ -403,7 +439,7 @@ class Registry:
         if r.status_code == 404:
             return None
         _expect(r, (200,), f"{self.host}: look up blob {digest} in {repo}")
-        return int(r.headers.get("Content-Length") or -1)
+        return _int(r.headers.get("Content-Length"))
 
     def fetch_blob(self, repo: str, desc: Descriptor, writer: Callable[[], BlobWriter]) -> None:
         """Download a blob into the store, verified: bytes that do not hash to the digest
@@ -529,7 +565,7 @@ class Registry:
         what: str,
         start: requests.Response,
     ) -> requests.Response:
-        minimum = int(start.headers.get("OCI-Chunk-Min-Length") or 0)
+        minimum = max(0, _int(start.headers.get("OCI-Chunk-Min-Length")))
         size = max(self.chunk_size, minimum)
         with opener() as f:
             offset = 0
@@ -571,7 +607,13 @@ class Registry:
         """Every tag of the repository (paginated with `Link`, as the spec says)."""
         found: list[str] = []
         url: str | None = f"/v2/{repo}/tags/list?n=1000"
+        visited: set[str] = set()
         while url:
+            if url in visited or len(visited) >= 10_000:
+                raise RegistryError(
+                    f"{self.host}: the tag list of {repo} does not end (Link loops)"
+                )
+            visited.add(url)
             r = self._send("GET", url, scope=self.scope(repo), what=f"list tags of {repo}")
             if r.status_code == 404:
                 return found
@@ -585,11 +627,43 @@ class Registry:
         return found
 
 
+def _trust(host: str) -> bool | str:
+    """True (the system's CAs, or REQUESTS_CA_BUNDLE), or a bundle of those plus
+    Docker's `/etc/docker/certs.d/<host>/ca.crt`: a private CA adds to the public ones, so
+    a token realm or a blob redirect with a public certificate still verifies."""
+    ca = Path("/etc/docker/certs.d") / host / "ca.crt"
+    if not ca.is_file():
+        return True
+    import certifi
+
+    try:
+        extra = ca.read_bytes()
+        public = Path(os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where()).read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"{ca}: unreadable ({exc.strerror})") from None
+    fd, bundle = tempfile.mkstemp(prefix="ci-layers-ca-", suffix=".pem")
+    with os.fdopen(fd, "wb") as f:
+        f.write(public + b"\n" + extra)
+    return bundle
+
+
+def _int(text: str | None) -> int:
+    """A header's integer, or -1 when it is missing or not one."""
+    return int(text) if text is not None and text.strip().isdigit() else -1
+
+
 def _next_link(header: str) -> str | None:
     for part in header.split(","):
-        if 'rel="next"' in part and "<" in part:
-            return part[part.index("<") + 1 : part.index(">")]
+        if 'rel="next"' in part:
+            start, end = part.find("<"), part.find(">")
+            if 0 <= start < end:
+                return part[start + 1 : end]
     return None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
 
 
 def _with_query(url: str, **params: str) -> str:
