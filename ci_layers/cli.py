@@ -409,6 +409,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("image", metavar="IMAGE", help="a tag in the store, or a layer name")
     x.add_argument("--oci-archive", metavar="FILE", required=True, type=Path)
+    gc = sub.add_parser(
+        "gc",
+        parents=[common, store],
+        help="delete what no tag, current key or --keep rule reaches (store, and --cache)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+    gc.add_argument(
+        "--keep-last", type=int, default=0, metavar="N", help="keep the N newest layer records"
+    )
+    gc.add_argument(
+        "--keep-days", type=float, metavar="D", help="keep layer records written in the last D days"
+    )
+    gc.add_argument(
+        "--cache", metavar="REGISTRY/REPO", help="also delete its stale ci-layers-<key> tags"
+    )
     im = sub.add_parser(
         "impacted",
         parents=[common, store],
@@ -510,7 +525,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for warning in spec.warnings:
         _report(warning, err)
     fmt = getattr(args, "format", "text")
-    if args.command in ("build", "export"):
+    if args.command in ("build", "export", "gc"):
         return _build_commands(args, spec=spec, root=root, files=working_tree, out=out, err=err)
     match args.command:
         case "validate":
@@ -574,6 +589,18 @@ def _build_commands(
     from .build.command import cmd_build, cmd_export  # the build path loads only here
 
     store = Path(args.store) if args.store else root / ".ci-layers" / "store"
+    if args.command == "gc":
+        from .build.command import cmd_gc
+
+        return cmd_gc(
+            store=store,
+            keys=[k.digest for k in compute_keys(spec, files()).values()],
+            keep_last=args.keep_last,
+            keep_days=args.keep_days,
+            cache=args.cache,
+            dry_run=args.dry_run,
+            out=out,
+        )
     if args.command == "export":
         keys = None
         if args.image in spec.layers:

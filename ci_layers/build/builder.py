@@ -167,8 +167,9 @@ class LayerBuilder:
     def build(self, targets: Sequence[str]) -> list[BuildResult]:
         """Every layer the targets need, built or reused, in build order."""
         names = self.order(targets)
-        self.check(names)
-        return [self.build_layer(n) for n in names]
+        with self.store.lease():
+            self.check(names)
+            return [self.build_layer(n) for n in names]
 
     # --- one layer -----------------------------------------------------------------------
 

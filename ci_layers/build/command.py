@@ -23,7 +23,15 @@ from .progress import BuildProgress, human_bytes, summary_table
 from .remote import RemoteCache
 from .tarwriter import COMPRESSIONS
 
-__all__ = ["cmd_build", "cmd_export", "cmd_pull", "cmd_push", "job_layers", "transfer_line"]
+__all__ = [
+    "cmd_build",
+    "cmd_export",
+    "cmd_gc",
+    "cmd_pull",
+    "cmd_push",
+    "job_layers",
+    "transfer_line",
+]
 
 
 def job_layers(job: str) -> list[tuple[str, str | None]]:
@@ -105,14 +113,15 @@ def cmd_build(
     order = builder.order(names)
     progress = BuildProgress(out, actions=actions, total=len(order))
     builder.progress = progress
-    builder.check(order)
     results = []
-    try:
-        for name in order:
-            results.append(builder.build_layer(name))
-    except BaseException:
-        progress.failed()
-        raise
+    with oci.lease():  # gc waits for this build: its blobs are tagged only at the end
+        builder.check(order)
+        try:
+            for name in order:
+                results.append(builder.build_layer(name))
+        except BaseException:
+            progress.failed()
+            raise
     out.write("\n" + summary_table(results) + "\n")
     out.write(f"store: {store}\n")
     if remote is not None:
@@ -218,4 +227,47 @@ def cmd_push(
     stats = TransferStats()
     push_image(oci, desc, Registry(ref.host), ref.repository, [ref.ref], stats=stats)
     out.write(f"{store}:{source} -> {ref} ({desc.digest})\n{transfer_line(stats)}\n")
+    return 0
+
+
+def cmd_gc(
+    *,
+    store: Path,
+    keys: Sequence[str],
+    keep_last: int,
+    keep_days: float | None,
+    cache: str | None,
+    dry_run: bool,
+    out: TextIO,
+) -> int:
+    """Sweep the store (and, with --cache, stale key tags of the cache repository)."""
+    from .gc import collect, registry_gc
+
+    if keep_last < 0 or (keep_days is not None and keep_days < 0):
+        raise UsageError("--keep-last and --keep-days take numbers of 0 or more")
+    verb = "would remove" if dry_run else "removed"
+    if not (store / "index.json").is_file():
+        raise UsageError(f"no store at {store} (--store)")
+    result = collect(
+        OciStore(store), keys=keys, keep_last=keep_last, keep_days=keep_days, dry_run=dry_run
+    )
+    out.write(
+        f"{store}: {verb} {len(result.untagged)} tags, {len(result.blobs)} blobs "
+        f"({human_bytes(result.freed)}) and {len(result.roots)} extracted roots; "
+        f"{result.kept_tags} tags kept\n"
+    )
+    for tag in result.untagged:
+        out.write(f"  {tag}\n")
+    if cache is not None:
+        deleted, refused = registry_gc(
+            RemoteCache(cache, OciStore(store)), keys=keys, dry_run=dry_run
+        )
+        out.write(f"{cache}: {verb} {len(deleted)} stale key tags\n")
+        for tag in deleted:
+            out.write(f"  {tag}\n")
+        if refused:
+            out.write(
+                f"{cache}: the registry does not allow deleting {len(refused)} of them "
+                "(deletes disabled, or not this token's right)\n"
+            )
     return 0

@@ -235,6 +235,44 @@ class OciStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def lease(self, *, exclusive: bool = False) -> Iterator[None]:
+        """Builds hold a shared lease while they write (blobs before the tag that names
+        them); gc takes it exclusively, so it never sweeps a blob a build has written
+        but not yet tagged. gc does not wait: a store in use is an error."""
+        try:
+            lock = open(self.path / ".ci-layers.lease", "a+b")  # noqa: SIM115 - held below
+        except OSError as exc:
+            raise StoreError(f"cannot lock the store {self.path}: {exc.strerror}") from None
+        with lock:
+            try:
+                fcntl.flock(lock, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
+            except BlockingIOError:
+                raise StoreError(
+                    f"the store {self.path} is in use by a build; run gc when it has finished"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def remove_blob(self, digest: Digest) -> int:
+        """Delete a blob (gc only, under the exclusive lease); its size, 0 if gone."""
+        path = self.blob_path(digest)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def blobs(self) -> list[Digest]:
+        found = []
+        for path in (self.path / "blobs" / "sha256").iterdir():
+            with contextlib.suppress(StoreError):
+                found.append(Digest.parse(f"sha256:{path.name}"))
+        return found
+
     def verify(self) -> list[str]:
         """Problems found walking every blob (a name its bytes do not hash to)."""
         problems = []
