@@ -254,6 +254,31 @@ def cmd_impacted(
     return 0
 
 
+def cmd_lint(
+    *, spec: Spec, root: Path, spec_path: Path, shown: str, fmt: str, fail_on: str, out: TextIO
+) -> int:
+    """Findings on every layer; exit 1 when one is at least as bad as `fail_on`."""
+    from .lint import lint_spec
+
+    def read(path: str) -> str | None:
+        try:
+            return (root / path).read_text(errors="replace")
+        except OSError:
+            return None
+
+    text = spec_path.read_text(errors="replace") if spec_path.is_file() else None
+    findings = lint_spec(spec, (shown, text) if text is not None else None, read)
+    if fmt == "json":
+        _emit_json({"findings": [f.to_json() for f in findings]}, out)
+    else:
+        for f in findings:
+            out.write(str(f) + "\n")
+        errors = sum(1 for f in findings if f.severity == "error")
+        out.write(f"{len(findings)} findings: {errors} errors, {len(findings) - errors} warnings\n")
+    worst = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[fail_on]
+    return 1 if any(f.severity in worst for f in findings) else 0
+
+
 def cmd_gha(args: argparse.Namespace, *, out: TextIO) -> int:
     """The action's entry point: everything comes from the environment the runner set."""
     env = dict(os.environ)
@@ -409,6 +434,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("image", metavar="IMAGE", help="a tag in the store, or a layer name")
     x.add_argument("--oci-archive", metavar="FILE", required=True, type=Path)
+    li = sub.add_parser(
+        "lint", parents=[common], help="what breaks cache reuse: unpinned installs, curl | sh, …"
+    )
+    li.add_argument("--format", choices=["text", "json"], default="text")
+    li.add_argument(
+        "--fail-on",
+        choices=["error", "warning", "never"],
+        default="error",
+        help="exit 1 on findings this bad or worse (default: error)",
+    )
     gc = sub.add_parser(
         "gc",
         parents=[common, store],
@@ -536,6 +571,16 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return cmd_order(spec=spec, targets=args.targets, fmt=fmt, out=out)
         case "affected":
             return cmd_affected(spec=spec, changed=args.changed, fmt=fmt, out=out)
+        case "lint":
+            return cmd_lint(
+                spec=spec,
+                root=root,
+                spec_path=spec_path,
+                shown=shown,
+                fmt=fmt,
+                fail_on=args.fail_on,
+                out=out,
+            )
         case "impacted":
             where = Path(args.store) if args.store else root / ".ci-layers" / "store"
             return cmd_impacted(spec=spec, files=working_tree, args=args, store=where, out=out)
