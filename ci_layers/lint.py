@@ -180,18 +180,23 @@ def _packages(args: list[str], *, value_options: tuple[str, ...] = ()) -> list[s
 
 
 def lint_commands(script: str) -> list[tuple[str, str, str]]:
-    """(rule, the word to point at, message) for one shell script."""
+    """(rule, the word to point at, message) for one shell script; the word is named as
+    `word#n` when it is its n-th command of that name in the script (0-based)."""
     found: list[tuple[str, str, str]] = []
     cmds = list(_commands(script))
     names = [(_strip_prefix(w) or [""])[0].rsplit("/", 1)[-1] for w, _op in cmds]
     verified = any(n in _VERIFY for n in names)
     unpinned_apt = False
+    seen: dict[str, int] = {}
     for i, (raw, op) in enumerate(cmds):
         words = _strip_prefix(raw)
         if not words:
             continue
         name = names[i]
         args = words[1:]
+        nth = seen.get(words[0], 0)
+        seen[words[0]] = nth + 1
+        words = [f"{words[0]}#{nth}", *args]
         if name in ("curl", "wget"):
             nxt = names[i + 1] if i + 1 < len(names) else ""
             if op == "|" and nxt in _SHELLS | {"sudo"}:
@@ -267,11 +272,16 @@ class _Source:
         self.name, self.lines = name, text.splitlines()
 
     def locate(self, word: str, start: int, end: int) -> tuple[int, int]:
-        """(line, col), 1-based, of `word`'s first occurrence in lines start..end."""
+        """(line, col), 1-based, of `word` in lines start..end: its n-th occurrence as a
+        whole word for `word#n`, else its first."""
+        word, _, nth_text = word.partition("#")
+        nth = int(nth_text) if nth_text.isdigit() else 0
+        pattern = re.compile(rf"(?<![\w./-]){re.escape(word)}(?![\w-])")
         for n in range(max(1, start), min(len(self.lines), end) + 1):
-            col = self.lines[n - 1].find(word)
-            if col >= 0:
-                return n, col + 1
+            for m in pattern.finditer(self.lines[n - 1]):
+                if nth == 0:
+                    return n, m.start() + 1
+                nth -= 1
         return start, 1
 
     def suppressed(self, rule: str, line: int, first: int) -> bool:
