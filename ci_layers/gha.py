@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .changes import GitHistory, choose_comparison, read_event
-from .errors import SpecError, SpecInvalid, UsageError
+from .errors import Location, SpecError, SpecInvalid, UsageError
 from .github import marker_for, upsert_comment
 from .outputs import MATRIX_LIMIT, OutputTooLarge, OutputWriteError, action_outputs, write_outputs
 from .plan import Plan, make_plan
@@ -48,6 +48,7 @@ class ActionInputs:
     max_parallel: int
     fail_on: str  # error | warning | never
     cache: str | None = None  # REGISTRY/REPO holding ci-layers-<key> images
+    lint: bool = False  # annotate lint findings on their lines
 
 
 def _input(env: Mapping[str, str], name: str, default: str = "") -> str:
@@ -78,7 +79,40 @@ def inputs_from_env(env: Mapping[str, str]) -> ActionInputs:
         max_parallel=numbers["max-parallel-jobs"],
         fail_on=fail_on,
         cache=_input(env, "cache") or None,
+        lint=_lint_input(env),
     )
+
+
+def _lint_input(env: Mapping[str, str]) -> bool:
+    value = _input(env, "lint", "false").lower()
+    if value not in ("true", "false"):
+        raise UsageError(f"input lint must be true or false, not {value!r}")
+    return value == "true"
+
+
+def _lint_annotations(spec: Spec, root: Path, spec_rel: str | None, out: TextIO) -> None:
+    """Each lint finding as an annotation on its line (errors as errors), at most
+    ANNOTATIONS_PER_KIND of each kind: GitHub shows only so many per step."""
+    from .lint import lint_spec
+
+    def read(path: str) -> str | None:
+        try:
+            return (root / path).read_text(errors="replace")
+        except OSError:
+            return None
+
+    text = read(spec_rel) if spec_rel else None
+    findings = lint_spec(spec, (spec_rel, text) if spec_rel and text is not None else None, read)
+    counts = {"error": 0, "warning": 0}
+    for f in findings:
+        counts[f.severity] += 1
+        if counts[f.severity] <= ANNOTATIONS_PER_KIND:
+            where = SpecError(f.message, where=Location(f.file, f.line, f.col))
+            who = f"{f.layer}: " if f.layer else ""
+            out.write(
+                annotation(f.severity, f"{f.rule}: {who}{f.message} (fix: {f.hint})", where=where)
+                + "\n"
+            )
 
 
 def _annotate(problems: list[SpecError], out: TextIO) -> None:
@@ -121,6 +155,8 @@ def run_action(
         return _spec_failed(spec_error, spec, inputs, env, event_name, payload, out)
     spec = plan.spec or spec  # the spec at head, which may differ from the one on disk
     _annotate(list(spec.warnings), out)  # with what resolving its Dockerfiles found
+    if inputs.lint:
+        _lint_annotations(spec, root, spec_rel, out)
     if inputs.cache:
         from .cache import with_cache  # the registry client loads only with a cache
 

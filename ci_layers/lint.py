@@ -154,13 +154,18 @@ def _strip_prefix(words: list[str]) -> list[str]:
     i = 0
     while i < len(words):
         w = words[i]
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", w) or w in (
-            "sudo",
-            "env",
-            "exec",
-            "command",
-            "nice",
-        ) or (w.startswith("-") and i > 0 and words[i - 1] in ("sudo", "env")):
+        if (
+            re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", w)
+            or w
+            in (
+                "sudo",
+                "env",
+                "exec",
+                "command",
+                "nice",
+            )
+            or (w.startswith("-") and i > 0 and words[i - 1] in ("sudo", "env"))
+        ):
             i += 1
         else:
             break

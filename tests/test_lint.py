@@ -220,3 +220,25 @@ def test_findings_agree_with_hadolint_on_the_fixture_dockerfiles(git_repo):
         assert not missing, (rel, missing)
         compared += len(theirs)
     assert compared >= 5  # the comparison compared something
+
+
+def test_the_action_annotates_findings_on_their_lines(git_repo):
+    from .test_gha import run_gha
+
+    git_repo.write("ci-layers.yaml", SPEC)
+    git_repo.git("branch", "-M", "main")
+    base = git_repo.commit()
+    git_repo.write("README.md", "x\n")
+    head = git_repo.commit()
+    event = {
+        "before": base,
+        "after": head,
+        "ref": "refs/heads/main",
+        "repository": {"default_branch": "main"},
+    }
+    done, _outputs, _summary = run_gha(git_repo, "push", event, lint="true", comment="never")
+    assert done.returncode == 0, done.stderr
+    assert "::warning file=ci-layers.yaml,line=6,col=27::apt-unpinned: os:" in done.stdout
+    assert "::error file=ci-layers.yaml,line=9,col=11::base-latest: tool:" in done.stdout
+    quiet, _o, _s = run_gha(git_repo, "push", event, comment="never")
+    assert "apt-unpinned" not in quiet.stdout
