@@ -434,6 +434,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("image", metavar="IMAGE", help="a tag in the store, or a layer name")
     x.add_argument("--oci-archive", metavar="FILE", required=True, type=Path)
+    sq = sub.add_parser(
+        "squash",
+        parents=[common, store],
+        help="optimize_layer_stack: fewer layers in a published image, caching kept",
+    )
+    sq.add_argument("image", metavar="IMAGE", help="a tag in the store, or a layer name")
+    sq.add_argument("--max-layers", type=int, required=True, metavar="N", help="at most N (<= 125)")
+    sq.add_argument("--tag", metavar="T", help="its tag (default: IMAGE's tag + -squashed)")
+    sq.add_argument(
+        "--history",
+        type=int,
+        default=50,
+        metavar="N",
+        help="commits to learn change rates from (default 50)",
+    )
+    sq.add_argument("--compression", choices=["gzip", "zstd", "none"], default="gzip")
     li = sub.add_parser(
         "lint", parents=[common], help="what breaks cache reuse: unpinned installs, curl | sh, …"
     )
@@ -560,8 +576,10 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for warning in spec.warnings:
         _report(warning, err)
     fmt = getattr(args, "format", "text")
-    if args.command in ("build", "export", "gc"):
-        return _build_commands(args, spec=spec, root=root, files=working_tree, out=out, err=err)
+    if args.command in ("build", "export", "gc", "squash"):
+        return _build_commands(
+            args, spec=spec, root=root, spec_rel=spec_rel, files=working_tree, out=out, err=err
+        )
     match args.command:
         case "validate":
             return cmd_validate(spec=spec, out=out)
@@ -627,6 +645,7 @@ def _build_commands(
     *,
     spec: Spec,
     root: Path,
+    spec_rel: str | None,
     files: Callable[[], RepoFiles],
     out: TextIO,
     err: TextIO,
@@ -634,6 +653,21 @@ def _build_commands(
     from .build.command import cmd_build, cmd_export  # the build path loads only here
 
     store = Path(args.store) if args.store else root / ".ci-layers" / "store"
+    if args.command == "squash":
+        from .build.command import cmd_squash
+        from .build.squash import key_history
+
+        return cmd_squash(
+            store=store,
+            image=args.image,
+            spec=spec,
+            keys={n: k.digest for n, k in compute_keys(spec, files()).items()},
+            max_layers=args.max_layers,
+            tag=args.tag,
+            history=key_history(root, spec_rel, args.history) if spec_rel else ({}, 0),
+            compression=args.compression,
+            out=out,
+        )
     if args.command == "gc":
         from .build.command import cmd_gc
 

@@ -29,6 +29,7 @@ __all__ = [
     "cmd_gc",
     "cmd_pull",
     "cmd_push",
+    "cmd_squash",
     "job_layers",
     "transfer_line",
 ]
@@ -271,3 +272,81 @@ def cmd_gc(
                 "(deletes disabled, or not this token's right)\n"
             )
     return 0
+
+
+def cmd_squash(
+    *,
+    store: Path,
+    image: str,
+    spec: Spec,
+    keys: Mapping[str, str],
+    max_layers: int,
+    tag: str | None,
+    history: tuple[dict[str, frozenset[int]], int],
+    compression: str,
+    out: TextIO,
+) -> int:
+    """A published image (a store tag, or a layer name) with fewer layers, tagged anew."""
+    from ..oci.manifest import ImageManifest
+    from .builder import CUTOFF_ANNOTATION, EMPTY_ANNOTATION, KEY_ANNOTATION
+    from .squash import squash_image
+
+    oci = OciStore(store)
+    ref = key_tag(keys[image]) if image in keys and oci.resolve(image) is None else image
+    desc = oci.resolve(ref)
+    if desc is None:
+        raise UsageError(f"no image '{image}' in the store {store} (build it first)")
+    desc = Descriptor(desc.media_type, desc.digest, desc.size)
+    loaded = ImageManifest.load(oci, desc)
+    names = {k: n for n, k in keys.items()}
+    layer_names: list[str | None] = []  # the spec layer of each image layer, or None
+    for h in loaded.history:
+        if not h.empty_layer:
+            key = h.comment.removeprefix("ci-layers ").split(" ")[0]
+            layer_names.append(names.get(key) if h.comment.startswith("ci-layers ") else None)
+    if len(layer_names) != len(loaded.layers):
+        layer_names = [None] * len(loaded.layers)
+    graph = spec.graph
+    shared = 0  # up to and including the last layer another image may share
+    for i, name in enumerate(layer_names):
+        if name is None or len(graph.children(name)) > 1 or name not in graph:
+            shared = i + 1
+    changed, commits = history
+    changes = [changed.get(n, frozenset()) if n else frozenset() for n in layer_names]
+    new, plan, squashed = squash_image(
+        oci,
+        desc,
+        shared=shared,
+        sizes_changes=(changes, commits),
+        max_layers=max_layers,
+        compression=compression,
+    )
+    own = {KEY_ANNOTATION, EMPTY_ANNOTATION, CUTOFF_ANNOTATION}
+    kept = {k: v for k, v in loaded.annotations if k not in own}
+    data = oci.read_json(new)
+    data["annotations"] = kept
+    if not kept:
+        data.pop("annotations")
+    import json as _json
+
+    body = _json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    new = oci.put_bytes(body, media_type=new.media_type)
+    name = tag or _squashed_tag(image if oci.resolve(image) is not None else ref)
+    oci.tag(name, new)
+    share = f"over {commits} commits" if commits else "no history: every layer counted as changing"
+    out.write(
+        f"{image}: {len(loaded.layers)} layers -> {len(squashed.layers)} "
+        f"({shared} shared, kept as they are); tagged {name} ({new.digest})\n"
+        f"expected bytes re-uploaded per change ({share}): "
+        f"{human_bytes(int(plan.cost_before))} -> {human_bytes(int(plan.cost_after))}\n"
+    )
+    for group in plan.groups:
+        if len(group) > 1:
+            merged = ", ".join(layer_names[i] or f"#{i}" for i in group)
+            out.write(f"  merged: {merged}\n")
+    return 0
+
+
+def _squashed_tag(image: str) -> str:
+    slash, colon = image.rfind("/"), image.rfind(":")
+    return f"{image}-squashed" if colon > slash else f"{image}:latest-squashed"
