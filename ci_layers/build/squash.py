@@ -188,7 +188,15 @@ def _apply(
         entries[path] = Entry(path, HARDLINK, target=target, **common)  # type: ignore[arg-type]
     elif m.isfifo():
         entries[path] = Entry(path, FIFO, **common)  # type: ignore[arg-type]
-    # devices are not written by ci-layers' layers and are skipped, as extraction does
+    else:
+        return  # devices are not written by ci-layers' layers and are skipped, as extraction does
+    if not m.isdir():
+        # a non-folder replaces whatever was there, below the group too: a folder made
+        # there later in the group must hide what that one held (it becomes opaque)
+        opaque.discard(path)
+        _drop_below({}, opaque, path, itself=False)
+        _drop_below({}, deleted, path, itself=False)
+        deleted.add(path)
 
 
 def _links_in_order(out: list[Entry], entries: Mapping[str, Entry]) -> list[Entry]:
