@@ -258,16 +258,9 @@ def cmd_lint(
     *, spec: Spec, root: Path, spec_path: Path, shown: str, fmt: str, fail_on: str, out: TextIO
 ) -> int:
     """Findings on every layer; exit 1 when one is at least as bad as `fail_on`."""
-    from .lint import lint_spec
+    from .lint import lint_checkout
 
-    def read(path: str) -> str | None:
-        try:
-            return (root / path).read_text(errors="replace")
-        except OSError:
-            return None
-
-    text = spec_path.read_text(errors="replace") if spec_path.is_file() else None
-    findings = lint_spec(spec, (shown, text) if text is not None else None, read)
+    findings = lint_checkout(spec, root, spec_path if spec_path.is_file() else None, shown)
     if fmt == "json":
         _emit_json({"findings": [f.to_json() for f in findings]}, out)
     else:

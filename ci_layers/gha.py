@@ -93,16 +93,9 @@ def _lint_input(env: Mapping[str, str]) -> bool:
 def _lint_annotations(spec: Spec, root: Path, spec_rel: str | None, out: TextIO) -> None:
     """Each lint finding as an annotation on its line (errors as errors), at most
     ANNOTATIONS_PER_KIND of each kind: GitHub shows only so many per step."""
-    from .lint import lint_spec
+    from .lint import lint_checkout
 
-    def read(path: str) -> str | None:
-        try:
-            return (root / path).read_text(errors="replace")
-        except OSError:
-            return None
-
-    text = read(spec_rel) if spec_rel else None
-    findings = lint_spec(spec, (spec_rel, text) if spec_rel and text is not None else None, read)
+    findings = lint_checkout(spec, root, root / spec_rel if spec_rel else None, spec_rel or "")
     counts = {"error": 0, "warning": 0}
     for f in findings:
         counts[f.severity] += 1

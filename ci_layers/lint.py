@@ -16,12 +16,13 @@ import re
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .refs import image_key
 from .spec import Spec
 
-__all__ = ["RULES", "Finding", "lint_commands", "lint_spec"]
+__all__ = ["RULES", "Finding", "lint_checkout", "lint_commands", "lint_spec"]
 
 # rule id -> (severity, what, fix)
 RULES: dict[str, tuple[str, str, str]] = {
@@ -342,6 +343,20 @@ def lint_spec(spec: Spec, spec_file: tuple[str, str] | None, read: Any) -> list[
             continue
         out += _lint_dockerfile(name, node, _Source(node.file, text))
     return sorted(out, key=lambda f: (f.file, f.line, f.col, f.rule))
+
+
+def lint_checkout(spec: Spec, root: Path, spec_file: Path | None, shown: str) -> list[Finding]:
+    """lint_spec over the files of a checkout: the spec at `spec_file` (shown as
+    `shown`), Dockerfiles under `root`."""
+
+    def read(path: str | Path) -> str | None:
+        try:
+            return (root / path).read_text(errors="replace")
+        except OSError:
+            return None
+
+    text = read(spec_file) if spec_file is not None else None
+    return lint_spec(spec, (shown, text) if text is not None else None, read)
 
 
 def _lint_spec_layers(spec: Spec, src: _Source) -> list[Finding]:
