@@ -110,6 +110,7 @@ def build_plan(
     graph = spec.graph
     order = graph.topological_order()
     rebuild: dict[str, tuple[list[str], list[str]]] = {}  # name -> (reasons, paths)
+    at_base = _by_digest(base_keys) if base_keys is not None else {}
     if comparison.mode == "none":
         pass
     elif base_keys is None or base_spec is None:
@@ -118,14 +119,21 @@ def build_plan(
         changed = changes.as_files() if changes else RepoFiles({})
         global_paths = input_globs(spec.global_inputs).select(changed)
         global_paths += input_globs(base_spec.global_inputs).select(changed)
-        seen_at_base = {k.digest for k in base_keys.values()}
         for name in order:
-            if keys[name].digest in seen_at_base and _published(
-                name, spec, keys, base_spec, base_keys
+            if keys[name].digest in at_base and _published(
+                name, spec, keys, base_spec, base_keys, at_base
             ):
                 continue
             rebuild[name] = _why(
-                name, spec, keys, base_spec, base_keys, changed, sorted(set(global_paths)), rebuild
+                name,
+                spec,
+                keys,
+                base_spec,
+                base_keys,
+                changed,
+                sorted(set(global_paths)),
+                rebuild,
+                at_base,
             )
     affected = [n for n in order if n in rebuild]
     stages = DependencyResolver(graph).stages(affected) if affected else []
@@ -134,7 +142,7 @@ def build_plan(
     for name in order:
         reasons, paths = rebuild.get(name, ([], []))
         if name not in rebuild and base_keys is not None and name not in base_keys:
-            old = next(n for n, k in base_keys.items() if k.digest == keys[name].digest)
+            old = at_base[keys[name].digest][0]
             reasons = [f"same content as '{old}' at base"]
         layers[name] = LayerPlan(
             name=name,
@@ -160,12 +168,22 @@ def build_plan(
     )
 
 
+def _by_digest(keys: Mapping[str, LayerKey]) -> dict[str, list[str]]:
+    """Layer names by key digest, in the keys' order: built once per plan, so that
+    asking "who had this key at base" is not a scan per layer (O(layers²) before)."""
+    index: dict[str, list[str]] = {}
+    for n, k in keys.items():
+        index.setdefault(k.digest, []).append(n)
+    return index
+
+
 def _published(
     name: str,
     spec: Spec,
     keys: Mapping[str, LayerKey],
     base_spec: Spec,
     base_keys: Mapping[str, LayerKey],
+    at_base: Mapping[str, list[str]],
 ) -> bool:
     """Whether a layer whose key was built at base is there to use under its name.
 
@@ -178,12 +196,7 @@ def _published(
     tags = _pushed_tags(spec, name)
     if spec.graph[name].dockerfile is None:
         digest = keys[name].digest
-        before = {
-            t
-            for n, k in base_keys.items()
-            if k.digest == digest
-            for t in _pushed_tags(base_spec, n)
-        }
+        before = {t for n in at_base.get(digest, ()) for t in _pushed_tags(base_spec, n)}
         return not _unpushed(tags, before)
     old, old_layer = base_keys.get(name), base_spec.layers.get(name)
     return (
@@ -220,11 +233,12 @@ def _why(
     changed: RepoFiles,
     global_paths: list[str],
     rebuilt: Mapping[str, object],
+    at_base: Mapping[str, list[str]],
 ) -> tuple[list[str], list[str]]:
     layer = spec.graph[name]
     old = base_keys.get(name)
     if old is None and layer.dockerfile is not None:
-        twin = next((n for n, k in base_keys.items() if k.digest == keys[name].digest), None)
+        twin = next(iter(at_base.get(keys[name].digest, ())), None)
         if twin is not None:
             return [f"new name: same content as '{twin}' at base, not pushed as this one"], []
         return ["new image"], []

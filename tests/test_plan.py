@@ -688,3 +688,22 @@ def test_a_copy_source_through_a_broken_link_is_a_located_error(
         f"layer 'app': copy source '{first}/x' goes through a link that leaves the repository"
         in err.getvalue()
     )
+
+
+def test_twins_at_base_are_found_through_one_index_in_spec_order(git_repo: GitRepo) -> None:
+    """Layers renamed at once, several base layers sharing a key: each renamed layer names
+    the first base layer with its key (in the base's build order), and a Dockerfile-free
+    plan of many such layers needs no scan per layer (plan._by_digest)."""
+    layers = "".join(
+        f"  old{i}:\n    from: scratch\n    copy: [{{src: same/, dest: /s/}}]\n" for i in range(30)
+    )
+    git_repo.write("ci-layers.yaml", f"version: 1\nlayers:\n{layers}")
+    git_repo.write("same/f", "x\n")
+    base = git_repo.commit("base")
+    git_repo.write("ci-layers.yaml", f"version: 1\nlayers:\n{layers.replace('old', 'new')}")
+    head = git_repo.commit("renamed")
+    p = plan(git_repo, "--base", base, "--head", head)
+    assert p["affected"] == []
+    assert {tuple(v["reasons"]) for v in p["layers"].values()} == {
+        ("same content as 'old0' at base",)
+    }
