@@ -51,6 +51,7 @@ def test_gc_after_an_image_is_dropped_keeps_the_others_blobs_and_frees_the_rest(
     app1, app2 = tag_of(repo.root, busybox_store, "app1"), tag_of(repo.root, busybox_store, "app2")
     keep = _blobs_of(busybox_store, app1) | _blobs_of(busybox_store, BASE)
     app2_blobs = _blobs_of(busybox_store, app2)
+    (busybox_store.path / "ingest" / "blob-killed").write_bytes(b"half")  # a killed build's
     repo.write("ci-layers.yaml", TWO.split("  app2:")[0])  # app2 is dropped from the spec
     code, out, err = run("gc", "-C", str(repo.root), "--store", str(busybox_store.path))
     assert code == 0, err
@@ -62,6 +63,7 @@ def test_gc_after_an_image_is_dropped_keeps_the_others_blobs_and_frees_the_rest(
     assert not gone & on_disk
     assert busybox_store.resolve(app2) is None
     assert busybox_store.verify() == []
+    assert list((busybox_store.path / "ingest").iterdir()) == []
     ImageManifest.load(busybox_store, busybox_store.resolve(app1))  # whole, and readable
     again = build(repo.root, busybox_store)
     assert {r.status for r in again.values()} == {"reused"}  # nothing current was lost

@@ -112,6 +112,14 @@ def collect(
             result.freed += store.remove_blob(blob)
         for path in stale:
             shutil.rmtree(path, ignore_errors=True)
+        # blobs a killed build left half written: no build runs now (the lease), so
+        # nothing in ingest/ is on its way in
+        for leftover in (store.path / "ingest").iterdir():
+            try:
+                result.freed += leftover.stat().st_size
+                leftover.unlink()
+            except OSError:
+                continue
     return result
 
 
