@@ -13,13 +13,15 @@ built `FROM ubuntu` is built on Docker Hub's.
 from __future__ import annotations
 
 import graphlib
+import hashlib
 import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from cachetools import LRUCache, cached
+from cachetools import LRUCache
 
+from . import memo
 from .dockerfile import (
     BaseImage,
     DockerfileError,
@@ -212,6 +214,7 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
                 best = (c, m.groupdict())
         if best is not None:
             found[path] = best
+    files.prefetch([*found, *(p for p in files.paths if p.endswith(".dockerignore"))])
     errors: list[SpecError] = []
     nodes: dict[str, tuple[str, DockerfileRule, dict[str, str]]] = {}
     for path, (c, values) in found.items():
@@ -287,6 +290,7 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
                 layer=cycle[0],
             )
         )
+    _keep_parses()
     if errors:  # a parent's args file is read again for each child: say it once
         raise SpecInvalid(list({str(e): e for e in errors}.values()))
     return replace(
@@ -495,17 +499,42 @@ def _args_file(
     return args, pattern
 
 
-@cached(LRUCache(maxsize=8192))
+# Base and head mostly hold the same Dockerfiles: each text is parsed once per process
+# and, across runs, kept on disk (memo.py) with the other parses of the last plan.
+_ParseKey = tuple[str, tuple[tuple[str, str], ...], tuple[tuple[str, BaseImage], ...], str | None]
+_PARSED: LRUCache[_ParseKey, ParsedDockerfile] = LRUCache(maxsize=8192)
+_KEPT: list[dict[_ParseKey, ParsedDockerfile]] = []  # what the last run kept, once loaded
+_MISSED: list[bool] = [False]
+
+
 def _parse(
     text: str,
     args: tuple[tuple[str, str], ...],
     inherited: tuple[tuple[str, BaseImage], ...],
     target: str | None,
 ) -> ParsedDockerfile:
-    # base and head mostly hold the same Dockerfiles: parse each text once
-    return parse_dockerfile(
-        text, build_args=dict(args), base_image=dict(inherited).get, target=target
-    )
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    key: _ParseKey = (digest, args, inherited, target)
+    hit = _PARSED.get(key)
+    if hit is None:
+        if not _KEPT:
+            kept = memo.load("dockerfiles", "parses")
+            _KEPT.append(kept if isinstance(kept, dict) else {})
+        hit = _KEPT[0].get(key)
+        if not isinstance(hit, ParsedDockerfile):
+            hit = parse_dockerfile(
+                text, build_args=dict(args), base_image=dict(inherited).get, target=target
+            )
+            _MISSED[0] = True
+        _PARSED[key] = hit
+    return hit
+
+
+def _keep_parses() -> None:
+    """Keep this process's parses for the next run, when any was new."""
+    if _MISSED[0]:
+        memo.store("dockerfiles", dict(_PARSED.items()), "parses")
+        _MISSED[0] = False
 
 
 def _inherit(

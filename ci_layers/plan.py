@@ -9,12 +9,14 @@ and from the definition fields its key recipe differs in.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import memo
 from .changes import ChangeSet, Comparison, GitHistory, changes_between, files_at_base
 from .discover import resolve_dockerfiles
 from .errors import SpecInvalid
@@ -309,22 +311,32 @@ def make_plan(
     elif isinstance(base_listing, RepoFiles):
         base_files = base_listing
     at_head = None
+    head_text = None
     if comparison.head is not None and spec_rel is not None:
-        text = read_at(root, comparison.head, spec_rel)
-        if text is not None:
-            at_head = parse_spec(text, filename=spec_rel)
+        head_text = read_at(root, comparison.head, spec_rel)
+        if head_text is not None:
+            at_head = parse_spec(head_text, filename=spec_rel)
     # the one on disk only where the commit has none: a broken edit on disk does not
     # stop a plan between two commits
     spec = at_head or (spec() if callable(spec) else spec)
     raw_spec = spec
-    spec = resolve_dockerfiles(spec, head_files)
-    if problems := broken_links(spec.layers.values(), head_files):  # at head only: base was
-        raise SpecInvalid(problems)  # built (or not) already, the head is what will build
-    keys = compute_keys(spec, head_files)
+    head_end = _End(head_text, spec_rel, head_files.trees.get(""))
+    if (kept := head_end.load()) is not None:
+        spec, keys = kept
+    else:
+        spec = resolve_dockerfiles(spec, head_files)
+        if problems := broken_links(spec.layers.values(), head_files):  # at head only: base
+            raise SpecInvalid(problems)  # was built (or not) already; head is what will build
+        keys = compute_keys(spec, head_files)
+        head_end.store(spec, keys)
     if comparison.base is None or base_files is None:
         return build_plan(spec=spec, keys=keys, comparison=comparison)
-    base_spec = _spec_at(root, comparison, raw_spec, spec_rel)
-    if base_spec is not None:
+    base_text, base_spec = _spec_at(root, comparison, raw_spec, spec_rel)
+    base_end = _End(base_text, spec_rel, base_files.trees.get(""))
+    base_keys = None
+    if base_spec is not None and (kept := base_end.load()) is not None:
+        base_spec, base_keys = kept
+    elif base_spec is not None:
         try:
             base_spec = resolve_dockerfiles(base_spec, base_files)
         except SpecInvalid:
@@ -336,24 +348,59 @@ def make_plan(
         )
         return build_plan(spec=spec, keys=keys, comparison=comparison)
     changes = diff or changes_between(base_files, head_files, comparison)
+    if base_keys is None:
+        base_keys = compute_keys(base_spec, base_files)
+        base_end.store(base_spec, base_keys)
     return build_plan(
         spec=spec,
         keys=keys,
         comparison=comparison,
         base_spec=base_spec,
-        base_keys=compute_keys(base_spec, base_files),
+        base_keys=base_keys,
         changes=changes,
     )
 
 
-def _spec_at(root: Path, comparison: Comparison, spec: Spec, spec_rel: str | None) -> Spec | None:
+@dataclass(frozen=True)
+class _End:
+    """One end of a plan as kept between runs (memo.py): the spec resolved over a tree
+    and its keys, named by the spec's text and the tree's id, which determine them. So
+    a pull request's base is what its own plan computed when it was the head. An end
+    without a spec text in the repository, or without a tree id, is not kept."""
+
+    text: str | None
+    spec_rel: str | None
+    tree: str | None
+
+    def _parts(self) -> tuple[str, ...] | None:
+        if self.text is None or self.spec_rel is None or not self.tree:
+            return None
+        digest = hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()
+        return (digest, self.spec_rel, self.tree)
+
+    def load(self) -> tuple[Spec, dict[str, LayerKey]] | None:
+        parts = self._parts()
+        kept = memo.load("end", *parts) if parts else None
+        if isinstance(kept, tuple) and len(kept) == 2 and isinstance(kept[0], Spec):
+            return kept
+        return None
+
+    def store(self, spec: Spec, keys: dict[str, LayerKey]) -> None:
+        if (parts := self._parts()) is not None:
+            memo.store("end", (spec, keys), *parts)
+
+
+def _spec_at(
+    root: Path, comparison: Comparison, spec: Spec, spec_rel: str | None
+) -> tuple[str | None, Spec | None]:
+    """(the spec's text at base, the spec at base); None for a spec that does not load."""
     if spec_rel is None:
-        return spec  # kept outside the repository: the same at both ends
+        return None, spec  # kept outside the repository: the same at both ends
     assert comparison.base is not None
     text = read_at(root, comparison.base, spec_rel)
     if text is None:
-        return parse_spec("version: 1\nlayers: {}\n", filename=spec_rel)
+        text = "version: 1\nlayers: {}\n"
     try:
-        return parse_spec(text, filename=spec_rel)
+        return text, parse_spec(text, filename=spec_rel)
     except SpecInvalid:
-        return None
+        return None, None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import hashlib
 import json
 import os
 import posixpath
@@ -25,6 +26,7 @@ import fastjsonschema
 import pathspec
 from cachetools import LRUCache, cached
 
+from . import memo
 from .errors import Location, SpecError, SpecInvalid
 from .gcpause import paused_gc
 from .gomatch import GLOB_CHARS, compile_segments
@@ -149,10 +151,17 @@ def parse_spec(text: str, *, filename: str = DEFAULT_SPEC) -> Spec:
 
 # A plan reads the spec on disk, at head and at base: usually one text. Specs are
 # immutable, so the same text gives back the same Spec; failures are not kept.
+# Across runs, a parse is kept on disk by the text's digest (memo.py).
 @cached(LRUCache(maxsize=8))
 def _parse_cached(text: str, filename: str) -> Spec:
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     with paused_gc():
-        return _parse(text, filename)
+        kept = memo.load("spec", digest, filename)
+        if isinstance(kept, Spec):
+            return kept
+        spec = _parse(text, filename)
+    memo.store("spec", spec, digest, filename)
+    return spec
 
 
 def _parse(text: str, filename: str) -> Spec:

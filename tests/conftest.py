@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,10 @@ settings.register_profile(
     "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=200
 )
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+# What plans keep between runs (memo.py) goes to a folder of this run, not ~/.cache:
+# every test then also checks that a kept value changes no result.
+os.environ["CI_LAYERS_CACHE_DIR"] = tempfile.mkdtemp(prefix="ci-layers-test-cache-")
 
 
 @pytest.fixture
