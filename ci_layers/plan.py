@@ -310,20 +310,21 @@ def make_plan(
         base_files = attach_reader(root, files_at_base(head_files, diff, trees=base_listing))
     elif isinstance(base_listing, RepoFiles):
         base_files = base_listing
-    at_head = None
     head_text = None
     if comparison.head is not None and spec_rel is not None:
         head_text = read_at(root, comparison.head, spec_rel)
-        if head_text is not None:
-            at_head = parse_spec(head_text, filename=spec_rel)
-    # the one on disk only where the commit has none: a broken edit on disk does not
-    # stop a plan between two commits
-    spec = at_head or (spec() if callable(spec) else spec)
-    raw_spec = spec
     head_end = _End(head_text, spec_rel, head_files.trees.get(""))
-    if (kept := head_end.load()) is not None:
+    if (kept := head_end.load()) is not None:  # the text is the one parsed before
         spec, keys = kept
+        raw_spec = spec
     else:
+        at_head = None
+        if head_text is not None and spec_rel is not None:
+            at_head = parse_spec(head_text, filename=spec_rel)
+        # the one on disk only where the commit has none: a broken edit on disk does not
+        # stop a plan between two commits
+        spec = at_head or (spec() if callable(spec) else spec)
+        raw_spec = spec
         spec = resolve_dockerfiles(spec, head_files)
         if problems := broken_links(spec.layers.values(), head_files):  # at head only: base
             raise SpecInvalid(problems)  # was built (or not) already; head is what will build
@@ -331,12 +332,13 @@ def make_plan(
         head_end.store(spec, keys)
     if comparison.base is None or base_files is None:
         return build_plan(spec=spec, keys=keys, comparison=comparison)
-    base_text, base_spec = _spec_at(root, comparison, raw_spec, spec_rel)
+    base_text = _text_at_base(root, comparison, spec_rel)
     base_end = _End(base_text, spec_rel, base_files.trees.get(""))
+    base_spec: Spec | None
     base_keys = None
-    if base_spec is not None and (kept := base_end.load()) is not None:
+    if (kept := base_end.load()) is not None:
         base_spec, base_keys = kept
-    elif base_spec is not None:
+    elif (base_spec := _spec_at_base(base_text, raw_spec, spec_rel)) is not None:
         try:
             base_spec = resolve_dockerfiles(base_spec, base_files)
         except SpecInvalid:
@@ -390,17 +392,21 @@ class _End:
             memo.store("end", (spec, keys), *parts)
 
 
-def _spec_at(
-    root: Path, comparison: Comparison, spec: Spec, spec_rel: str | None
-) -> tuple[str | None, Spec | None]:
-    """(the spec's text at base, the spec at base); None for a spec that does not load."""
+def _text_at_base(root: Path, comparison: Comparison, spec_rel: str | None) -> str | None:
+    """The spec's text at base (an empty spec where it has none); None for a spec kept
+    outside the repository."""
     if spec_rel is None:
-        return None, spec  # kept outside the repository: the same at both ends
+        return None
     assert comparison.base is not None
     text = read_at(root, comparison.base, spec_rel)
-    if text is None:
-        text = "version: 1\nlayers: {}\n"
+    return "version: 1\nlayers: {}\n" if text is None else text
+
+
+def _spec_at_base(text: str | None, spec: Spec, spec_rel: str | None) -> Spec | None:
+    """The spec at base; None for one that does not load."""
+    if spec_rel is None or text is None:
+        return spec  # kept outside the repository: the same at both ends
     try:
-        return text, parse_spec(text, filename=spec_rel)
+        return parse_spec(text, filename=spec_rel)
     except SpecInvalid:
-        return None, None
+        return None

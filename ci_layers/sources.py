@@ -510,6 +510,12 @@ def context_reads(node: DockerfileNode, files: RepoFiles) -> list[tuple[int, str
     hit = files.selections.get(key)
     if hit is not None:
         return hit  # type: ignore[return-value]
+    # Symlinks resolve inside the context, so what it reads is decided by the context's
+    # tree alone: base and head share it for every image whose context did not change.
+    tree = files.trees.get(node.context) if node.context else None
+    if tree is not None and (kept := _CONTEXT_READS.get((key, tree))) is not None:
+        files.selections[key] = kept
+        return kept
     ignore = _ignore(node.ignore)
     ctx = node.context
     out: list[tuple[int, str, str]] = []
@@ -528,7 +534,12 @@ def context_reads(node: DockerfileNode, files: RepoFiles) -> list[tuple[int, str
                     continue  # COPY --exclude: below what the source names, relative to it
                 out.append((index, path, rel))
     files.selections[key] = out
+    if tree is not None:
+        _CONTEXT_READS[(key, tree)] = out
     return out
+
+
+_CONTEXT_READS: LRUCache[tuple[object, str], list[tuple[int, str, str]]] = LRUCache(maxsize=16384)
 
 
 @cached(LRUCache(maxsize=4096))

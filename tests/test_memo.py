@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 import pickle
 import subprocess
@@ -191,3 +192,39 @@ def test_only_the_most_recently_used_entries_are_kept(
     assert memo.load("end", "0") == 0  # used again: now the most recent
     memo.store("end", 3, "3")
     assert [memo.load("end", str(i)) for i in range(4)] == [0, None, 2, 3]
+
+
+class _Forgetful(dict):  # type: ignore[type-arg]
+    def __setitem__(self, key: object, value: object) -> None:
+        pass
+
+
+def test_a_context_unchanged_at_both_ends_is_read_once_with_the_same_plan(
+    git_repo: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a Dockerfile's context gives is reused between ends by the context's tree id;
+    a link in it to a file outside the context (BuildKit resolves it inside) and a
+    change outside it must not make that differ from reading it again."""
+    git_repo.write(
+        "ci-layers.yaml",
+        "version: 1\ndockerfiles:\n  - path: img/{name}/Dockerfile\n    image: acme/{name}\n",
+    )
+    git_repo.write("img/a/Dockerfile", "FROM alpine:3.19\nCOPY . /src\n")
+    git_repo.write("img/a/app.txt", "a\n")
+    (git_repo.root / "img/a/out").symlink_to("../../shared/x.txt")
+    git_repo.write("img/b/Dockerfile", "FROM alpine:3.19\nCOPY x.txt /x\n")
+    git_repo.write("img/b/x.txt", "b\n")
+    git_repo.write("shared/x.txt", "1\n")
+    base = git_repo.commit("images")
+    git_repo.write("shared/x.txt", "2\n")
+    git_repo.write("img/b/x.txt", "b2\n")
+    head = git_repo.commit("change outside a, inside b")
+    from ci_layers import sources
+
+    _forget_parses()
+    reused = _plan_bytes(git_repo, "off", base, head)
+    assert sources._CONTEXT_READS  # kept by tree id
+    monkeypatch.setattr(sources, "_CONTEXT_READS", _Forgetful())
+    _forget_parses()
+    assert _plan_bytes(git_repo, "off", base, head) == reused
+    assert json.loads(reused)["affected"] == ["acme/b"]
