@@ -35,6 +35,10 @@ from .spec import Spec
 
 __all__ = ["ActionInputs", "inputs_from_env", "run_action"]
 
+# Stage jobs a workflow declares unless it says otherwise: the example workflow's count
+# (a test holds action.yml, this and the example to one number).
+DEFAULT_STAGES = 3
+
 ANNOTATIONS_PER_KIND = 10  # GitHub shows 10 warnings and 10 errors per step
 
 
@@ -65,7 +69,8 @@ def inputs_from_env(env: Mapping[str, str]) -> ActionInputs:
     if fail_on not in ("error", "warning", "never"):
         raise UsageError(f"input fail-on must be error, warning or never, not {fail_on!r}")
     numbers = {}
-    for name, default, top in (("max-stages", "4", 256), ("max-parallel-jobs", "256", 256)):
+    stages = str(DEFAULT_STAGES)
+    for name, default, top in (("max-stages", stages, 256), ("max-parallel-jobs", "256", 256)):
         raw = _input(env, name, default)
         if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= top:
             raise UsageError(f"input {name} must be a whole number from 1 to {top}, not {raw!r}")

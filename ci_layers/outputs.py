@@ -59,22 +59,15 @@ def layer_entry(plan: Plan, spec: Spec, name: str) -> dict[str, Any]:
 
 
 def _job_entry(plan: Plan, spec: Spec, job: tuple[str, ...], stage: int) -> dict[str, Any]:
+    """One stage job: a build (every field of its layer, `packed` false) or, packed, a
+    list of builds the job runs in order (`name`, `stage`, `layers`, `packed` true and
+    nothing else: no field of one layer passes for the job's)."""
     layers = [layer_entry(plan, spec, n) for n in job]
     for entry in layers:
         entry["stage"] = stage
     if len(job) == 1:
-        return {**layers[0], "layers": layers}
-    last = layers[-1]
-    return {
-        "name": f"{job[0]} (+{len(job) - 1})",
-        "key": last["key"],
-        "stage": stage,
-        "parent": layers[0]["parent"],
-        "from": layers[0]["from"],
-        "tags": [t for e in layers for t in e["tags"]],
-        "build-args": last["build-args"],
-        "layers": layers,
-    }
+        return {**layers[0], "packed": False, "layers": layers}
+    return {"name": f"{job[0]} (+{len(job) - 1})", "stage": stage, "packed": True, "layers": layers}
 
 
 def action_outputs(

@@ -416,3 +416,30 @@ def test_a_boolean_pr_number_is_no_number(mono: GitRepo) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "PR comment" not in done.stdout
+
+
+BUILD_FIELDS = {"key", "parent", "from", "tags", "build-args", "docker", "context", "file"}
+
+
+def test_a_stage_job_is_one_build_or_a_list_of_builds_never_a_blend(mono: GitRepo) -> None:
+    """Packed into one stage, jobs holding several layers carry only the list: a step
+    reading `matrix.key` or `matrix.docker.context` of such a job gets nothing rather than
+    the fields of one of its layers; a job of one layer has every field of that layer."""
+    _, out, _ = run_gha(mono, "workflow_dispatch", {}, max_stages="1")
+    jobs = [job for stage in json.loads(out["stages"]) for job in stage]
+    packed = [job for job in jobs if job["packed"]]
+    single = [job for job in jobs if not job["packed"]]
+    assert packed, "the monorepo's plan packed into one stage has multi-layer jobs"
+    for job in packed:
+        assert set(job) == {"name", "stage", "packed", "layers"}
+        assert len(job["layers"]) > 1
+        assert job["name"] == f"{job['layers'][0]['name']} (+{len(job['layers']) - 1})"
+    matrix = {e["name"]: e for e in json.loads(out["matrix"])["include"]}
+    for job in single:
+        (layer,) = job["layers"]
+        assert {k: v for k, v in job.items() if k not in ("packed", "layers")} == layer
+        assert layer == matrix[layer["name"]]
+    for job in packed:
+        for layer in job["layers"]:
+            assert BUILD_FIELDS & set(layer) >= {"key", "parent", "from", "tags", "build-args"}
+            assert layer == matrix[layer["name"]]

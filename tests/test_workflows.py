@@ -67,3 +67,44 @@ def test_action_inputs_reach_the_tool_through_env() -> None:
         assert plan["env"][var] == "${{ inputs." + name + " }}"
     for name, out in action["outputs"].items():
         assert out["value"] == "${{ steps.plan.outputs." + name + " }}"
+
+
+def _readme_workflows() -> list[str]:
+    """The README's YAML snippets that are workflows (they have `jobs:`)."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    return [b for b in blocks if re.search(r"^jobs:", b, flags=re.M)]
+
+
+def test_the_readme_workflow_snippets_are_valid_workflows(tmp_path: Path) -> None:
+    snippets = _readme_workflows()
+    assert snippets, "the README shows a workflow"
+    files = []
+    for i, text in enumerate(snippets):
+        path = tmp_path / f"readme-{i}.yml"
+        path.write_text(text.replace("<commit sha>", "0" * 40))
+        files.append(str(path))
+    cmd = [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *files]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_max_stages_is_one_number_in_the_tool_the_action_and_the_examples() -> None:
+    from ci_layers.gha import DEFAULT_STAGES
+
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    assert action["inputs"]["max-stages"]["default"] == str(DEFAULT_STAGES)
+    example = yaml.safe_load((ROOT / ".github/workflows/example-build.yml").read_text())
+    stage_jobs = [j for j in example["jobs"] if re.fullmatch(r"stage-\d+", j)]
+    plan_step = next(s for s in example["jobs"]["plan"]["steps"] if s.get("id") == "plan")
+    assert plan_step["with"]["max-stages"] == str(len(stage_jobs)) == str(DEFAULT_STAGES)
+    for text in _readme_workflows():
+        assert f'max-stages: "{DEFAULT_STAGES}"' in text
+
+
+def test_stage_jobs_are_named_by_their_stage_and_matrix_name() -> None:
+    """Without `name:`, GitHub's checks list spells out every matrix value of a job."""
+    example = yaml.safe_load((ROOT / ".github/workflows/example-build.yml").read_text())
+    for job, body in example["jobs"].items():
+        if m := re.fullmatch(r"stage-(\d+)", job):
+            assert body["name"] == f"stage {m[1]}: ${{{{ matrix.name }}}}", job
