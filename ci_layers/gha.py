@@ -20,12 +20,20 @@ from typing import Any, TextIO
 from .changes import GitHistory, choose_comparison, read_event
 from .errors import Location, SpecError, SpecInvalid, UsageError
 from .github import marker_for, upsert_comment
-from .outputs import MATRIX_LIMIT, OutputTooLarge, OutputWriteError, action_outputs, write_outputs
+from .outputs import (
+    MATRIX_LIMIT,
+    OutputTooLarge,
+    OutputWriteError,
+    action_outputs,
+    stage_jobs,
+    write_outputs,
+)
 from .plan import Plan, make_plan
 from .report import (
     COMMENT_LIMIT,
     SUMMARY_BYTES,
     annotation,
+    compare_link,
     plan_report,
     plan_text,
     spec_error_report,
@@ -172,21 +180,16 @@ def run_action(
             f"cannot write the plan file in $RUNNER_TEMP ({plan_file}): {exc.strerror}"
         ) from None
     failed = None
+    packed = stage_jobs(plan, spec, max_stages=inputs.max_stages, max_parallel=inputs.max_parallel)
     try:
-        outputs = action_outputs(
-            plan,
-            spec,
-            max_stages=inputs.max_stages,
-            max_parallel=inputs.max_parallel,
-            plan_file=plan_file,
-        )
+        outputs = action_outputs(plan, spec, packed=packed, plan_file=plan_file)
     except OutputTooLarge as exc:  # still say what is planned, in the summary and comment
         failed = exc
         outputs = {"has-changes": "true" if plan.affected else "false", "plan-file": str(plan_file)}
         out.write(annotation("error", str(exc)) + "\n")
     if output_path:
         write_outputs(output_path, outputs)
-    _log_plan(plan, outputs, out)
+    _log_plan(plan, packed, outputs, out)
     if len(plan.affected) > MATRIX_LIMIT:
         out.write(
             annotation(
@@ -196,8 +199,11 @@ def run_action(
             )
             + "\n"
         )
-    _summarize(env, plan_report(plan, max_bytes=SUMMARY_BYTES), out)
-    _comment(plan, inputs, env, event_name, payload, spec, out)
+    where = compare_link(env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"))
+    view = {"staging": packed, "repository_url": where}
+    _summarize(env, plan_report(plan, max_bytes=SUMMARY_BYTES, **view), out)
+    body = plan_report(plan, marker=marker_for(spec.path), limit=COMMENT_LIMIT, **view)
+    _comment(plan, body, inputs, env, event_name, payload, spec, out)
     if failed is not None:
         return failed.exit_code
     if inputs.fail_on == "warning" and spec.warnings:
@@ -258,8 +264,10 @@ def _summarize(env: Mapping[str, str], text: str, out: TextIO) -> None:
             out.write(annotation("warning", why) + "\n")
 
 
-def _log_plan(plan: Plan, outputs: Mapping[str, str], out: TextIO) -> None:
-    out.write(untrusted(plan_text(plan)) + "\n")
+def _log_plan(
+    plan: Plan, packed: list[list[tuple[str, ...]]], outputs: Mapping[str, str], out: TextIO
+) -> None:
+    out.write(untrusted(plan_text(plan, staging=packed)) + "\n")
     out.write(
         f"has-changes={outputs['has-changes']} stage-count={outputs.get('stage-count', '-')}\n"
     )
@@ -267,6 +275,7 @@ def _log_plan(plan: Plan, outputs: Mapping[str, str], out: TextIO) -> None:
 
 def _comment(
     plan: Plan,
+    body: str,
     inputs: ActionInputs,
     env: Mapping[str, str],
     event_name: str | None,
@@ -274,8 +283,6 @@ def _comment(
     spec: Spec,
     out: TextIO,
 ) -> None:
-    marker = marker_for(spec.path)
-    body = plan_report(plan, marker=marker, limit=COMMENT_LIMIT)
     create = inputs.comment == "always" or bool(plan.affected)
     _post(body, spec.path, inputs, env, event_name, payload, out, create=create)
 

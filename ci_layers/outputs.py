@@ -18,7 +18,14 @@ from .pack import pack_stages
 from .plan import Plan
 from .spec import Spec
 
-__all__ = ["OUTPUT_LIMIT", "OutputTooLarge", "OutputWriteError", "action_outputs", "write_outputs"]
+__all__ = [
+    "OUTPUT_LIMIT",
+    "OutputTooLarge",
+    "OutputWriteError",
+    "action_outputs",
+    "stage_jobs",
+    "write_outputs",
+]
 
 # "Outputs can be a maximum of 1 MB per job ... approximated based on UTF-16 encoding."
 OUTPUT_LIMIT = 1_000_000
@@ -70,19 +77,25 @@ def _job_entry(plan: Plan, spec: Spec, job: tuple[str, ...], stage: int) -> dict
     return {"name": f"{job[0]} (+{len(job) - 1})", "stage": stage, "packed": True, "layers": layers}
 
 
+def stage_jobs(
+    plan: Plan, spec: Spec, *, max_stages: int, max_parallel: int
+) -> list[list[tuple[str, ...]]]:
+    """The stage jobs that build the plan: the outputs, the log, the summary and the
+    comment all number stages by these."""
+    return pack_stages(
+        list(plan.affected), spec.graph.parents, max_stages=max_stages, max_parallel=max_parallel
+    )
+
+
 def action_outputs(
     plan: Plan,
     spec: Spec,
     *,
-    max_stages: int,
-    max_parallel: int,
+    packed: list[list[tuple[str, ...]]],
     plan_file: Path,
 ) -> dict[str, str]:
     """The outputs of `ci-layers gha`, as the strings written to $GITHUB_OUTPUT."""
     affected = list(plan.affected)
-    packed = pack_stages(
-        affected, spec.graph.parents, max_stages=max_stages, max_parallel=max_parallel
-    )
     stages = [[_job_entry(plan, spec, job, i) for job in jobs] for i, jobs in enumerate(packed, 1)]
     stage_of = {n: i for i, jobs in enumerate(packed, 1) for job in jobs for n in job}
     matrix = [{**layer_entry(plan, spec, n), "stage": stage_of[n]} for n in affected]

@@ -355,7 +355,7 @@ def test_bake_file_builds_the_affected_dag_through_target_contexts(dock: GitRepo
 
 def test_matrix_entries_carry_build_push_action_inputs(dock: GitRepo) -> None:
     from ci_layers.changes import GitHistory, choose_comparison
-    from ci_layers.outputs import action_outputs
+    from ci_layers.outputs import action_outputs, stage_jobs
     from ci_layers.plan import make_plan
     from ci_layers.spec import load_spec
 
@@ -368,9 +368,8 @@ def test_matrix_entries_carry_build_push_action_inputs(dock: GitRepo) -> None:
     plan = make_plan(
         root=dock.root, spec=spec, spec_rel="ci-layers.yaml", comparison=comparison, history=history
     )
-    outputs = action_outputs(
-        plan, plan.spec, max_stages=8, max_parallel=256, plan_file=dock.root / "p.json"
-    )
+    packed = stage_jobs(plan, plan.spec, max_stages=8, max_parallel=256)
+    outputs = action_outputs(plan, plan.spec, packed=packed, plan_file=dock.root / "p.json")
     matrix = {e["name"]: e for e in json.loads(outputs["matrix"])["include"]}
     base_key = plan.layers[R + "base"].key.removeprefix("sha256:")[:16]
     py311 = matrix[R + "python:3.11"]

@@ -443,3 +443,32 @@ def test_a_stage_job_is_one_build_or_a_list_of_builds_never_a_blend(mono: GitRep
         for layer in job["layers"]:
             assert BUILD_FIELDS & set(layer) >= {"key", "parent", "from", "tags", "build-args"}
             assert layer == matrix[layer["name"]]
+
+
+def test_the_comment_numbers_stages_as_the_stage_jobs_run_and_links_the_commits(
+    mono: GitRepo, gh: FakeGitHub
+) -> None:
+    base = mono.git("rev-parse", "main")
+    mono.git("checkout", "-q", "-b", "deep")
+    mono.write("base/os-packages.txt", "curl\n")  # everything, four levels deep
+    event = pr_event_from(mono, 8, base=base, head=mono.commit("os"))
+    runner_env = {"GITHUB_SERVER_URL": "https://github.com"}
+    done, out, summary = run_gha(
+        mono, "pull_request", event, gh, runner_env=runner_env, max_stages="2"
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    job_stage = {
+        layer["name"]: job["stage"]
+        for stage in json.loads(out["stages"])
+        for job in stage
+        for layer in job["layers"]
+    }
+    assert set(job_stage.values()) == {1, 2}
+    [body] = gh.bodies(8)
+    for text in (body, summary):
+        assert "13 of 13 layers to rebuild, 0 reused, in 2 stages (4 levels deep, packed)" in text
+        rows = re.findall(r"^\| (\d+) \| `([^`]+)` \|", text, re.M)
+        assert {name: int(stage) for stage, name in rows} == job_stage
+        head = event["pull_request"]["head"]["sha"]
+        assert f"(https://github.com/o/r/compare/{base}...{head})" in text
+    assert "stage 2:\n  one job, in this order:" in done.stdout  # the log, packed too

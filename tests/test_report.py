@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ci_layers.changes import ChangeSet, Comparison, FileChange
 from ci_layers.keys import compute_keys
@@ -14,7 +16,10 @@ from ci_layers.report import (
     COMMENT_LIMIT,
     SUMMARY_BYTES,
     affected_mermaid,
+    compare_link,
     plan_report,
+    plan_text,
+    short_labels,
 )
 from ci_layers.spec import parse_spec
 
@@ -98,3 +103,165 @@ def test_paths_cannot_mention_people() -> None:
     )
     body = plan_report(plan, marker=MARK, limit=COMMENT_LIMIT)
     assert "@octo-org" not in body.replace("@\u200bocto-org", "")
+
+
+def plan_of(text: str, changed: list[str], *, mode: str = "range", reason: str = "test"):
+    """A plan of `text` in which the files `changed` differ between the two ends."""
+    spec = parse_spec(text)
+    old = {p: "100644 blob " + blob_id(b"a") for p in changed}
+    new = {p: "100644 blob " + blob_id(b"b") for p in changed}
+    comparison = Comparison("a" * 40, "b" * 40, mode, reason)
+    return build_plan(
+        spec=spec,
+        keys=compute_keys(spec, RepoFiles(new)),
+        comparison=comparison,
+        base_spec=spec,
+        base_keys=compute_keys(spec, RepoFiles(old)),
+        changes=ChangeSet(comparison, tuple(FileChange("M", p) for p in changed)),
+    )
+
+
+def table_rows(body: str) -> list[tuple[int, str]]:
+    rows = [
+        line.split(" | ") for line in body.splitlines() if line.startswith("| ") and "`" in line
+    ]
+    return [(int(r[0].strip("| ")), r[1].strip("`")) for r in rows]
+
+
+def chain_plan(depth: int):
+    """A chain `l0 <- l1 <- …` with a leaf hanging off each link, all rebuilt."""
+    lines = ["version: 1", "layers:", "  l0: {from: scratch, copy: [{src: src, dest: /s}]}"]
+    for i in range(1, depth):
+        lines.append(f"  l{i}: {{parent: l{i - 1}, run: ['true']}}")
+        lines.append(f"  leaf{i}: {{parent: l{i - 1}, run: ['true']}}")
+    return plan_of("\n".join(lines) + "\n", ["src/a"])
+
+
+def test_the_comment_numbers_stages_by_the_stage_jobs_that_run() -> None:
+    from ci_layers.outputs import stage_jobs
+
+    plan = chain_plan(10)
+    assert len(plan.stages) == 10
+    packed = stage_jobs(plan, plan.spec, max_stages=3, max_parallel=256)
+    job_stage = {n: i for i, stage in enumerate(packed, 1) for job in stage for n in job}
+    body = plan_report(plan, marker=MARK, limit=COMMENT_LIMIT, staging=packed)
+    assert "in 3 stages (10 levels deep, packed)" in body.splitlines()[1]
+    rows = table_rows(body)
+    assert {name: stage for stage, name in rows} == job_stage  # the stage job, not the depth
+    assert [s for s, _ in rows] == sorted(s for s, _ in rows)  # in stage order
+    text = plan_text(plan, staging=packed)
+    assert text.count("\nstage ") == 3
+    assert "one job, in this order: l1, l2" in text
+    unpacked = plan_report(plan)  # the CLI: no stage jobs, the depth is the stage
+    assert "in 10 stages" in unpacked
+    assert "packed" not in unpacked.splitlines()[0]
+    assert {n: s for s, n in table_rows(unpacked)} == {
+        n: plan.layers[n].stage for n in plan.affected
+    }
+
+
+def test_the_diagram_dashes_what_is_copied_from_and_colours_its_text() -> None:
+    text = """version: 1
+layers:
+  base: {from: scratch, copy: [{src: base, dest: /b}]}
+  tools: {from: scratch, copy: [{src: tools, dest: /t}]}
+  app: {parent: base, copy: [{src: /t/bin, dest: /bin, from_layer: tools}]}
+"""
+    plan = plan_of(text, ["base/a", "tools/a"])
+    diagram = affected_mermaid(plan)
+    assert diagram is not None
+    ids = {
+        line.split('["')[1].rstrip('"]'): line.split("[")[0].strip()
+        for line in diagram.splitlines()
+        if '["' in line
+    }
+    assert f"  {ids['base']} --> {ids['app']}" in diagram.splitlines()
+    assert f"  {ids['tools']} -.-> {ids['app']}" in diagram.splitlines()
+    classdef = next(line for line in diagram.splitlines() if "classDef" in line)
+    assert "fill:" in classdef
+    assert "color:#" in classdef
+    body = plan_report(plan, marker=MARK)
+    legend = body.split("```\n\n", 1)[1].splitlines()[0]
+    assert legend.startswith("_Yellow: rebuilt")
+    assert "dashed: copies from or uses" in legend
+
+
+def test_the_footer_counts_paths_in_words_and_says_the_mode_once() -> None:
+    spec = "version: 1\nlayers:\n  a: {from: scratch, copy: [{src: a, dest: /a}]}\n"
+    one = plan_of(spec, ["a/x"], mode="merge-base", reason="merge-base of main and the head")
+    footer = plan_report(one).splitlines()[-1]
+    assert footer.endswith("; 1 changed path.")
+    assert footer.count("merge-base") == 1
+    two = plan_of(spec, ["a/x", "a/y"], mode="range", reason="the pushed commits")
+    assert (
+        plan_report(two).splitlines()[-1].endswith("(range: the pushed commits); 2 changed paths.")
+    )
+
+
+def test_the_compared_commits_link_to_the_compare_view() -> None:
+    spec = "version: 1\nlayers:\n  a: {from: scratch, copy: [{src: a, dest: /a}]}\n"
+    plan = plan_of(spec, ["a/x"])
+    url = compare_link("https://github.com", "octo/repo")
+    footer = plan_report(plan, repository_url=url).splitlines()[-1]
+    expected = (
+        f"[`{'a' * 12}..{'b' * 12}`](https://github.com/octo/repo/compare/{'a' * 40}...{'b' * 40})"
+    )
+    assert footer.startswith(f"Compared {expected} ")
+    assert compare_link("https://github.com", "octo/repo) [x](y") is None  # no markdown smuggled
+    assert compare_link("javascript:alert(1)", "octo/repo") is None
+    assert compare_link(None, "octo/repo") is None
+    assert "](" not in plan_report(plan).splitlines()[-1]  # no runner variables: no link
+
+
+def test_nodes_are_labelled_by_short_names_the_table_keeps_the_full_ones() -> None:
+    names = [
+        "registry.example.com/acme/base",
+        "registry.example.com/other/base",
+        "registry.example.com/acme/python:3.12",
+        "ghcr.io/acme/app@sha256:" + "c" * 64,
+        "x" * 80,
+    ]
+    labels = short_labels(names)
+    assert labels == {
+        names[0]: "acme/base",
+        names[1]: "other/base",
+        names[2]: "python:3.12",
+        names[3]: "app@" + "c" * 12,
+        names[4]: "x" * 39 + "…",
+    }
+
+
+@given(
+    st.sets(
+        st.lists(st.sampled_from(["a", "b", "reg.io", "base:1", "x"]), min_size=1, max_size=4).map(
+            "/".join
+        ),
+        max_size=12,
+    )
+)
+def test_short_labels_are_distinct_suffixes(names: set[str]) -> None:
+    labels = short_labels(names)
+    assert all(n == labels[n] or n.endswith("/" + labels[n]) for n in names)
+    assert len(set(labels.values())) == len(names)
+
+
+def test_a_big_plan_draws_only_what_is_rebuilt_then_lists_stages_and_folds_its_table() -> None:
+    # 30 rebuilt layers, each on a reused parent of its own: 60 nodes drawn would be too many
+    lines = ["version: 1", "layers:"]
+    for i in range(30):
+        lines.append(f"  p{i}: {{from: scratch, copy: [{{src: p{i}, dest: /p}}]}}")
+        lines.append(f"  c{i}: {{parent: p{i}, copy: [{{src: c{i}, dest: /c}}]}}")
+    plan = plan_of("\n".join(lines) + "\n", [f"c{i}/x" for i in range(30)])
+    diagram = affected_mermaid(plan)
+    assert diagram is not None
+    assert sum('["' in line for line in diagram.splitlines()) == 30  # the rebuilt ones only
+    body = plan_report(plan)
+    assert "the reused layers they are built on are not drawn" in body
+    assert "<summary>The 30 layers" not in body  # 30 rows stay open
+    many = big_plan(45)  # 45 rebuilt: no diagram, a list of the stages, a folded table
+    assert affected_mermaid(many) is None
+    body = plan_report(many)
+    assert "```mermaid" not in body
+    assert "\nStages: `root` → `layer-0000`" not in body
+    assert "Stages: `layer-0000`, `layer-0001`" in body
+    assert "<details><summary>The 45 layers to rebuild, by stage</summary>\n\n| stage |" in body
