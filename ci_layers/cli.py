@@ -162,6 +162,7 @@ def cmd_plan(
     out: TextIO,
     err: TextIO,
     cache: str | None = None,
+    publish: bool = False,
 ) -> int:
     """`spec` loads the spec on disk, which the plan needs only where the commit it
     plans has none (the working tree, a spec outside the repository)."""
@@ -188,7 +189,7 @@ def cmd_plan(
                 f"note: bake covers Dockerfile images only; {len(others)} spec layer(s) to "
                 f"rebuild are not in it: {', '.join(others)}\n"
             )
-        _emit_json(bake_file(plan, planned), out)
+        _emit_json(bake_file(plan, planned, publish=publish), out)
     elif fmt == "json":
         _emit_json(plan.to_json(), out)
     elif fmt == "markdown":
@@ -372,13 +373,37 @@ def _parser() -> argparse.ArgumentParser:
         default="text",
         help="text for people, json (stable, documented in the README), markdown",
     )
-    sub.add_parser(
+    bk = sub.add_parser(
         "bake",
         parents=[common, planning],
         help="docker-bake.json (to stdout) building the affected Dockerfile images in one call",
     )
+    bk.add_argument(
+        "--publish",
+        action="store_true",
+        help="also tag the images' release tags (default: only ci-layers-<key> hand-off tags)",
+    )
     sub.add_parser(
         "gha", parents=[common], help="run as the GitHub Action (inputs from INPUT_* variables)"
+    )
+    cm = sub.add_parser(
+        "comment",
+        help="post a comment file (the action's comment-file) as the sticky PR comment",
+        description="For a fork's pull request, whose run has a read-only token: a "
+        "workflow_run job posts the planning run's comment-file with its own token "
+        "($GITHUB_TOKEN, $GITHUB_REPOSITORY, $GITHUB_API_URL).",
+    )
+    cm.add_argument("--pr", required=True, metavar="N", help="the pull request's number")
+    cm.add_argument("--body-file", required=True, metavar="FILE", help="the comment-file")
+    cm.add_argument(
+        "--head-sha",
+        metavar="SHA",
+        help="refuse unless the pull request's head is this commit (workflow_run.head_sha)",
+    )
+    cm.add_argument(
+        "--update-only",
+        action="store_true",
+        help="only edit an existing comment (a plan with nothing to rebuild, comment: auto)",
     )
     sub.add_parser("demo", help="run on the built-in example and show what ci-layers does")
     store = argparse.ArgumentParser(add_help=False)
@@ -532,6 +557,17 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return cmd_demo(out=out)
     if args.command == "gha":
         return cmd_gha(args, out=out)
+    if args.command == "comment":
+        from .gha import post_comment_file  # PyGithub loads only to comment
+
+        return post_comment_file(
+            env=dict(os.environ),
+            number=args.pr,
+            body_file=Path(args.body_file),
+            head_sha=args.head_sha,
+            create=not args.update_only,
+            out=out,
+        )
     root, spec_path, spec_rel = _locate(args.repo, args.spec)
     shown = spec_rel if spec_rel is not None else str(spec_path)
     if args.command in ("pull", "push"):
@@ -556,6 +592,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out=out,
             err=err,
             cache=args.cache,
+            publish=getattr(args, "publish", False),
         )
     spec = load_spec(spec_path, display=shown)
 

@@ -17,7 +17,14 @@ from typing import Any
 from .plan import Plan
 from .spec import Spec
 
-__all__ = ["bake_file", "context_name", "docker_inputs", "key_tag"]
+__all__ = [
+    "bake_file",
+    "context_name",
+    "docker_inputs",
+    "key_tag",
+    "pushed_tags",
+    "release_tags",
+]
 
 
 def context_name(ref: str) -> str:
@@ -62,13 +69,30 @@ def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[
     return contexts, args
 
 
-def docker_inputs(plan: Plan, spec: Spec, name: str) -> dict[str, Any]:
+def release_tags(spec: Spec, name: str) -> list[str]:
+    """The tags a layer is released under: a Dockerfile image's name and extra tags, a
+    spec layer's `images:` tags."""
+    node = spec.graph[name].dockerfile
+    if node is not None:
+        return list(dict.fromkeys([name, *node.tags]))
+    return [t for img in spec.images.values() if img.layer == name for t in img.tags]
+
+
+def pushed_tags(plan: Plan, spec: Spec, name: str, *, publish: bool) -> list[str]:
+    """What a Dockerfile image's build pushes: its hand-off tag (later stages pull it)
+    always, its release tags only where the workflow publishes, so a pull request's run
+    never moves a production tag."""
+    handoff = key_tag(name, plan.layers[name].key)
+    return list(dict.fromkeys([*(release_tags(spec, name) if publish else []), handoff]))
+
+
+def docker_inputs(plan: Plan, spec: Spec, name: str, *, publish: bool = False) -> dict[str, Any]:
     """docker/build-push-action's inputs for one Dockerfile-built image."""
     node = spec.graph[name].dockerfile
     assert node is not None
     contexts, redirect_args = _redirects(plan, spec, name)
     args = {**dict(spec.graph[name].build_args), **redirect_args}
-    tags = [name, *node.tags, key_tag(name, plan.layers[name].key)]
+    tags = pushed_tags(plan, spec, name, publish=publish)
     return {
         "context": node.context or ".",
         "file": node.file,
@@ -88,10 +112,10 @@ def _target(name: str, taken: set[str]) -> str:
     return target
 
 
-def bake_file(plan: Plan, spec: Spec) -> dict[str, Any]:
+def bake_file(plan: Plan, spec: Spec, *, publish: bool = False) -> dict[str, Any]:
     """docker-bake.json for the affected Dockerfile images: each child gets its rebuilt
     parents through `contexts` ("<reference>": "target:<parent>"), so one `docker buildx
-    bake` builds the affected DAG in order."""
+    bake` builds the affected DAG in order. Tags as `pushed_tags`."""
     images = [n for n in plan.affected if spec.graph[n].dockerfile is not None]
     taken: set[str] = set()
     targets = {n: _target(n, taken) for n in images}
@@ -104,7 +128,7 @@ def bake_file(plan: Plan, spec: Spec) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "context": context,
             "dockerfile": dockerfile,
-            "tags": list(dict.fromkeys([name, *node.tags, key_tag(name, plan.layers[name].key)])),
+            "tags": pushed_tags(plan, spec, name, publish=publish),
         }
         if node.target:
             entry["target"] = node.target

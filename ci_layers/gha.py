@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .changes import GitHistory, choose_comparison, read_event
+from .docker import bake_file
 from .errors import Location, SpecError, SpecInvalid, UsageError
-from .github import marker_for, upsert_comment
+from .github import MARKER_PREFIX, marker_for, upsert_comment
 from .outputs import (
     MATRIX_LIMIT,
     OutputTooLarge,
@@ -61,6 +62,9 @@ class ActionInputs:
     fail_on: str  # error | warning | never
     cache: str | None = None  # REGISTRY/REPO holding ci-layers-<key> images
     lint: bool = False  # annotate lint findings on their lines
+    publish: bool = False  # release tags in the jobs' `tags`, not only hand-off tags
+    pr_number: int | None = None  # the pull request to comment on, whatever the event
+    header: str = ""  # tells apart several sticky comments of one spec
 
 
 def _input(env: Mapping[str, str], name: str, default: str = "") -> str:
@@ -92,14 +96,25 @@ def inputs_from_env(env: Mapping[str, str]) -> ActionInputs:
         max_parallel=numbers["max-parallel-jobs"],
         fail_on=fail_on,
         cache=_input(env, "cache") or None,
-        lint=_lint_input(env),
+        lint=_flag(env, "lint"),
+        publish=_flag(env, "publish"),
+        pr_number=_pr_number(_input(env, "pr-number")),
+        header=_input(env, "header"),
     )
 
 
-def _lint_input(env: Mapping[str, str]) -> bool:
-    value = _input(env, "lint", "false").lower()
+def _pr_number(raw: str) -> int | None:
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or int(raw) < 1:
+        raise UsageError(f"input pr-number must be a pull request's number, not {raw!r}")
+    return int(raw)
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = _input(env, name, "false").lower()
     if value not in ("true", "false"):
-        raise UsageError(f"input lint must be true or false, not {value!r}")
+        raise UsageError(f"input {name} must be true or false, not {value!r}")
     return value == "true"
 
 
@@ -179,14 +194,28 @@ def run_action(
         raise OutputWriteError(
             f"cannot write the plan file in $RUNNER_TEMP ({plan_file}): {exc.strerror}"
         ) from None
+    bake = _write_bake_file(env, plan, spec, publish=inputs.publish)
     failed = None
     packed = stage_jobs(plan, spec, max_stages=inputs.max_stages, max_parallel=inputs.max_parallel)
     try:
-        outputs = action_outputs(plan, spec, packed=packed, plan_file=plan_file)
+        outputs = action_outputs(
+            plan,
+            spec,
+            packed=packed,
+            plan_file=plan_file,
+            publish=inputs.publish,
+            cache=inputs.cache,
+        )
     except OutputTooLarge as exc:  # still say what is planned, in the summary and comment
         failed = exc
         outputs = {"has-changes": "true" if plan.affected else "false", "plan-file": str(plan_file)}
         out.write(annotation("error", str(exc)) + "\n")
+    outputs["bake-file"] = str(bake) if bake else ""
+    where = compare_link(env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"))
+    view = {"staging": packed, "repository_url": where}
+    marker = marker_for(spec.path, inputs.header)
+    body = plan_report(plan, marker=marker, limit=COMMENT_LIMIT, **view)
+    outputs["comment-file"] = str(_write_comment_file(env, spec.path, inputs.header, body))
     if output_path:
         write_outputs(output_path, outputs)
     _log_plan(plan, packed, outputs, out)
@@ -199,13 +228,15 @@ def run_action(
             )
             + "\n"
         )
-    where = compare_link(env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"))
-    view = {"staging": packed, "repository_url": where}
     _summarize(env, plan_report(plan, max_bytes=SUMMARY_BYTES, **view), out)
-    body = plan_report(plan, marker=marker_for(spec.path), limit=COMMENT_LIMIT, **view)
-    _comment(plan, body, inputs, env, event_name, payload, spec, out)
+    create = inputs.comment == "always" or bool(plan.affected)
+    posted = _post(body, spec.path, inputs, env, event_name, payload, out, create=create)
+    if output_path:
+        write_outputs(output_path, {"comment-id": str(posted or "")})
     if failed is not None:
         return failed.exit_code
+    if not _stage_jobs_declared(env, root, len(packed), out) and inputs.fail_on != "never":
+        return 1
     if inputs.fail_on == "warning" and spec.warnings:
         out.write(f"failing: {len(spec.warnings)} warning(s) and fail-on is 'warning'\n")
         return 1
@@ -220,13 +251,74 @@ EMPTY_OUTPUTS = {
     "stage-count": "0",
     "affected": "[]",
     "plan-file": "",
+    "bake-file": "",
+    "comment-file": "",
 }
 
 
-def _plan_file(env: Mapping[str, str], spec: Spec) -> Path:
+def _plan_file(env: Mapping[str, str], spec: Spec, *, kind: str = "plan") -> Path:
     """One file per spec, so two steps of a job (one spec each) keep their own plans."""
     tag = hashlib.sha256(spec.path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    return Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / f"ci-layers-plan-{tag}.json"
+    return Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / f"ci-layers-{kind}-{tag}.json"
+
+
+_STAGE_INDEX = re.compile(r"stages\s*\)\s*\[\s*(\d+)\s*\]")
+
+
+def _stage_jobs_declared(env: Mapping[str, str], root: Path, needed: int, out: TextIO) -> bool:
+    """Whether the running workflow declares a job for each stage the plan needs: a stage
+    without its `fromJSON(….stages)[i]` job would leave layers unbuilt in a green run.
+    A workflow that cannot be read here, or that reads no `stages`, is not judged."""
+    ref = env.get("GITHUB_WORKFLOW_REF", "")
+    repository = env.get("GITHUB_REPOSITORY", "")
+    path = ref.split("@", 1)[0].removeprefix(f"{repository}/") if repository else ""
+    if not path.startswith(".github/workflows/") or ".." in path.split("/"):
+        return True
+    try:
+        text = (root / path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+    declared = {int(i) + 1 for i in _STAGE_INDEX.findall(text)}
+    missing = [k for k in range(1, needed + 1) if k not in declared]
+    if not declared or not missing:
+        return True
+    have = ", ".join(str(k) for k in sorted(declared)) or "none"
+    message = (
+        f"this plan needs {needed} stage jobs, and {path} declares jobs for stages {have} "
+        f"only (stage N reads fromJSON(….stages)[N-1]): stage "
+        f"{', '.join(str(k) for k in missing)} would not run and its layers would not be "
+        f"built. Declare them, or set max-stages to {max(declared)}"
+    )
+    out.write(annotation("error", message) + "\n")
+    return False
+
+
+def _write_comment_file(env: Mapping[str, str], spec_name: str, header: str, body: str) -> Path:
+    """The comment's body, marker first, for a job that posts it elsewhere (a fork's pull
+    request: `ci-layers comment` in a `workflow_run` job) or with another tool."""
+    tag = hashlib.sha256(f"{spec_name}\0{header}".encode("utf-8", "surrogateescape"))
+    path = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir())
+    path = path / f"ci-layers-comment-{tag.hexdigest()[:12]}.md"
+    try:
+        path.write_text(body + "\n", encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write the comment file ({path}): {exc.strerror}") from None
+    return path
+
+
+def _write_bake_file(
+    env: Mapping[str, str], plan: Plan, spec: Spec, *, publish: bool
+) -> Path | None:
+    """docker-bake.json for the affected Dockerfile images, beside the plan file, for
+    docker/bake-action (`source: .`, `files:`); None when there are none to build."""
+    if not any(spec.graph[n].dockerfile is not None for n in plan.affected):
+        return None
+    path = _plan_file(env, spec, kind="bake")
+    try:
+        path.write_text(json.dumps(bake_file(plan, spec, publish=publish), indent=2) + "\n")
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write the bake file ({path}): {exc.strerror}") from None
+    return path
 
 
 def _spec_failed(
@@ -242,12 +334,16 @@ def _spec_failed(
     on, a summary, and the sticky comment (if there is one) says the plan is stale."""
     _annotate(error.problems, out)
     out.write(untrusted(str(error)) + "\n")  # names from the repository: no workflow commands
-    if env.get("GITHUB_OUTPUT"):
-        write_outputs(Path(env["GITHUB_OUTPUT"]), EMPTY_OUTPUTS)
     report = spec_error_report(error)
-    _summarize(env, report, out)
     name = spec.path if spec is not None else error.problems[0].where.file
-    _post(report, name, inputs, env, event_name, payload, out, create=False)
+    comment = f"{marker_for(name, inputs.header)}\n{report}"
+    written = _write_comment_file(env, name, inputs.header, comment)
+    if env.get("GITHUB_OUTPUT"):
+        write_outputs(Path(env["GITHUB_OUTPUT"]), {**EMPTY_OUTPUTS, "comment-file": str(written)})
+    _summarize(env, report, out)
+    posted = _post(comment, name, inputs, env, event_name, payload, out, create=False)
+    if env.get("GITHUB_OUTPUT"):
+        write_outputs(Path(env["GITHUB_OUTPUT"]), {"comment-id": str(posted or "")})
     return 0 if inputs.fail_on == "never" else error.exit_code
 
 
@@ -273,20 +369,6 @@ def _log_plan(
     )
 
 
-def _comment(
-    plan: Plan,
-    body: str,
-    inputs: ActionInputs,
-    env: Mapping[str, str],
-    event_name: str | None,
-    payload: Mapping[str, Any],
-    spec: Spec,
-    out: TextIO,
-) -> None:
-    create = inputs.comment == "always" or bool(plan.affected)
-    _post(body, spec.path, inputs, env, event_name, payload, out, create=create)
-
-
 def _post(
     body: str,
     spec_name: str,
@@ -297,27 +379,32 @@ def _post(
     out: TextIO,
     *,
     create: bool,
-) -> None:
-    """Create or update the pull request's sticky comment for spec `spec_name`."""
+) -> int | None:
+    """Create or update the pull request's sticky comment for spec `spec_name` (the
+    event's pull request, or `pr-number`'s); the comment's id, if written."""
     pr = payload.get("pull_request")
     number = pr.get("number") if isinstance(pr, dict) else None
-    if inputs.comment == "never" or event_name not in ("pull_request", "pull_request_target"):
-        return
+    if inputs.pr_number is not None:
+        number = inputs.pr_number
+    elif event_name not in ("pull_request", "pull_request_target"):
+        return None
+    if inputs.comment == "never":
+        return None
     if not isinstance(number, int) or isinstance(number, bool):  # true is no PR number
-        return
+        return None
     repo_field = payload.get("repository")
     repository = env.get("GITHUB_REPOSITORY") or (
         repo_field.get("full_name") if isinstance(repo_field, dict) else None
     )
     if not inputs.token or not isinstance(repository, str) or not repository:
         out.write(annotation("warning", "no github-token or repository: no PR comment") + "\n")
-        return
+        return None
     api_url = env.get("GITHUB_API_URL") or "https://api.github.com"
     if not re.match(r"https?://[^/\s]+", api_url):
         why = f"GITHUB_API_URL {api_url!r} is no http(s) URL"
         out.write(annotation("warning", f"PR comment not written: {why}") + "\n")
-        return
-    marker = marker_for(spec_name)
+        return None
+    marker = marker_for(spec_name, inputs.header)
     if not body.startswith(marker):
         body = f"{marker}\n{body}"
     result = upsert_comment(
@@ -334,3 +421,59 @@ def _post(
     else:
         copies = f", {result.deleted_copies} duplicate(s) removed" if result.deleted_copies else ""
         out.write(f"PR comment {result.action}{copies}: {result.url or '-'}\n")
+    return result.id
+
+
+def post_comment_file(
+    *,
+    env: Mapping[str, str],
+    number: str,
+    body_file: Path,
+    head_sha: str | None,
+    create: bool,
+    out: TextIO,
+) -> int:
+    """`ci-layers comment`: post a comment-file written by a run that could not (a fork's
+    pull request). The file and the number come from that run, which the pull request's
+    code controlled: the body must be a ci-layers comment within GitHub's size, and with
+    `head_sha` (the workflow_run event's, which GitHub sets) the pull request must be the
+    one that run planned."""
+    if not (number.isascii() and number.isdigit() and len(number) <= 10) or int(number) < 1:
+        raise UsageError(f"--pr must be a pull request's number, not {number.strip()!r}")
+    if head_sha is not None and not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head_sha):
+        raise UsageError(f"--head-sha must be a full commit id, not {head_sha!r}")
+    try:
+        raw = body_file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"--body-file {body_file}: {exc.strerror}") from None
+    body = raw.decode("utf-8", "replace").rstrip("\n")
+    marker = body.split("\n", 1)[0]
+    if not (marker.startswith(MARKER_PREFIX) and marker.endswith(" -->")):
+        raise UsageError(
+            f"{body_file}:1: not a ci-layers comment (the first line must be its "
+            f"'{MARKER_PREFIX}… -->' marker)"
+        )
+    if len(body) > COMMENT_LIMIT:
+        raise UsageError(
+            f"{body_file}: {len(body):,} characters, over the {COMMENT_LIMIT:,} a comment takes"
+        )
+    token, repository = env.get("GITHUB_TOKEN"), env.get("GITHUB_REPOSITORY")
+    if not token or not repository:
+        raise UsageError("ci-layers comment needs $GITHUB_TOKEN and $GITHUB_REPOSITORY")
+    result = upsert_comment(
+        api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
+        token=token,
+        repository=repository,
+        number=int(number),
+        body=body,
+        marker=marker,
+        create=create,
+        head_sha=head_sha,
+    )
+    if result.warning:
+        out.write(annotation("error", f"PR comment not written: {result.warning}") + "\n")
+        return 1
+    out.write(f"PR comment {result.action}: {result.url or '-'}\n")
+    if env.get("GITHUB_OUTPUT"):
+        write_outputs(Path(env["GITHUB_OUTPUT"]), {"comment-id": str(result.id or "")})
+    return 0

@@ -28,11 +28,22 @@ class CommentResult:
     url: str | None = None
     warning: str | None = None
     deleted_copies: int = 0
+    id: int | None = None  # the comment's, for the `comment-id` output
 
 
-def marker_for(spec_name: str) -> str:
-    safe = spec_name.replace("--", "- -").replace(">", "")
-    return f"<!-- ci-layers:plan {safe} -->"
+def _comment_safe(text: str) -> str:
+    """Text that cannot end an HTML comment or its line."""
+    return " ".join(text.replace("--", "- -").replace(">", "").split())
+
+
+def marker_for(spec_name: str, header: str = "") -> str:
+    """The hidden first line a sticky comment is found by: one per spec and `header`
+    (several plans of one spec in one pull request each keep their own)."""
+    label = f" [{_comment_safe(header)}]" if header.strip() else ""
+    return f"<!-- ci-layers:plan {_comment_safe(spec_name)}{label} -->"
+
+
+MARKER_PREFIX = "<!-- ci-layers:plan "
 
 
 # PyGithub logs every retried request to stderr at INFO: noise next to the warning
@@ -70,19 +81,28 @@ def upsert_comment(
     body: str,
     marker: str,
     create: bool,
+    head_sha: str | None = None,
     retries: int = 5,
     backoff: float = 0.5,
 ) -> CommentResult:
     """Create or update the marked comment on pull request `number`.
 
     `create` False only updates an existing comment (an empty plan under
-    `comment: auto` says "nothing to rebuild" where it said something before).
+    `comment: auto` says "nothing to rebuild" where it said something before). With
+    `head_sha`, the pull request's head must be that commit: a `workflow_run` job takes
+    the number from the planning run's artifact, which the pull request's code wrote.
     """
     if not body.startswith(marker):
         body = f"{marker}\n{body}"
     try:
         gh = _client(api_url, token, retries=retries, backoff=backoff)
-        issue = gh.get_repo(repository).get_issue(number)
+        repo = gh.get_repo(repository)
+        if head_sha is not None:
+            actual = repo.get_pull(number).head.sha
+            if actual != head_sha:
+                why = f"pull request #{number}'s head is {actual[:12]}, not {head_sha[:12]}"
+                return CommentResult("failed", warning=f"{why}: the comment was not written")
+        issue = repo.get_issue(number)
         marked = [c for c in issue.get_comments() if (c.body or "").startswith(marker)]
         login = _own_login(gh) if marked else None
         mine = sorted((c for c in marked if _written_by(c, login)), key=lambda c: c.id)
@@ -99,7 +119,7 @@ def upsert_comment(
                 comment.edit(body)
                 action = "updated"
         comment, deleted = _settle(issue, comment, marker, body)
-        return CommentResult(action, url=comment.html_url, deleted_copies=deleted)
+        return CommentResult(action, url=comment.html_url, deleted_copies=deleted, id=comment.id)
     except GithubException as exc:
         return CommentResult("failed", warning=_describe(exc))
     except requests.exceptions.RetryError:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .docker import docker_inputs
+from .docker import docker_inputs, key_tag, release_tags
 from .errors import CiLayersError
 from .pack import pack_stages
 from .plan import Plan
@@ -45,31 +45,49 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
 
-def layer_entry(plan: Plan, spec: Spec, name: str) -> dict[str, Any]:
-    """What a build step needs for one layer."""
+def layer_entry(
+    plan: Plan, spec: Spec, name: str, *, publish: bool = False, cache: str | None = None
+) -> dict[str, Any]:
+    """What a build step needs for one layer, in one shape for both kinds: `tags` is what
+    the build pushes (the hand-off tag later stages pull, and the release tags only when
+    `publish`), `release-tags` and `hand-off-tag` apart; a Dockerfile image adds
+    `context`, `file` and `docker` (build-push-action's inputs)."""
     layer = spec.graph[name]
-    tags = [t for img in spec.images.values() if img.layer == name for t in img.tags]
+    key = plan.layers[name].key
+    release = release_tags(spec, name)
     entry: dict[str, Any] = {
         "name": name,
-        "key": plan.layers[name].key,
+        "key": key,
         "stage": plan.layers[name].stage,
+        "kind": "spec" if layer.dockerfile is None else "dockerfile",
         "parent": layer.parent,
         "from": layer.base,
-        "tags": tags,
+        "tags": [],
+        "release-tags": release,
+        "hand-off-tag": None,
         "build-args": dict(layer.build_args),
     }
     if layer.dockerfile is not None:
-        docker = docker_inputs(plan, spec, name)
+        docker = docker_inputs(plan, spec, name, publish=publish)
         entry.update(context=docker["context"], file=docker["file"], docker=docker)
         entry["tags"] = docker["tags"].split("\n")
+        entry["hand-off-tag"] = key_tag(name, key)
+    elif cache:  # `ci-layers build --cache CACHE --push [--publish]` pushes these
+        # the tag `build --push` gives it (oci.reference.key_tag; planning keeps off oci/)
+        entry["hand-off-tag"] = f"{cache}:ci-layers-{key.removeprefix('sha256:')}"
+        entry["tags"] = [*(release if publish else []), entry["hand-off-tag"]]
+    elif publish:
+        entry["tags"] = release
     return entry
 
 
-def _job_entry(plan: Plan, spec: Spec, job: tuple[str, ...], stage: int) -> dict[str, Any]:
+def _job_entry(
+    plan: Plan, spec: Spec, job: tuple[str, ...], stage: int, **how: Any
+) -> dict[str, Any]:
     """One stage job: a build (every field of its layer, `packed` false) or, packed, a
     list of builds the job runs in order (`name`, `stage`, `layers`, `packed` true and
     nothing else: no field of one layer passes for the job's)."""
-    layers = [layer_entry(plan, spec, n) for n in job]
+    layers = [layer_entry(plan, spec, n, **how) for n in job]
     for entry in layers:
         entry["stage"] = stage
     if len(job) == 1:
@@ -93,12 +111,17 @@ def action_outputs(
     *,
     packed: list[list[tuple[str, ...]]],
     plan_file: Path,
+    publish: bool = False,
+    cache: str | None = None,
 ) -> dict[str, str]:
     """The outputs of `ci-layers gha`, as the strings written to $GITHUB_OUTPUT."""
     affected = list(plan.affected)
-    stages = [[_job_entry(plan, spec, job, i) for job in jobs] for i, jobs in enumerate(packed, 1)]
+    how: dict[str, Any] = {"publish": publish, "cache": cache}
+    stages = [
+        [_job_entry(plan, spec, job, i, **how) for job in jobs] for i, jobs in enumerate(packed, 1)
+    ]
     stage_of = {n: i for i, jobs in enumerate(packed, 1) for job in jobs for n in job}
-    matrix = [{**layer_entry(plan, spec, n), "stage": stage_of[n]} for n in affected]
+    matrix = [{**layer_entry(plan, spec, n, **how), "stage": stage_of[n]} for n in affected]
     outputs = {
         "has-changes": "true" if affected else "false",
         "matrix": _compact({"include": matrix}),
@@ -119,7 +142,8 @@ def check_size(outputs: Mapping[str, str]) -> None:
         raise OutputTooLarge(
             f"the outputs would take {size:,} bytes, over GitHub's limit of {OUTPUT_LIMIT:,} per "
             f"job ('{biggest}' is the largest): too many layers to pass as outputs. Only "
-            "has-changes and plan-file were written; build from the plan file"
+            "has-changes and the file paths (plan-file, bake-file, comment-file) were written; "
+            "build from the plan file"
         )
 
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 _LIST = re.compile(r"^/repos/([^/]+)/([^/]+)/issues/(\d+)/comments$")
 _ONE = re.compile(r"^/repos/([^/]+)/([^/]+)/issues/comments/(\d+)$")
+_PULL = re.compile(r"^/repos/([^/]+)/([^/]+)/pulls/(\d+)$")
 
 
 @dataclass
@@ -37,6 +38,7 @@ class FakeGitHub:
     fail_next: list[int] = field(default_factory=list)  # statuses to answer before success
     rate_limit_next: int = 0  # secondary rate limits (403 + Retry-After: 1) to answer first
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    heads: dict[int, str] = field(default_factory=dict)  # pull request -> head commit
     requests: list[Recorded] = field(default_factory=list)
     validate: Callable[[Recorded], str | None] | None = None  # returns a violation
     violations: list[str] = field(default_factory=list)
@@ -124,6 +126,12 @@ def serve(fake: FakeGitHub) -> ThreadingHTTPServer:
                 return self._send(200, {"login": fake.login, "id": 1, "type": "User"})
             if (m := _LIST.match(parts.path)) and method == "GET":
                 return self._list(int(m.group(3)), rec)
+            if (m := _PULL.match(parts.path)) and method == "GET":
+                number = int(m.group(3))
+                if number not in fake.heads:
+                    return self._send(404, {"message": "Not Found"})
+                pull = {"number": number, "state": "open", "head": {"sha": fake.heads[number]}}
+                return self._send(200, {**pull, "url": f"{fake.url}/repos/o/r/pulls/{number}"})
             if method in ("POST", "PATCH") and not isinstance((body or {}).get("body"), str):
                 return self._send(422, {"message": "Validation Failed"})
             if (m := _LIST.match(parts.path)) and method == "POST":

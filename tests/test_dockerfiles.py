@@ -351,6 +351,15 @@ def test_bake_file_builds_the_affected_dag_through_target_contexts(dock: GitRepo
     assert bake["target"]["registry-example-com-acme-api-debug"]["contexts"] == {
         f"{R}api": "target:registry-example-com-acme-api"
     }
+    # hand-off tags only, unless the run publishes: a pull request never moves a release
+    [handoff] = api["tags"]
+    assert handoff.startswith(f"{R}api:ci-layers-")
+    code, out, err = run(dock, "bake", "--publish", "--base", base, "--head", "HEAD")
+    assert code == 0, err
+    assert json.loads(out)["target"]["registry-example-com-acme-api"]["tags"] == [
+        f"{R}api",
+        handoff,
+    ]
 
 
 def test_matrix_entries_carry_build_push_action_inputs(dock: GitRepo) -> None:
@@ -384,8 +393,19 @@ def test_matrix_entries_carry_build_push_action_inputs(dock: GitRepo) -> None:
     assert f"BASE_IMAGE={R}base:ci-layers-{base_key}" in py311["docker"]["build-args"].split("\n")
     assert "PYTHON_VERSION=3.11" in py311["docker"]["build-args"].split("\n")
     worker = matrix[R + "worker"]
-    assert f"{R}worker:stable" in worker["tags"]
-    assert worker["tags"][-1].startswith(f"{R}worker:ci-layers-")
+    assert worker["kind"] == "dockerfile"
+    assert worker["release-tags"] == [f"{R}worker", f"{R}worker:stable"]
+    handoff = worker["hand-off-tag"]
+    assert handoff.startswith(f"{R}worker:ci-layers-")
+    # a run that does not publish pushes only the hand-off tag later stages pull
+    assert worker["tags"] == [handoff]
+    assert worker["docker"]["tags"] == handoff
+    published = action_outputs(
+        plan, plan.spec, packed=packed, plan_file=dock.root / "p.json", publish=True
+    )
+    worker = {e["name"]: e for e in json.loads(published["matrix"])["include"]}[R + "worker"]
+    assert worker["tags"] == [f"{R}worker", f"{R}worker:stable", handoff]
+    assert worker["docker"]["tags"].split("\n") == worker["tags"]
 
 
 def test_symlinks_in_the_context_and_parent_paths(dock: GitRepo) -> None:

@@ -115,7 +115,8 @@ def test_pull_request_outputs_summary_and_comment(mono: GitRepo, gh: FakeGitHub)
     assert [e["name"] for e in matrix] == ["api-deps", "admin", "api"]
     api = next(e for e in matrix if e["name"] == "api")
     assert api["parent"] == "api-deps"
-    assert api["tags"] == ["registry.example.com/shop/api"]
+    assert api["release-tags"] == ["registry.example.com/shop/api"]
+    assert api["tags"] == []  # no cache to hand layers off through, no publishing
     assert api["key"].startswith("sha256:")
     stages = json.loads(out["stages"])
     assert out["stage-count"] == str(len(stages)) == "2"
@@ -277,6 +278,8 @@ def test_a_broken_dockerfile_is_a_spec_error_of_the_action(git_repo: GitRepo) ->
     event = {"ref": "refs/heads/main", "before": base, "after": head}
     done, out, summary = run_gha(git_repo, "push", event, fail_on="never")
     assert done.returncode == 0, done.stderr
+    comment = Path(out.pop("comment-file")).read_text()  # what a workflow_run job would post
+    assert comment.startswith("<!-- ci-layers:plan ci-layers.yaml -->\n### ci-layers: the spec")
     assert out == {
         "has-changes": "false",
         "matrix": '{"include":[]}',
@@ -284,6 +287,8 @@ def test_a_broken_dockerfile_is_a_spec_error_of_the_action(git_repo: GitRepo) ->
         "stage-count": "0",
         "affected": "[]",
         "plan-file": "",
+        "bake-file": "",
+        "comment-id": "",
     }
     assert summary.startswith("### ci-layers: the spec does not load")
     assert (
@@ -335,7 +340,7 @@ def test_outputs_over_githubs_limit_fail_with_an_annotation_and_the_plan_file(
     git_repo.commit("many layers")
     done, out, summary = run_gha(git_repo, "workflow_dispatch", {})
     assert done.returncode == 1
-    assert set(out) == {"has-changes", "plan-file"}
+    assert set(out) == {"has-changes", "plan-file", "bake-file", "comment-file", "comment-id"}
     assert len(json.loads(Path(out["plan-file"]).read_text())["affected"]) == 1500
     assert any(
         line.startswith("::error::the outputs would take")
@@ -472,3 +477,162 @@ def test_the_comment_numbers_stages_as_the_stage_jobs_run_and_links_the_commits(
         head = event["pull_request"]["head"]["sha"]
         assert f"(https://github.com/o/r/compare/{base}...{head})" in text
     assert "stage 2:\n  one job, in this order:" in done.stdout  # the log, packed too
+
+
+def test_jobs_push_hand_off_tags_always_and_release_tags_only_when_publishing(
+    mono: GitRepo,
+) -> None:
+    from ci_layers.oci.reference import key_tag
+
+    event = pr_event(mono)
+    cache = "registry.example.com/shop/layers"
+    for publish in ("false", "true"):
+        done, out, _ = run_gha(mono, "pull_request", event, cache=cache, publish=publish)
+        assert done.returncode == 0, done.stderr + done.stdout
+        matrix = {e["name"]: e for e in json.loads(out["matrix"])["include"]}
+        api = matrix["api"]
+        assert api["kind"] == "spec"
+        assert api["hand-off-tag"] == f"{cache}:{key_tag(api['key'])}"  # what build pushes
+        assert api["release-tags"] == ["registry.example.com/shop/api"]
+        release = api["release-tags"] if publish == "true" else []
+        assert api["tags"] == [*release, api["hand-off-tag"]]
+        [job] = next(s for s in json.loads(out["stages"]) if s[0]["name"] == "api")
+        assert job["tags"] == api["tags"]
+    done, _, _ = run_gha(mono, "pull_request", event, publish="yes")
+    assert done.returncode == 2
+    assert "input publish must be true or false, not 'yes'" in done.stderr
+
+
+def test_the_bake_file_output_is_what_ci_layers_bake_prints(git_repo: GitRepo) -> None:
+    import io
+
+    from ci_layers.cli import main
+
+    git_repo.copy_fixture(FIXTURES / "dockerfiles")
+    base = git_repo.commit("dockerfiles")
+    git_repo.git("checkout", "-q", "-b", "clang")
+    git_repo.write("images/builder/toolchain.cfg", "cc=clang\n")
+    event = pr_event_from(git_repo, 3, base=base, head=git_repo.commit("clang"))
+    for publish in ("false", "true"):
+        done, out, _ = run_gha(git_repo, "pull_request", event, publish=publish)
+        assert done.returncode == 0, done.stderr + done.stdout
+        printed, err = io.StringIO(), io.StringIO()
+        flags = ["--publish"] if publish == "true" else []
+        argv = ["bake", *flags, "--base", base, "--head", "HEAD", "-C", str(git_repo.root)]
+        assert main(argv, out=printed, err=err) == 0, err.getvalue()
+        assert json.loads(Path(out["bake-file"]).read_text()) == json.loads(printed.getvalue())
+        assert Path(out["bake-file"]).parent == Path(out["plan-file"]).parent  # $RUNNER_TEMP
+
+
+def test_no_bake_file_when_no_dockerfile_image_is_rebuilt(mono: GitRepo) -> None:
+    done, out, _ = run_gha(mono, "pull_request", pr_event(mono))
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert out["has-changes"] == "true"
+    assert out["bake-file"] == ""  # spec layers only: docker/bake-action is skipped
+
+
+def test_pr_number_comments_from_any_event_and_headers_keep_comments_apart(
+    mono: GitRepo, gh: FakeGitHub
+) -> None:
+    event = pr_event(mono, number=9)
+    base, head = event["pull_request"]["base"]["sha"], event["pull_request"]["head"]["sha"]
+    # a workflow_run job: no pull request in its event, the number and commits as inputs
+    run = {"workflow_run": {"id": 1, "head_sha": head}}
+    for header in ("amd64", "arm64", "amd64"):
+        done, out, _ = run_gha(
+            mono, "workflow_run", run, gh, pr_number="9", base=base, head=head, header=header
+        )
+        assert done.returncode == 0, done.stderr + done.stdout
+        ids = {c["id"]: c["body"] for c in gh.comments[9]}
+        assert int(out["comment-id"]) in ids
+        assert ids[int(out["comment-id"])].startswith(
+            f"<!-- ci-layers:plan ci-layers.yaml [{header}] -->\n### ci-layers: 3 of 13"
+        )
+        assert Path(out["comment-file"]).read_text().rstrip("\n") == ids[int(out["comment-id"])]
+    assert len(gh.comments[9]) == 2  # one per header; the second amd64 run edited its own
+    done, out, _ = run_gha(mono, "pull_request", event, gh, comment="never")
+    assert out["comment-id"] == ""
+    assert (
+        Path(out["comment-file"]).read_text().startswith("<!-- ci-layers:plan ci-layers.yaml -->")
+    )
+    done, _, _ = run_gha(mono, "workflow_run", run, gh, pr_number="#9")
+    assert done.returncode == 2
+    assert "input pr-number must be a pull request's number, not '#9'" in done.stderr
+
+
+def comment_cli(gh: FakeGitHub, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        "PATH": os.environ["PATH"],
+        "GITHUB_TOKEN": "ghs_write_token",
+        "GITHUB_REPOSITORY": "o/r",
+        "GITHUB_API_URL": gh.url,
+    }
+    cmd = [sys.executable, "-m", "ci_layers.cli", "comment", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+
+
+def test_a_workflow_run_job_posts_a_forks_comment_file_for_that_pull_request_only(
+    mono: GitRepo, gh: FakeGitHub, tmp_path: Path
+) -> None:
+    gh.read_only = True  # the fork's run: its token may not comment
+    event = pr_event(mono, number=11)
+    done, out, _ = run_gha(mono, "pull_request", event, gh)
+    assert "::warning::PR comment not written" in done.stdout
+    assert 11 not in gh.comments
+    gh.read_only = False  # the workflow_run job, with pull-requests: write
+    head = event["pull_request"]["head"]["sha"]
+    gh.heads[11] = head
+    wrong = comment_cli(
+        gh, "--pr", "11", "--body-file", out["comment-file"], "--head-sha", "f" * 40
+    )
+    assert wrong.returncode == 1
+    assert f"pull request #11's head is {head[:12]}, not ffffffffffff" in wrong.stdout
+    assert 11 not in gh.comments  # an artifact naming another pull request posts nothing
+    done = comment_cli(gh, "--pr", "11", "--body-file", out["comment-file"], "--head-sha", head)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert gh.bodies(11) == [Path(out["comment-file"]).read_text().rstrip("\n")]
+    again = comment_cli(gh, "--pr", "11", "--body-file", out["comment-file"], "--update-only")
+    assert again.returncode == 0
+    assert "PR comment unchanged" in again.stdout
+    assert len(gh.bodies(11)) == 1
+    assert (
+        comment_cli(
+            gh, "--pr", "12", "--body-file", out["comment-file"], "--update-only"
+        ).returncode
+        == 0
+    )
+    assert 12 not in gh.comments  # nothing to update: nothing created
+    forged = tmp_path / "forged.md"
+    forged.write_text("Click here for free CI minutes\n")
+    bad = comment_cli(gh, "--pr", "11", "--body-file", str(forged))
+    assert bad.returncode == 2
+    assert f"{forged}:1: not a ci-layers comment" in bad.stderr
+
+
+def test_a_plan_needing_a_stage_job_the_workflow_lacks_fails_instead_of_going_green(
+    mono: GitRepo,
+) -> None:
+    example = (Path(__file__).parents[1] / ".github/workflows/example-build.yml").read_text()
+    two_jobs = example.split("\n  stage-3:\n")[0] + "\n"
+    assert "stages)[1]" in two_jobs
+    assert "stages)[2]" not in two_jobs
+    base = mono.git("rev-parse", "HEAD")
+    mono.write(".github/workflows/layers.yml", two_jobs)
+    mono.write("base/os-packages.txt", "curl\n")  # four levels deep: three stage jobs
+    head = mono.commit("deep")
+    event = {"ref": "refs/heads/main", "before": base, "after": head}
+    runner_env = {"GITHUB_WORKFLOW_REF": "o/r/.github/workflows/layers.yml@refs/heads/main"}
+    done, out, _ = run_gha(mono, "push", event, runner_env=runner_env, max_stages="3")
+    assert done.returncode == 1
+    assert out["stage-count"] == "3"
+    assert (
+        "::error::this plan needs 3 stage jobs, and .github/workflows/layers.yml declares jobs "
+        "for stages 1, 2 only" in done.stdout
+    )
+    mono.write(".github/workflows/layers.yml", example)  # the example declares all three
+    mono.commit("three stage jobs")
+    done, out, _ = run_gha(mono, "push", event, runner_env=runner_env, max_stages="3")
+    assert done.returncode == 0, done.stdout
+    assert "stage jobs" not in done.stdout
+    done, _, _ = run_gha(mono, "push", event, runner_env=runner_env, max_stages="2")
+    assert done.returncode == 0, done.stdout  # two stage jobs needed, three declared
