@@ -99,7 +99,8 @@ def test_max_stages_is_one_number_in_the_tool_the_action_and_the_examples() -> N
     plan_step = next(s for s in example["jobs"]["plan"]["steps"] if s.get("id") == "plan")
     assert plan_step["with"]["max-stages"] == str(len(stage_jobs)) == str(DEFAULT_STAGES)
     for text in _readme_workflows():
-        assert f'max-stages: "{DEFAULT_STAGES}"' in text
+        if "outputs.stages" in text:  # a workflow of stage jobs
+            assert f'max-stages: "{DEFAULT_STAGES}"' in text
 
 
 def test_stage_jobs_are_named_by_their_stage_and_matrix_name() -> None:
@@ -108,3 +109,13 @@ def test_stage_jobs_are_named_by_their_stage_and_matrix_name() -> None:
     for job, body in example["jobs"].items():
         if m := re.fullmatch(r"stage-(\d+)", job):
             assert body["name"] == f"stage {m[1]}: ${{{{ matrix.name }}}}", job
+
+
+def test_the_readme_describes_every_input_and_output_of_the_action() -> None:
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The GitHub Action", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `([\w-]+)`(?: / `([\w-]+)`)? \|", section, flags=re.M))
+    described = {name for row in rows for name in row if name}
+    missing = (set(action["inputs"]) | set(action["outputs"])) - described
+    assert not missing, f"README rows missing for {sorted(missing)}"
