@@ -212,9 +212,10 @@ def run_action(
         out.write(annotation("error", str(exc)) + "\n")
     outputs["bake-file"] = str(bake) if bake else ""
     where = compare_link(env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"))
-    view = {"staging": packed, "repository_url": where}
     marker = marker_for(spec.path, inputs.header)
-    body = plan_report(plan, marker=marker, limit=COMMENT_LIMIT, **view)
+    body = plan_report(
+        plan, marker=marker, limit=COMMENT_LIMIT, staging=packed, repository_url=where
+    )
     outputs["comment-file"] = str(_write_comment_file(env, spec.path, inputs.header, body))
     if output_path:
         write_outputs(output_path, outputs)
@@ -228,7 +229,8 @@ def run_action(
             )
             + "\n"
         )
-    _summarize(env, plan_report(plan, max_bytes=SUMMARY_BYTES, **view), out)
+    summary = plan_report(plan, max_bytes=SUMMARY_BYTES, staging=packed, repository_url=where)
+    _summarize(env, summary, out)
     create = inputs.comment == "always" or bool(plan.affected)
     posted = _post(body, spec.path, inputs, env, event_name, payload, out, create=create)
     if output_path:

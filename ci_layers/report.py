@@ -154,7 +154,7 @@ def stage_numbers(plan: Plan, staging: Staging | None = None) -> dict[str, int]:
     """Each affected layer's stage: the stage job that builds it when packed, else its
     dependency depth."""
     if staging is None:
-        return {n: plan.layers[n].stage for n in plan.affected}
+        return {n: plan.layers[n].stage or 0 for n in plan.affected}
     return {n: i for i, stage in enumerate(staging, 1) for job in stage for n in job}
 
 
@@ -441,8 +441,8 @@ class _View:
                     why += f"<br>… {len(lp.reasons) - 5} more"
                 table.append(f"| {self.stage_of[name]} | `{_code(name, table=True)}` | {why} |")
             if len(rows) < len(plan.affected):
-                more = len(plan.affected) - len(rows)
-                table.append(f"| | … | {more} more layers: see the job summary |")
+                left = len(plan.affected) - len(rows)
+                table.append(f"| | … | {left} more layers: see the job summary |")
             if len(rows) > _TABLE_OPEN:
                 summary = f"The {len(plan.affected)} layers to rebuild, by stage"
                 out += [f"<details><summary>{summary}</summary>", "", *table, "", "</details>"]
@@ -466,10 +466,10 @@ class _View:
         if plan.removed:
             out += ["Removed: " + ", ".join(f"`{_code(n)}`" for n in plan.removed), ""]
         if plan.reused:
-            shown = ", ".join(f"`{_code(n)}`" for n in plan.reused[:50])
+            found = ", ".join(f"`{_code(n)}`" for n in plan.reused[:50])
             more = f" and {len(plan.reused) - 50} more" if len(plan.reused) > 50 else ""
             out += [
-                f"Affected but built before, found in `{_code(plan.cache or '')}`: {shown}{more}",
+                f"Affected but built before, found in `{_code(plan.cache or '')}`: {found}{more}",
                 "",
             ]
         if plan.cache_note:
