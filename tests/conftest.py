@@ -27,6 +27,10 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 os.environ["CI_LAYERS_CACHE_DIR"] = tempfile.mkdtemp(prefix="ci-layers-test-cache-")
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ["CI_LAYERS_CACHE_DIR"], ignore_errors=True)
+
+
 @pytest.fixture
 def git_repo(tmp_path: Path) -> GitRepo:
     return GitRepo(tmp_path / "repo")
