@@ -607,6 +607,12 @@ def test_a_workflow_run_job_posts_a_forks_comment_file_for_that_pull_request_onl
     bad = comment_cli(gh, "--pr", "11", "--body-file", str(forged))
     assert bad.returncode == 2
     assert f"{forged}:1: not a ci-layers comment" in bad.stderr
+    forged.write_text("<!-- ci-layers:plan ci-layers.yaml -->\ncc @octo-org/everyone\n")
+    gh.heads[13] = head
+    assert comment_cli(gh, "--pr", "13", "--body-file", str(forged)).returncode == 0
+    [posted] = gh.bodies(13)
+    assert "@octo-org" not in posted  # nobody is notified by what a fork wrote
+    assert "@\u200bocto-org/everyone" in posted
 
 
 def test_a_plan_needing_a_stage_job_the_workflow_lacks_fails_instead_of_going_green(
