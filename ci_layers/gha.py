@@ -41,6 +41,7 @@ from .report import (
     untrusted,
 )
 from .spec import Spec
+from .stagecheck import running_workflow, stage_jobs_problem
 
 __all__ = ["ActionInputs", "inputs_from_env", "run_action"]
 
@@ -237,7 +238,7 @@ def run_action(
         write_outputs(output_path, {"comment-id": str(posted or "")})
     if failed is not None:
         return failed.exit_code
-    if not _stage_jobs_declared(env, root, len(packed), out) and inputs.fail_on != "never":
+    if not _check_stage_jobs(env, root, inputs, len(packed), out):
         return 1
     if inputs.fail_on == "warning" and spec.warnings:
         out.write(f"failing: {len(spec.warnings)} warning(s) and fail-on is 'warning'\n")
@@ -264,35 +265,22 @@ def _plan_file(env: Mapping[str, str], spec: Spec, *, kind: str = "plan") -> Pat
     return Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / f"ci-layers-{kind}-{tag}.json"
 
 
-_STAGE_INDEX = re.compile(r"stages\s*\)\s*\[\s*(\d+)\s*\]")
-
-
-def _stage_jobs_declared(env: Mapping[str, str], root: Path, needed: int, out: TextIO) -> bool:
-    """Whether the running workflow declares a job for each stage the plan needs: a stage
-    without its `fromJSON(….stages)[i]` job would leave layers unbuilt in a green run.
-    A workflow that cannot be read here, or that reads no `stages`, is not judged."""
-    ref = env.get("GITHUB_WORKFLOW_REF", "")
-    repository = env.get("GITHUB_REPOSITORY", "")
-    path = ref.split("@", 1)[0].removeprefix(f"{repository}/") if repository else ""
-    if not path.startswith(".github/workflows/") or ".." in path.split("/"):
-        return True
-    try:
-        text = (root / path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return True
-    declared = {int(i) + 1 for i in _STAGE_INDEX.findall(text)}
-    missing = [k for k in range(1, needed + 1) if k not in declared]
-    if not declared or not missing:
-        return True
-    have = ", ".join(str(k) for k in sorted(declared)) or "none"
-    message = (
-        f"this plan needs {needed} stage jobs, and {path} declares jobs for stages {have} "
-        f"only (stage N reads fromJSON(….stages)[N-1]): stage "
-        f"{', '.join(str(k) for k in missing)} would not run and its layers would not be "
-        f"built. Declare them, or set max-stages to {max(declared)}"
+def _check_stage_jobs(
+    env: Mapping[str, str], root: Path, inputs: ActionInputs, needed: int, out: TextIO
+) -> bool:
+    """False when the running workflow lacks a stage job this plan needs (an error
+    annotation; a warning under `fail-on: never`)."""
+    jobs = running_workflow(env, root)
+    problem = (
+        stage_jobs_problem(jobs, needed=needed, max_stages=inputs.max_stages) if jobs else None
     )
-    out.write(annotation("error", message) + "\n")
-    return False
+    if problem is None:
+        return True
+    severity, message = problem
+    if severity == "error" and inputs.fail_on == "never":
+        severity = "warning"
+    out.write(annotation(severity, message) + "\n")
+    return severity != "error"
 
 
 def _write_comment_file(env: Mapping[str, str], spec_name: str, header: str, body: str) -> Path:

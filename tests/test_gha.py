@@ -619,26 +619,80 @@ def test_a_plan_needing_a_stage_job_the_workflow_lacks_fails_instead_of_going_gr
     mono: GitRepo,
 ) -> None:
     example = (Path(__file__).parents[1] / ".github/workflows/example-build.yml").read_text()
-    two_jobs = example.split("\n  stage-3:\n")[0] + "\n"
-    assert "stages)[1]" in two_jobs
-    assert "stages)[2]" not in two_jobs
+    head_part, stage3 = example.split("\n  stage-3:\n")
+    # stage 3's job commented out: a comment that names stages)[2] declares nothing
+    two_jobs = head_part + "\n" + "".join(f"  # {line}\n" for line in stage3.splitlines())
+    assert "stages)[2]" in two_jobs
     base = mono.git("rev-parse", "HEAD")
     mono.write(".github/workflows/layers.yml", two_jobs)
     mono.write("base/os-packages.txt", "curl\n")  # four levels deep: three stage jobs
     head = mono.commit("deep")
     event = {"ref": "refs/heads/main", "before": base, "after": head}
-    runner_env = {"GITHUB_WORKFLOW_REF": "o/r/.github/workflows/layers.yml@refs/heads/main"}
+    ref = "o/r/.github/workflows/layers.yml@refs/heads/main"
+    runner_env = {"GITHUB_WORKFLOW_REF": ref, "GITHUB_SHA": head}
     done, out, _ = run_gha(mono, "push", event, runner_env=runner_env, max_stages="3")
     assert done.returncode == 1
     assert out["stage-count"] == "3"
     assert (
-        "::error::this plan needs 3 stage jobs, and .github/workflows/layers.yml declares jobs "
-        "for stages 1, 2 only" in done.stdout
+        "::error::this plan needs 3 stage jobs, and .github/workflows/layers.yml has jobs for "
+        "stages 1, 2 only (stage N reads fromJSON(….stages)[N-1]): stage 3 would not run"
+    ) in done.stdout
+    assert "or set max-stages to 2" in done.stdout
+    done, _, _ = run_gha(
+        mono, "push", event, runner_env=runner_env, max_stages="3", fail_on="never"
     )
-    mono.write(".github/workflows/layers.yml", example)  # the example declares all three
-    mono.commit("three stage jobs")
-    done, out, _ = run_gha(mono, "push", event, runner_env=runner_env, max_stages="3")
+    assert done.returncode == 0
+    assert "::warning::this plan needs 3 stage jobs" in done.stdout
+    # a plan of two stages fits, but max-stages promises three: said on every run
+    shallow = shallow_push(mono, head)
+    done, _, _ = run_gha(mono, "push", shallow, runner_env=runner_env)
+    assert done.returncode == 0, done.stdout
+    assert (
+        "::warning::max-stages is 3, and .github/workflows/layers.yml has stage jobs for "
+        "stages 1 to 2 only"
+    ) in done.stdout
+    # the workflow that runs is the one at GITHUB_SHA, not the file in the checkout
+    mono.write(".github/workflows/layers.yml", example)
+    done, _, _ = run_gha(mono, "push", event, runner_env=runner_env, max_stages="3")
+    assert done.returncode == 1
+    runner_env["GITHUB_SHA"] = mono.commit("three stage jobs")  # the example: all three
+    done, _, _ = run_gha(mono, "push", event, runner_env=runner_env, max_stages="3")
     assert done.returncode == 0, done.stdout
     assert "stage jobs" not in done.stdout
-    done, _, _ = run_gha(mono, "push", event, runner_env=runner_env, max_stages="2")
-    assert done.returncode == 0, done.stdout  # two stage jobs needed, three declared
+    runner_env["GITHUB_SHA"] = "e" * 40  # a commit this clone lacks: not judged
+    done, _, _ = run_gha(mono, "push", event, runner_env=runner_env, max_stages="3")
+    assert done.returncode == 0, done.stdout
+    assert "stage jobs" not in done.stdout
+
+
+def shallow_push(repo: GitRepo, base: str) -> dict:
+    """A push of one change two stages deep (api-deps, api) on top of `base`."""
+    repo.write("services/api/poetry.lock", "fastapi==0.115.9\n")
+    return {"ref": "refs/heads/main", "before": base, "after": repo.commit("shallow")}
+
+
+def test_stage_jobs_are_found_in_any_value_of_any_job_and_gaps_are_named() -> None:
+    from ci_layers.stagecheck import StageJobs, declared_stages, stage_jobs_problem
+
+    text = """
+jobs:
+  s1: {strategy: {matrix: {include: "${{ fromJSON(needs.plan.outputs.stages)[0] }}"}}}
+  s2:  # a reusable workflow, handed its stage
+    uses: ./.github/workflows/build.yml
+    with: {jobs: "${{ toJSON(fromJSON( needs.plan.outputs.stages ) [ 1 ]) }}"}
+  s4: {strategy: {matrix: {include: "${{ fromJSON(needs.plan.outputs.stages)[3] }}"}}}
+  # s3: {strategy: {matrix: {include: "${{ fromJSON(needs.plan.outputs.stages)[2] }}"}}}
+"""
+    stages = declared_stages(text)
+    assert stages == {1, 2, 4}
+    jobs = StageJobs("w.yml", stages)
+    assert jobs.contiguous == 2
+    problem = stage_jobs_problem(jobs, needed=4, max_stages=4)
+    assert problem is not None
+    severity, message = problem
+    assert severity == "error"
+    assert "stage 3 would not run" in message
+    assert message.endswith("Declare the missing jobs, or set max-stages to 2")
+    assert stage_jobs_problem(jobs, needed=2, max_stages=2) is None
+    assert declared_stages("jobs: {build: {runs-on: x}}") is None  # builds another way
+    assert declared_stages("{{ not yaml") is None
