@@ -397,8 +397,10 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--body-file", required=True, metavar="FILE", help="the comment-file")
     cm.add_argument(
         "--head-sha",
+        required=True,
         metavar="SHA",
-        help="refuse unless the pull request's head is this commit (workflow_run.head_sha)",
+        help="the commit the planning run was for (workflow_run.head_sha): the pull request "
+        "must still be at it",
     )
     cm.add_argument(
         "--update-only",

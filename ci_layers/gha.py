@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from .changes import GitHistory, choose_comparison, read_event
 from .docker import bake_file
 from .errors import Location, SpecError, SpecInvalid, UsageError
-from .github import MARKER_PREFIX, marker_for, upsert_comment
+from .github import MARKER, marker_for, upsert_comment
 from .outputs import (
     MATRIX_LIMIT,
     OutputTooLarge,
@@ -419,32 +419,32 @@ def post_comment_file(
     env: Mapping[str, str],
     number: str,
     body_file: Path,
-    head_sha: str | None,
+    head_sha: str,
     create: bool,
     out: TextIO,
 ) -> int:
     """`ci-layers comment`: post a comment-file written by a run that could not (a fork's
     pull request). The file and the number come from that run, which the pull request's
-    code controlled: the body must be a ci-layers comment within GitHub's size, and with
-    `head_sha` (the workflow_run event's, which GitHub sets) the pull request must be the
-    one that run planned."""
+    code controlled: its text is the fork's to choose, so what is checked is where it
+    goes (the pull request whose head is `head_sha`, the workflow_run event's, which
+    GitHub sets), that it is a ci-layers comment within GitHub's size, and that it
+    notifies nobody. A pull request that moved on since is a warning: its newer run
+    comments."""
     if not (number.isascii() and number.isdigit() and len(number) <= 10) or int(number) < 1:
         raise UsageError(f"--pr must be a pull request's number, not {number.strip()!r}")
-    if head_sha is not None and not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head_sha):
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head_sha):
         raise UsageError(f"--head-sha must be a full commit id, not {head_sha!r}")
     try:
         raw = body_file.read_bytes()
     except OSError as exc:
         raise UsageError(f"--body-file {body_file}: {exc.strerror}") from None
-    body = raw.decode("utf-8", "replace").rstrip("\n")
-    marker = body.split("\n", 1)[0]
-    if not (marker.startswith(MARKER_PREFIX) and marker.endswith(" -->")):
+    marker, _, rest = raw.decode("utf-8", "replace").rstrip("\n").partition("\n")
+    if not MARKER.fullmatch(marker):
         raise UsageError(
             f"{body_file}:1: not a ci-layers comment (the first line must be its "
-            f"'{MARKER_PREFIX}… -->' marker)"
+            "'<!-- ci-layers:plan … -->' marker)"
         )
-    # ci-layers' own comments mention nobody (report._md): neither may a forged file
-    body = re.sub("@(?!\u200b)", "@\u200b", body)
+    body = f"{marker}\n{_no_mentions(rest)}"
     if len(body) > COMMENT_LIMIT:
         raise UsageError(
             f"{body_file}: {len(body):,} characters, over the {COMMENT_LIMIT:,} a comment takes"
@@ -463,9 +463,16 @@ def post_comment_file(
         head_sha=head_sha,
     )
     if result.warning:
-        out.write(annotation("error", f"PR comment not written: {result.warning}") + "\n")
-        return 1
+        kind = "warning" if result.action == "stale" else "error"
+        out.write(annotation(kind, f"PR comment not written: {result.warning}") + "\n")
+        return 0 if result.action == "stale" else 1
     out.write(f"PR comment {result.action}: {result.url or '-'}\n")
     if env.get("GITHUB_OUTPUT"):
         write_outputs(Path(env["GITHUB_OUTPUT"]), {"comment-id": str(result.id or "")})
     return 0
+
+
+def _no_mentions(text: str) -> str:
+    """An `@` that would start a mention (after no word character, before a name), broken
+    as report._md breaks it; `image@sha256:…` and code stay as they are."""
+    return re.sub(r"(?<![\w@`./\u200b-])@(?=[A-Za-z0-9])", "@\u200b", text)

@@ -10,8 +10,10 @@ other API failure comes back as a warning. The token is never printed.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from github import Auth, Github, GithubException
@@ -24,7 +26,7 @@ _METHODS = frozenset({"GET", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS", "PUT"
 
 @dataclass(frozen=True, slots=True)
 class CommentResult:
-    action: str  # "created" | "updated" | "unchanged" | "skipped" | "failed"
+    action: str  # "created" | "updated" | "unchanged" | "skipped" | "stale" | "failed"
     url: str | None = None
     warning: str | None = None
     deleted_copies: int = 0
@@ -38,12 +40,16 @@ def _comment_safe(text: str) -> str:
 
 def marker_for(spec_name: str, header: str = "") -> str:
     """The hidden first line a sticky comment is found by: one per spec and `header`
-    (several plans of one spec in one pull request each keep their own)."""
-    label = f" [{_comment_safe(header)}]" if header.strip() else ""
-    return f"<!-- ci-layers:plan {_comment_safe(spec_name)}{label} -->"
+    (several plans of one spec in one pull request each keep their own). A header is
+    percent-encoded after `plan[`: two headers never share a marker, nor a header a spec
+    name (whose markers, `plan <name>`, are as they always were)."""
+    if not header:
+        return f"<!-- ci-layers:plan {_comment_safe(spec_name)} -->"
+    label = quote(header, safe="")
+    return f"<!-- ci-layers:plan[{label}] {_comment_safe(spec_name)} -->"
 
 
-MARKER_PREFIX = "<!-- ci-layers:plan "
+MARKER = re.compile(r"<!-- ci-layers:plan(\[[^\]\s]*\])? \S.* -->")  # a whole first line
 
 
 # PyGithub logs every retried request to stderr at INFO: noise next to the warning
@@ -101,7 +107,7 @@ def upsert_comment(
             actual = repo.get_pull(number).head.sha
             if actual != head_sha:
                 why = f"pull request #{number}'s head is {actual[:12]}, not {head_sha[:12]}"
-                return CommentResult("failed", warning=f"{why}: the comment was not written")
+                return CommentResult("stale", warning=f"{why}: the comment was not written")
         issue = repo.get_issue(number)
         marked = [c for c in issue.get_comments() if (c.body or "").startswith(marker)]
         login = _own_login(gh) if marked else None

@@ -546,7 +546,7 @@ def test_pr_number_comments_from_any_event_and_headers_keep_comments_apart(
         ids = {c["id"]: c["body"] for c in gh.comments[9]}
         assert int(out["comment-id"]) in ids
         assert ids[int(out["comment-id"])].startswith(
-            f"<!-- ci-layers:plan ci-layers.yaml [{header}] -->\n### ci-layers: 3 of 13"
+            f"<!-- ci-layers:plan[{header}] ci-layers.yaml -->\n### ci-layers: 3 of 13"
         )
         assert Path(out["comment-file"]).read_text().rstrip("\n") == ids[int(out["comment-id"])]
     assert len(gh.comments[9]) == 2  # one per header; the second amd64 run edited its own
@@ -582,37 +582,44 @@ def test_a_workflow_run_job_posts_a_forks_comment_file_for_that_pull_request_onl
     gh.read_only = False  # the workflow_run job, with pull-requests: write
     head = event["pull_request"]["head"]["sha"]
     gh.heads[11] = head
-    wrong = comment_cli(
-        gh, "--pr", "11", "--body-file", out["comment-file"], "--head-sha", "f" * 40
+    body = out["comment-file"]
+    moved = comment_cli(gh, "--pr", "11", "--body-file", body, "--head-sha", "f" * 40)
+    assert moved.returncode == 0  # the pull request moved on: its newer run comments
+    assert f"::warning::PR comment not written: pull request #11's head is {head[:12]}, not " in (
+        moved.stdout
     )
-    assert wrong.returncode == 1
-    assert f"pull request #11's head is {head[:12]}, not ffffffffffff" in wrong.stdout
     assert 11 not in gh.comments  # an artifact naming another pull request posts nothing
-    done = comment_cli(gh, "--pr", "11", "--body-file", out["comment-file"], "--head-sha", head)
+    done = comment_cli(gh, "--pr", "11", "--body-file", body, "--head-sha", head)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert gh.bodies(11) == [Path(out["comment-file"]).read_text().rstrip("\n")]
-    again = comment_cli(gh, "--pr", "11", "--body-file", out["comment-file"], "--update-only")
+    assert gh.bodies(11) == [Path(body).read_text().rstrip("\n")]  # posted as written
+    again = comment_cli(gh, "--pr", "11", "--body-file", body, "--head-sha", head, "--update-only")
     assert again.returncode == 0
     assert "PR comment unchanged" in again.stdout
     assert len(gh.bodies(11)) == 1
-    assert (
-        comment_cli(
-            gh, "--pr", "12", "--body-file", out["comment-file"], "--update-only"
-        ).returncode
-        == 0
-    )
+    gh.heads[12] = head
+    only = comment_cli(gh, "--pr", "12", "--body-file", body, "--head-sha", head, "--update-only")
+    assert only.returncode == 0
     assert 12 not in gh.comments  # nothing to update: nothing created
     forged = tmp_path / "forged.md"
     forged.write_text("Click here for free CI minutes\n")
-    bad = comment_cli(gh, "--pr", "11", "--body-file", str(forged))
+    bad = comment_cli(gh, "--pr", "11", "--body-file", str(forged), "--head-sha", head)
     assert bad.returncode == 2
     assert f"{forged}:1: not a ci-layers comment" in bad.stderr
-    forged.write_text("<!-- ci-layers:plan ci-layers.yaml -->\ncc @octo-org/everyone\n")
+    marker = "<!-- ci-layers:plan images/@acme/ci-layers.yaml -->"
+    forged.write_text(f"{marker}\ncc @octo-org/everyone, see `registry.io/app@sha256:ab`\n")
     gh.heads[13] = head
-    assert comment_cli(gh, "--pr", "13", "--body-file", str(forged)).returncode == 0
+    assert (
+        comment_cli(gh, "--pr", "13", "--body-file", str(forged), "--head-sha", head).returncode
+        == 0
+    )
     [posted] = gh.bodies(13)
-    assert "@octo-org" not in posted  # nobody is notified by what a fork wrote
-    assert "@\u200bocto-org/everyone" in posted
+    first, rest = posted.split("\n", 1)
+    assert first == marker  # the marker as written: the comment is found again by it
+    assert "cc @\u200bocto-org/everyone" in rest  # nobody is notified by what a fork wrote
+    assert "`registry.io/app@sha256:ab`" in rest  # a reference stays copyable
+    no_sha = comment_cli(gh, "--pr", "11", "--body-file", body)
+    assert no_sha.returncode == 2
+    assert "--head-sha" in no_sha.stderr
 
 
 def test_a_plan_needing_a_stage_job_the_workflow_lacks_fails_instead_of_going_green(

@@ -145,3 +145,18 @@ def test_the_fake_checks_requests_against_github_openapi(gh: FakeGitHub) -> None
     assert len(gh.violations) == 2
     assert "InvalidRequestBody" in gh.violations[0]
     gh.violations.clear()
+
+
+def test_markers_of_different_plans_never_coincide() -> None:
+    from ci_layers.github import MARKER, marker_for
+
+    plans = [("a [b]", ""), ("a", "b"), ("a", "b]"), ("a", "b)"), ("a", "x>y"), ("a", "xy")]
+    plans += [("a", "x--y"), ("a", "x- -y"), ("a", "amd64 arm64"), ("a", "amd64"), ("a b", "")]
+    markers = [marker_for(spec, header) for spec, header in plans]
+    assert len(set(markers)) == len(plans)
+    # and none is the start of another, which is how a comment is found
+    for m in markers:
+        assert all(m == other or not other.startswith(m) for other in markers), m
+        assert MARKER.fullmatch(m)
+        assert "-->" not in m[4:-3]
+    assert marker_for("ci-layers.yaml") == "<!-- ci-layers:plan ci-layers.yaml -->"  # as before
