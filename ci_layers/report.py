@@ -84,6 +84,7 @@ def _mermaid_label(name: str) -> str:
 # A text colour of its own: GitHub's dark theme draws labels light grey, unreadable on
 # the highlight's yellow.
 _HIGHLIGHT = "fill:#fde68a,stroke:#b45309,stroke-width:2px,color:#1f2937"
+_REUSED = "fill:#e5e7eb,stroke:#6b7280,color:#1f2937"
 
 
 def _arrow(graph: LayerGraph, child: str, dep: str) -> str:
@@ -280,11 +281,25 @@ def short_labels(names: Collection[str]) -> dict[str, str]:
             break
         for n in grow:
             depth[n] += 1
-    out = {}
-    for name in names:
-        text = label(name)
-        out[name] = text if len(text) <= _LABEL else text[: _LABEL - 1] + "…"
+    out = {name: _fit(label(name)) for name in names}
+    counts: dict[str, int] = {}
+    for text in out.values():
+        counts[text] = counts.get(text, 0) + 1
+    seen: dict[str, int] = {}
+    for name in names:  # cut labels that coincide: numbered, so no two nodes look alike
+        text = out[name]
+        if counts[text] > 1:
+            seen[text] = seen.get(text, 0) + 1
+            out[name] = f"{text} #{seen[text]}"
     return out
+
+
+def _fit(text: str) -> str:
+    """At most `_LABEL` characters, the middle cut: a reference's tag is at its end."""
+    if len(text) <= _LABEL:
+        return text
+    keep = _LABEL - 1
+    return text[: keep // 2] + "…" + text[len(text) - (keep - keep // 2) :]
 
 
 def affected_mermaid(plan: Plan) -> str | None:
@@ -317,17 +332,21 @@ def affected_mermaid(plan: Plan) -> str | None:
     lines += edges
     lines.append(f"  classDef rebuild {_HIGHLIGHT}")
     lines.append(f"  class {','.join(ids[n] for n in order if n in plan.affected)} rebuild")
+    reused = [ids[n] for n in order if n not in plan.affected]
+    if reused:  # a colour of its own: the theme's default differs in light and dark
+        lines.append(f"  classDef reused {_REUSED}")
+        lines.append(f"  class {','.join(reused)} reused")
     text = "\n".join(lines)
     return text if len(text) <= _MERMAID_TEXT else None
 
 
 def _legend(plan: Plan, diagram: str) -> str:
     """What the colours and arrows mean (labels are escaped: only node lines hold `["`)."""
-    nodes = sum('["' in line for line in diagram.splitlines())
+    nodes = sum('["' in line for line in diagram.splitlines())  # labels escape [ and "
     affected = set(plan.affected)
     text = "_Yellow: rebuilt"
     if nodes > len(affected):
-        text += "; white: reused, what a rebuilt layer is built on"
+        text += "; grey: reused, what a rebuilt layer is built on"
     elif any(d not in affected for n in affected for d in plan.layers[n].parents):
         text += "; the reused layers they are built on are not drawn"
     text += ". Solid arrow: built on (`parent`, `FROM`)"
@@ -484,7 +503,9 @@ class _View:
         hexa = re.compile(r"[0-9a-f]{7,64}")
         if url and c.head and hexa.fullmatch(c.head):
             if c.base and hexa.fullmatch(c.base):
-                compared = f"[{compared}]({url}/compare/{c.base}...{c.head})"
+                # two dots: the diff of exactly these commits, as planned (three would
+                # diff from their merge-base, another range after a force-push)
+                compared = f"[{compared}]({url}/compare/{c.base}..{c.head})"
             else:
                 compared = f"`{_short(c.base, missing='nothing')}`..[`{_short(c.head)}`]"
                 compared += f"({url}/commit/{c.head})"

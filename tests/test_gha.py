@@ -475,7 +475,7 @@ def test_the_comment_numbers_stages_as_the_stage_jobs_run_and_links_the_commits(
         rows = re.findall(r"^\| (\d+) \| `([^`]+)` \|", text, re.M)
         assert {name: int(stage) for stage, name in rows} == job_stage
         head = event["pull_request"]["head"]["sha"]
-        assert f"(https://github.com/o/r/compare/{base}...{head})" in text
+        assert f"(https://github.com/o/r/compare/{base}..{head})" in text
     assert "stage 2:\n  one job, in this order:" in done.stdout  # the log, packed too
 
 

@@ -67,6 +67,11 @@ def test_a_small_plan_has_table_diagram_and_paths() -> None:
     assert "<details><summary>Changed paths per layer</summary>" in body
     assert "| 1 | `layer-0000` | changed: src/l0/file-with-a-long-name-0.txt" in body
     assert "Shortened" not in body
+    # root, reused, is drawn as what they are built on, in a colour of its own
+    assert '  n0["root"]' in body
+    assert "  class n0 reused" in body
+    assert "classDef reused fill:" in body
+    assert "; grey: reused, what a rebuilt layer is built on." in body
 
 
 def test_outputs_over_githubs_limit_fail_early_and_say_what_to_do() -> None:
@@ -183,6 +188,7 @@ layers:
     body = plan_report(plan, marker=MARK)
     legend = body.split("```\n\n", 1)[1].splitlines()[0]
     assert legend.startswith("_Yellow: rebuilt")
+    assert "grey: reused" not in legend  # both of app's parents are rebuilt
     assert "dashed: copies from or uses" in legend
 
 
@@ -204,7 +210,7 @@ def test_the_compared_commits_link_to_the_compare_view() -> None:
     url = compare_link("https://github.com", "octo/repo")
     footer = plan_report(plan, repository_url=url).splitlines()[-1]
     expected = (
-        f"[`{'a' * 12}..{'b' * 12}`](https://github.com/octo/repo/compare/{'a' * 40}...{'b' * 40})"
+        f"[`{'a' * 12}..{'b' * 12}`](https://github.com/octo/repo/compare/{'a' * 40}..{'b' * 40})"
     )
     assert footer.startswith(f"Compared {expected} ")
     assert compare_link("https://github.com", "octo/repo) [x](y") is None  # no markdown smuggled
@@ -227,22 +233,35 @@ def test_nodes_are_labelled_by_short_names_the_table_keeps_the_full_ones() -> No
         names[1]: "other/base",
         names[2]: "python:3.12",
         names[3]: "app@" + "c" * 12,
-        names[4]: "x" * 39 + "…",
+        names[4]: "x" * 19 + "…" + "x" * 20,
     }
+    # cut to fit, two long references would look alike: their tags are kept, or numbered
+    team = "registry.example.com/very-long-service-image-name-for-the-team"
+    long = [f"{team}:release-2024-01", f"{team}:release-2024-02"]
+    assert len(set(short_labels(long).values())) == 2
+    assert short_labels(long)[long[0]].endswith("release-2024-01")
+    same = [f"{team}-{'a' * 30}-{i}-{'b' * 30}" for i in range(2)]
+    assert sorted(short_labels(same).values())[0].endswith(" #1")
 
 
 @given(
     st.sets(
-        st.lists(st.sampled_from(["a", "b", "reg.io", "base:1", "x"]), min_size=1, max_size=4).map(
-            "/".join
-        ),
+        st.lists(
+            st.sampled_from(["a", "b", "reg.io", "base:1", "x", "y" * 45, "z" * 30 + ":1"]),
+            min_size=1,
+            max_size=4,
+        ).map("/".join),
         max_size=12,
     )
 )
-def test_short_labels_are_distinct_suffixes(names: set[str]) -> None:
+def test_short_labels_are_distinct_and_short(names: set[str]) -> None:
     labels = short_labels(names)
-    assert all(n == labels[n] or n.endswith("/" + labels[n]) for n in names)
     assert len(set(labels.values())) == len(names)
+    for n in names:
+        label = labels[n]
+        assert len(label) <= 44  # the cut length, and a number where two cuts coincide
+        if "…" not in label and "#" not in label:
+            assert n == label or n.endswith("/" + label)
 
 
 def test_a_big_plan_draws_only_what_is_rebuilt_then_lists_stages_and_folds_its_table() -> None:
@@ -257,11 +276,11 @@ def test_a_big_plan_draws_only_what_is_rebuilt_then_lists_stages_and_folds_its_t
     assert sum('["' in line for line in diagram.splitlines()) == 30  # the rebuilt ones only
     body = plan_report(plan)
     assert "the reused layers they are built on are not drawn" in body
+    assert "classDef reused" not in diagram
     assert "<summary>The 30 layers" not in body  # 30 rows stay open
     many = big_plan(45)  # 45 rebuilt: no diagram, a list of the stages, a folded table
     assert affected_mermaid(many) is None
     body = plan_report(many)
     assert "```mermaid" not in body
-    assert "\nStages: `root` → `layer-0000`" not in body
-    assert "Stages: `layer-0000`, `layer-0001`" in body
+    assert "\nStages: `layer-0000`, `layer-0001`" in body  # one stage of 45, in build order
     assert "<details><summary>The 45 layers to rebuild, by stage</summary>\n\n| stage |" in body
