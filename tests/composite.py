@@ -3,7 +3,9 @@
 The runner's layout is kept: the caller's checkout is `$GITHUB_WORKSPACE`, the action
 lies elsewhere (`…/_actions/<owner>/<name>/<ref>`, `github.action_path`), `run:` steps
 start in the workspace. Expressions are evaluated with GitHub's rules for the operators
-action.yml uses (`==` ignores case, `&&`/`||` return an operand, `format`). A `uses:`
+action.yml uses: `==`/`!=` (strings ignoring case, other types compared as numbers),
+`!`, `&&`/`||` returning an operand, `format` with `{{` escapes, property names ignoring
+case, a missing property null; no other functions. A `uses:`
 step runs through a handler that does what that action's documentation says and fails
 where it would: setup-python's `cache-dependency-path` globs only inside the workspace.
 """
@@ -11,6 +13,7 @@ where it would: setup-python's `cache-dependency-path` globs only inside the wor
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import subprocess
@@ -33,15 +36,52 @@ class StepFailed(AssertionError):
 
 
 def _truthy(value: Any) -> bool:
-    return value not in (None, False, 0, "", "0") if not isinstance(value, str) else value != ""
+    if isinstance(value, float) and value != value:  # NaN
+        return False
+    return value not in (None, False, 0, "")
+
+
+def _number(value: Any) -> float:
+    """GitHub's coercion of an operand of another type: null 0, booleans 1/0, a string its
+    number (empty 0, else NaN)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return 0.0
+        try:
+            return float(int(text, 16)) if text.lower().startswith("0x") else float(text)
+        except ValueError:
+            return float("nan")
+    return float("nan")
 
 
 def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, str) and isinstance(b, str):
         return a.casefold() == b.casefold()
-    if isinstance(a, bool) or isinstance(b, bool):  # true == 'true' is false in GitHub too
+    if type(a) is type(b) and not isinstance(a, (dict, list)):
+        return bool(a == b)
+    if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
         return a is b
-    return bool(a == b)
+    return _number(a) == _number(b)  # NaN equals nothing
+
+
+def _format(template: str, args: list[Any]) -> str:
+    """format(): `{N}` is an argument, `{{` and `}}` are braces."""
+    out = []
+    for m in re.finditer(r"\{\{|\}\}|\{(\d+)\}|[^{}]+|[{}]", template):
+        if m[0] in ("{{", "}}"):
+            out.append(m[0][0])
+        elif m[1] is not None:
+            out.append(_text(args[int(m[1])]))
+        else:
+            out.append(m[0])
+    return "".join(out)
 
 
 def evaluate(expr: str, context: Mapping[str, Any]) -> Any:
@@ -66,9 +106,11 @@ def evaluate(expr: str, context: Mapping[str, Any]) -> Any:
 
     def lookup(name: str) -> Any:
         value: Any = context
-        for part in name.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
-        return "" if value is None else value
+        for part in name.split("."):  # property names ignore case
+            if not isinstance(value, Mapping):
+                return None
+            value = next((v for k, v in value.items() if k.casefold() == part.casefold()), None)
+        return value
 
     def primary() -> Any:
         kind, text = take()
@@ -93,7 +135,7 @@ def evaluate(expr: str, context: Mapping[str, Any]) -> Any:
             assert take() == ("op", ")")
             if text != "format":
                 raise ValueError(f"function {text} is not supported here")
-            return re.sub(r"\{(\d+)\}", lambda m: str(args[1 + int(m[1])]), args[0])
+            return _format(_text(args[0]), args[1:])
         if kind == "name":
             return lookup(text)
         raise ValueError(f"unexpected {text!r} in {expr!r}")
@@ -131,6 +173,10 @@ def evaluate(expr: str, context: Mapping[str, Any]) -> Any:
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, indent=2)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return "" if value is None else str(value)
 
 

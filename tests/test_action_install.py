@@ -196,6 +196,11 @@ def test_the_harness_fails_as_github_did_for_setup_pythons_cache_of_the_actions_
         ("!inputs.missing", True),
         ("inputs.missing || 'default'", "default"),
         ("steps.python.outputs.python-version", "3.12.1"),
+        ("'1' == 1", True),  # another type: compared as numbers
+        ("inputs.missing == null", True),
+        ("INPUTS.C", "true"),  # property names ignore case
+        ("format('{{0}} {0}', 'a')", "{0} a"),
+        ("'x' == 1", False),  # NaN equals nothing
     ],
 )
 def test_the_harness_reads_expressions_as_github_does(expr: str, value: object) -> None:
