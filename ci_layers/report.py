@@ -285,12 +285,12 @@ def short_labels(names: Collection[str]) -> dict[str, str]:
     counts: dict[str, int] = {}
     for text in out.values():
         counts[text] = counts.get(text, 0) + 1
-    seen: dict[str, int] = {}
+    numbered: dict[str, int] = {}
     for name in names:  # cut labels that coincide: numbered, so no two nodes look alike
         text = out[name]
         if counts[text] > 1:
-            seen[text] = seen.get(text, 0) + 1
-            out[name] = f"{text} #{seen[text]}"
+            numbered[text] = numbered.get(text, 0) + 1
+            out[name] = f"{text} #{numbered[text]}"
     return out
 
 
