@@ -703,3 +703,71 @@ jobs:
     assert stage_jobs_problem(jobs, needed=2, max_stages=2) is None
     assert declared_stages("jobs: {build: {runs-on: x}}") is None  # builds another way
     assert declared_stages("{{ not yaml") is None
+
+
+def test_the_example_workflows_hand_a_forks_comment_from_one_run_to_the_other(
+    mono: GitRepo, gh: FakeGitHub, tmp_path: Path
+) -> None:
+    """The scripts of example-build's "Keep the comment" and example-fork-comment's
+    "Post the comment" steps, run as written, with the artifact folder between them."""
+    import shutil
+
+    import yaml
+
+    workflows = Path(__file__).parents[1] / ".github/workflows"
+
+    def step(workflow: str, name: str) -> dict:
+        doc = yaml.safe_load((workflows / workflow).read_text())
+        steps = [s for job in doc["jobs"].values() for s in job.get("steps", [])]
+        return next(s for s in steps if s.get("name") == name)
+
+    gh.read_only = True
+    event = pr_event(mono, number=21)
+    done, out, _ = run_gha(mono, "pull_request", event, gh)
+    assert out["has-changes"] == "true"
+    keep = step("example-build.yml", "Keep the comment for example-fork-comment.yml")
+    planning_temp = tmp_path / "planning"
+    planning_temp.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "RUNNER_TEMP": str(planning_temp),
+        "COMMENT_FILE": out["comment-file"],
+        "PR_NUMBER": "21",
+        "HAS_CHANGES": out["has-changes"],
+    }
+    subprocess.run(["bash", "-e", "-c", keep["run"]], env=env, check=True)
+    # upload-artifact, download-artifact: the folder, as it was
+    posting_temp = tmp_path / "posting"
+    shutil.copytree(planning_temp / "ci-layers-comment", posting_temp / "ci-layers-comment")
+    (posting_temp / "ci-layers/bin").mkdir(parents=True)
+    cli = posting_temp / "ci-layers/bin/ci-layers"
+    cli.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m ci_layers.cli "$@"\n')
+    cli.chmod(0o755)
+    post = step("example-fork-comment.yml", "Post the comment")
+    gh.read_only = False
+    head = event["pull_request"]["head"]["sha"]
+    gh.heads[21] = head
+    env = {
+        "PATH": os.environ["PATH"],
+        "RUNNER_TEMP": str(posting_temp),
+        "GITHUB_TOKEN": "ghs_write",
+        "GITHUB_REPOSITORY": "o/r",
+        "GITHUB_API_URL": gh.url,
+        "HEAD_SHA": head,
+        "DIR": str(posting_temp / "ci-layers-comment"),
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+    }
+    done = subprocess.run(
+        ["bash", "-e", "-c", post["run"]], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert gh.bodies(21) == [Path(out["comment-file"]).read_text().rstrip("\n")]
+    # an empty plan's artifact only edits: none exists on a new pull request, none is made
+    (posting_temp / "ci-layers-comment/has-changes").write_text("false\n")
+    (posting_temp / "ci-layers-comment/pr-number").write_text("22\n")
+    gh.heads[22] = head
+    done = subprocess.run(
+        ["bash", "-e", "-c", post["run"]], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 22 not in gh.comments
