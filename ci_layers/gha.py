@@ -473,6 +473,8 @@ def post_comment_file(
 
 
 def _no_mentions(text: str) -> str:
-    """An `@` that would start a mention (after no word character, before a name), broken
-    as report._md breaks it; `image@sha256:…` and code stay as they are."""
-    return re.sub(r"(?<![\w@`./\u200b-])@(?=[A-Za-z0-9])", "@\u200b", text)
+    """Every `@` GitHub could read as a mention broken, as report._md breaks them: one
+    after anything but an ASCII letter, digit or `_` (GitHub's rule is ASCII `\\W@`, on
+    the text with entities decoded, so `&#64;` counts too). `image@sha256:…` stays."""
+    text = re.sub(r"&(?:#0*64|#x0*40|commat);", "@", text, flags=re.IGNORECASE)
+    return re.sub(r"(?<![A-Za-z0-9_])@(?!\u200b)", "@\u200b", text)

@@ -49,7 +49,8 @@ def marker_for(spec_name: str, header: str = "") -> str:
     return f"<!-- ci-layers:plan[{label}] {_comment_safe(spec_name)} -->"
 
 
-MARKER = re.compile(r"<!-- ci-layers:plan(\[[^\]\s]*\])? \S.* -->")  # a whole first line
+# a whole first line: the name holds no `>` (_comment_safe), so nothing follows the marker
+MARKER = re.compile(r"<!-- ci-layers:plan(\[[^\]\s>]*\])? [^>\s][^>]* -->")
 
 
 # PyGithub logs every retried request to stderr at INFO: noise next to the warning

@@ -19,7 +19,7 @@ import yaml
 
 __all__ = ["StageJobs", "declared_stages", "running_workflow", "stage_jobs_problem"]
 
-_STAGE_INDEX = re.compile(r"stages\s*\)\s*\[\s*(\d+)\s*\]")
+_STAGE_INDEX = re.compile(r"stages\s*\)\s*\[\s*(\d+)\s*\]", re.IGNORECASE)  # names ignore case
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +73,15 @@ def running_workflow(env: Mapping[str, str], root: Path) -> StageJobs | None:
     safe = re.fullmatch(r"\.github/workflows/[^/\s:]+\.ya?ml", path)
     if not safe or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
         return None
-    done = subprocess.run(
-        ["git", "cat-file", "blob", f"{sha}:{path}"],
-        cwd=root,
-        capture_output=True,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            ["git", "cat-file", "blob", f"{sha}:{path}"],
+            cwd=root,
+            capture_output=True,
+            check=False,
+        )
+    except OSError:  # no git here: nothing to judge by
+        return None
     if done.returncode != 0:
         return None
     stages = declared_stages(done.stdout.decode("utf-8", "replace"))

@@ -771,3 +771,37 @@ def test_the_example_workflows_hand_a_forks_comment_from_one_run_to_the_other(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert 22 not in gh.comments
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "@octocat",
+        "(@octocat)",
+        "> @octocat",
+        "*@octocat*",
+        "@@octocat",
+        "-@octocat",
+        ".@octocat",
+        "/@octocat",
+        "\u00e9@octocat",
+        "`@octocat",
+        "\u200b@octocat",
+        "&#64;octocat",
+        "&#x40;octocat",
+        "&commat;octocat",
+        "@org/team",
+    ],
+)
+def test_no_at_in_a_posted_comment_file_can_mention_anyone(text: str) -> None:
+    """GitHub's rule: an `@name` after the start or an ASCII non-word character, on the
+    text with entities decoded."""
+    from ci_layers.gha import _no_mentions
+
+    out = _no_mentions(text)
+    decoded = out.replace("&#64;", "@")
+    assert not re.search(r"(?:^|[^A-Za-z0-9_])@[A-Za-z0-9]", decoded), out
+    assert _no_mentions(out) == out  # already broken: left as it is
+    assert _no_mentions("registry.io/app@sha256:ab and v1.0@x") == (
+        "registry.io/app@sha256:ab and v1.0@x"
+    )

@@ -160,3 +160,12 @@ def test_markers_of_different_plans_never_coincide() -> None:
         assert MARKER.fullmatch(m)
         assert "-->" not in m[4:-3]
     assert marker_for("ci-layers.yaml") == "<!-- ci-layers:plan ci-layers.yaml -->"  # as before
+
+
+def test_a_marker_line_is_the_marker_alone() -> None:
+    from ci_layers.github import MARKER
+
+    assert MARKER.fullmatch("<!-- ci-layers:plan images/a b/ci-layers.yaml -->")
+    assert MARKER.fullmatch("<!-- ci-layers:plan[arm64%20v8] ci-layers.yaml -->")
+    assert not MARKER.fullmatch("<!-- ci-layers:plan x --> @octocat <!-- -->")
+    assert not MARKER.fullmatch("<!-- ci-layers:plan  -->")
