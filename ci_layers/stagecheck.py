@@ -36,9 +36,16 @@ class StageJobs:
         return k
 
 
-def declared_stages(text: str) -> frozenset[int] | None:
+def declared_stages(text: str, job: str | None = None) -> frozenset[int] | None:
     """The stages a workflow's text has jobs for; None when it is no YAML mapping or reads
-    no `stages` (a workflow that builds some other way is not judged)."""
+    no `stages` (a workflow that builds some other way is not judged). With `job` (the
+    planning job, $GITHUB_JOB), only what reads that job's outputs counts: two plans in
+    one workflow each have their own stage jobs."""
+    pattern = _STAGE_INDEX
+    if job:
+        pattern = re.compile(
+            rf"needs\.{re.escape(job)}\.outputs\.[\w-]*{_STAGE_INDEX.pattern}", re.IGNORECASE
+        )
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -47,7 +54,7 @@ def declared_stages(text: str) -> frozenset[int] | None:
 
     def walk(value: Any) -> None:
         if isinstance(value, str):
-            found.update(int(i) + 1 for i in _STAGE_INDEX.findall(value))
+            found.update(int(i) + 1 for i in pattern.findall(value))
         elif isinstance(value, dict):
             for item in value.values():
                 walk(item)
@@ -84,7 +91,7 @@ def running_workflow(env: Mapping[str, str], root: Path) -> StageJobs | None:
         return None
     if done.returncode != 0:
         return None
-    stages = declared_stages(done.stdout.decode("utf-8", "replace"))
+    stages = declared_stages(done.stdout.decode("utf-8", "replace"), env.get("GITHUB_JOB"))
     return StageJobs(path, stages) if stages else None
 
 

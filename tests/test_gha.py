@@ -636,7 +636,7 @@ def test_a_plan_needing_a_stage_job_the_workflow_lacks_fails_instead_of_going_gr
     head = mono.commit("deep")
     event = {"ref": "refs/heads/main", "before": base, "after": head}
     ref = "o/r/.github/workflows/layers.yml@refs/heads/main"
-    runner_env = {"GITHUB_WORKFLOW_REF": ref, "GITHUB_SHA": head}
+    runner_env = {"GITHUB_WORKFLOW_REF": ref, "GITHUB_SHA": head, "GITHUB_JOB": "plan"}
     done, out, _ = run_gha(mono, "push", event, runner_env=runner_env, max_stages="3")
     assert done.returncode == 1
     assert out["stage-count"] == "3"
@@ -702,6 +702,17 @@ jobs:
     assert message.endswith("Declare the missing jobs, or set max-stages to 2")
     assert stage_jobs_problem(jobs, needed=2, max_stages=2) is None
     assert declared_stages("jobs: {build: {runs-on: x}}") is None  # builds another way
+    # two plans in one workflow: each planning job ($GITHUB_JOB) has its own stage jobs
+    two = """
+jobs:
+  a1: {strategy: {matrix: {include: "${{ fromJSON(needs.plan-a.outputs.stages)[0] }}"}}}
+  a2: {strategy: {matrix: {include: "${{ fromJSON(needs.plan-a.outputs.stages)[1] }}"}}}
+  b1: {strategy: {matrix: {include: "${{ fromJSON(needs.plan-b.outputs.build-stages)[0] }}"}}}
+"""
+    assert declared_stages(two) == {1, 2}
+    assert declared_stages(two, "plan-a") == {1, 2}
+    assert declared_stages(two, "plan-b") == {1}
+    assert declared_stages(two, "plan") is None
     assert declared_stages("{{ not yaml") is None
 
 
