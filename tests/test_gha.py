@@ -480,12 +480,12 @@ def test_the_comment_numbers_stages_as_the_stage_jobs_run_and_links_the_commits(
 
 
 def test_jobs_push_hand_off_tags_always_and_release_tags_only_when_publishing(
-    mono: GitRepo,
+    mono: GitRepo, registry
 ) -> None:
     from ci_layers.oci.reference import key_tag
 
     event = pr_event(mono)
-    cache = "registry.example.com/shop/layers"
+    cache = f"{registry.host}/shop/layers"  # a real, empty cache: every layer gets its job
     for publish in ("false", "true"):
         done, out, _ = run_gha(mono, "pull_request", event, cache=cache, publish=publish)
         assert done.returncode == 0, done.stderr + done.stdout
@@ -496,8 +496,13 @@ def test_jobs_push_hand_off_tags_always_and_release_tags_only_when_publishing(
         assert api["release-tags"] == ["registry.example.com/shop/api"]
         release = api["release-tags"] if publish == "true" else []
         assert api["tags"] == [*release, api["hand-off-tag"]]
-        [job] = next(s for s in json.loads(out["stages"]) if s[0]["name"] == "api")
-        assert job["tags"] == api["tags"]
+        # an empty cache: everything not in it is rebuilt, and every job's entries say
+        # the same of their layers as the matrix
+        jobs = [job for stage in json.loads(out["stages"]) for job in stage]
+        entries = {e["name"]: e for job in jobs for e in job["layers"]}
+        assert set(entries) == set(matrix)
+        assert all(entries[n]["tags"] == matrix[n]["tags"] for n in entries)
+        assert entries["api"]["tags"] == api["tags"]
     done, _, _ = run_gha(mono, "pull_request", event, publish="yes")
     assert done.returncode == 2
     assert "input publish must be true or false, not 'yes'" in done.stderr
