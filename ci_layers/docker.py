@@ -78,12 +78,18 @@ def release_tags(spec: Spec, name: str) -> list[str]:
     return [t for img in spec.images.values() if img.layer == name for t in img.tags]
 
 
-def pushed_tags(plan: Plan, spec: Spec, name: str, *, publish: bool) -> list[str]:
-    """What a Dockerfile image's build pushes: its hand-off tag (later stages pull it)
-    always, its release tags only where the workflow publishes, so a pull request's run
-    never moves a production tag."""
+def pushed_tags(release: list[str], handoff: str | None, *, publish: bool) -> list[str]:
+    """What a layer's build pushes: its hand-off tag (later stages pull it) always, its
+    release tags only where the workflow publishes, so a pull request's run never moves a
+    production tag. The same rule as `ci-layers build --cache … --push [--publish]`."""
+    handoff_tags = [handoff] if handoff else []
+    return list(dict.fromkeys([*(release if publish else []), *handoff_tags]))
+
+
+def _image_tags(plan: Plan, spec: Spec, name: str, publish: bool) -> list[str]:
+    """A Dockerfile image's pushed tags; its hand-off tag is in its own repository."""
     handoff = key_tag(name, plan.layers[name].key)
-    return list(dict.fromkeys([*(release_tags(spec, name) if publish else []), handoff]))
+    return pushed_tags(release_tags(spec, name), handoff, publish=publish)
 
 
 def docker_inputs(plan: Plan, spec: Spec, name: str, *, publish: bool = False) -> dict[str, Any]:
@@ -92,7 +98,7 @@ def docker_inputs(plan: Plan, spec: Spec, name: str, *, publish: bool = False) -
     assert node is not None
     contexts, redirect_args = _redirects(plan, spec, name)
     args = {**dict(spec.graph[name].build_args), **redirect_args}
-    tags = pushed_tags(plan, spec, name, publish=publish)
+    tags = _image_tags(plan, spec, name, publish)
     return {
         "context": node.context or ".",
         "file": node.file,
@@ -128,7 +134,7 @@ def bake_file(plan: Plan, spec: Spec, *, publish: bool = False) -> dict[str, Any
         entry: dict[str, Any] = {
             "context": context,
             "dockerfile": dockerfile,
-            "tags": pushed_tags(plan, spec, name, publish=publish),
+            "tags": _image_tags(plan, spec, name, publish),
         }
         if node.target:
             entry["target"] = node.target

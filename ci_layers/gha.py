@@ -99,16 +99,18 @@ def inputs_from_env(env: Mapping[str, str]) -> ActionInputs:
         cache=_input(env, "cache") or None,
         lint=_flag(env, "lint"),
         publish=_flag(env, "publish"),
-        pr_number=_pr_number(_input(env, "pr-number")),
+        pr_number=_pr_number(pr, what="input pr-number")
+        if (pr := _input(env, "pr-number"))
+        else None,
         header=_input(env, "header"),
     )
 
 
-def _pr_number(raw: str) -> int | None:
-    if not raw:
-        return None
+def _pr_number(raw: str, *, what: str) -> int:
+    """A pull request's number as the `pr-number` input or `--pr` gives it."""
+    raw = raw.strip()
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or int(raw) < 1:
-        raise UsageError(f"input pr-number must be a pull request's number, not {raw!r}")
+        raise UsageError(f"{what} must be a pull request's number, not {raw!r}")
     return int(raw)
 
 
@@ -188,13 +190,11 @@ def run_action(
     if comparison.mode == "all" and event_name in _COMPARING_EVENTS:
         out.write(annotation("warning", f"everything is rebuilt: {comparison.reason}") + "\n")
 
-    plan_file = _plan_file(env, spec)
-    try:
-        plan_file.write_text(json.dumps(plan.to_json(), indent=2, ensure_ascii=True) + "\n")
-    except OSError as exc:
-        raise OutputWriteError(
-            f"cannot write the plan file in $RUNNER_TEMP ({plan_file}): {exc.strerror}"
-        ) from None
+    plan_file = _write_file(
+        _runner_file(env, "plan", spec.path),
+        json.dumps(plan.to_json(), indent=2, ensure_ascii=True),
+        what="the plan file in $RUNNER_TEMP",
+    )
     bake = _write_bake_file(env, plan, spec, publish=inputs.publish)
     failed = None
     packed = stage_jobs(plan, spec, max_stages=inputs.max_stages, max_parallel=inputs.max_parallel)
@@ -259,10 +259,21 @@ EMPTY_OUTPUTS = {
 }
 
 
-def _plan_file(env: Mapping[str, str], spec: Spec, *, kind: str = "plan") -> Path:
-    """One file per spec, so two steps of a job (one spec each) keep their own plans."""
-    tag = hashlib.sha256(spec.path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    return Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / f"ci-layers-{kind}-{tag}.json"
+def _runner_file(env: Mapping[str, str], kind: str, *names: str, suffix: str = ".json") -> Path:
+    """A file in $RUNNER_TEMP named by what it is for (a spec, and a header): two steps of
+    a job (one spec each) keep their own."""
+    joined = "\0".join(names).encode("utf-8", "surrogateescape")
+    tag = hashlib.sha256(joined).hexdigest()[:12]
+    return Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / f"ci-layers-{kind}-{tag}{suffix}"
+
+
+def _write_file(path: Path, text: str, *, what: str) -> Path:
+    """`text` and a final newline in `path`; one that cannot be written stops the step."""
+    try:
+        path.write_text(text + "\n", encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write {what} ({path}): {exc.strerror}") from None
+    return path
 
 
 def _check_stage_jobs(
@@ -286,14 +297,8 @@ def _check_stage_jobs(
 def _write_comment_file(env: Mapping[str, str], spec_name: str, header: str, body: str) -> Path:
     """The comment's body, marker first, for a job that posts it elsewhere (a fork's pull
     request: `ci-layers comment` in a `workflow_run` job) or with another tool."""
-    tag = hashlib.sha256(f"{spec_name}\0{header}".encode("utf-8", "surrogateescape"))
-    path = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir())
-    path = path / f"ci-layers-comment-{tag.hexdigest()[:12]}.md"
-    try:
-        path.write_text(body + "\n", encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise OutputWriteError(f"cannot write the comment file ({path}): {exc.strerror}") from None
-    return path
+    path = _runner_file(env, "comment", spec_name, header, suffix=".md")
+    return _write_file(path, body, what="the comment file")
 
 
 def _write_bake_file(
@@ -303,12 +308,8 @@ def _write_bake_file(
     docker/bake-action (`source: .`, `files:`); None when there are none to build."""
     if not any(spec.graph[n].dockerfile is not None for n in plan.affected):
         return None
-    path = _plan_file(env, spec, kind="bake")
-    try:
-        path.write_text(json.dumps(bake_file(plan, spec, publish=publish), indent=2) + "\n")
-    except OSError as exc:
-        raise OutputWriteError(f"cannot write the bake file ({path}): {exc.strerror}") from None
-    return path
+    bake = json.dumps(bake_file(plan, spec, publish=publish), indent=2)
+    return _write_file(_runner_file(env, "bake", spec.path), bake, what="the bake file")
 
 
 def _spec_failed(
@@ -430,8 +431,7 @@ def post_comment_file(
     GitHub sets), that it is a ci-layers comment within GitHub's size, and that it
     notifies nobody. A pull request that moved on since is a warning: its newer run
     comments."""
-    if not (number.isascii() and number.isdigit() and len(number) <= 10) or int(number) < 1:
-        raise UsageError(f"--pr must be a pull request's number, not {number.strip()!r}")
+    pr = _pr_number(number, what="--pr")
     if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head_sha):
         raise UsageError(f"--head-sha must be a full commit id, not {head_sha!r}")
     try:
@@ -456,7 +456,7 @@ def post_comment_file(
         api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
         token=token,
         repository=repository,
-        number=int(number),
+        number=pr,
         body=body,
         marker=marker,
         create=create,

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .docker import docker_inputs, key_tag, release_tags
+from .docker import docker_inputs, key_tag, pushed_tags, release_tags
 from .errors import CiLayersError
 from .pack import pack_stages
 from .plan import Plan
+from .report import stage_numbers
 from .spec import Spec
 
 __all__ = [
@@ -62,7 +63,7 @@ def layer_entry(
         "kind": "spec" if layer.dockerfile is None else "dockerfile",
         "parent": layer.parent,
         "from": layer.base,
-        "tags": [],
+        "tags": [],  # below, once the hand-off tag is known
         "release-tags": release,
         "hand-off-tag": None,
         "build-args": dict(layer.build_args),
@@ -70,14 +71,10 @@ def layer_entry(
     if layer.dockerfile is not None:
         docker = docker_inputs(plan, spec, name, publish=publish)
         entry.update(context=docker["context"], file=docker["file"], docker=docker)
-        entry["tags"] = docker["tags"].split("\n")
         entry["hand-off-tag"] = key_tag(name, key)
-    elif cache:  # `ci-layers build --cache CACHE --push [--publish]` pushes these
-        # the tag `build --push` gives it (oci.reference.key_tag; planning keeps off oci/)
+    elif cache:  # the tag `build --push` gives it (oci.reference.key_tag; planning keeps off oci/)
         entry["hand-off-tag"] = f"{cache}:ci-layers-{key.removeprefix('sha256:')}"
-        entry["tags"] = [*(release if publish else []), entry["hand-off-tag"]]
-    elif publish:
-        entry["tags"] = release
+    entry["tags"] = pushed_tags(release, entry["hand-off-tag"], publish=publish)
     return entry
 
 
@@ -120,7 +117,7 @@ def action_outputs(
     stages = [
         [_job_entry(plan, spec, job, i, **how) for job in jobs] for i, jobs in enumerate(packed, 1)
     ]
-    stage_of = {n: i for i, jobs in enumerate(packed, 1) for job in jobs for n in job}
+    stage_of = stage_numbers(plan, packed)
     matrix = [{**layer_entry(plan, spec, n, **how), "stage": stage_of[n]} for n in affected]
     outputs = {
         "has-changes": "true" if affected else "false",

@@ -249,6 +249,7 @@ _MERMAID_EDGES = 500
 _MERMAID_TEXT = 40_000  # Mermaid's maxTextSize is 50,000
 _LABEL = 40  # characters of a node's label
 _TABLE_OPEN = 30  # rows shown open; a longer table is collapsed
+_COMMIT = re.compile(r"[0-9a-f]{7,64}")
 
 
 def short_labels(names: Collection[str]) -> dict[str, str]:
@@ -500,9 +501,8 @@ class _View:
         c, plan = self.plan.comparison, self.plan
         compared = f"`{_short(c.base, missing='nothing')}..{_short(c.head)}`"
         url = self.repository_url
-        hexa = re.compile(r"[0-9a-f]{7,64}")
-        if url and c.head and hexa.fullmatch(c.head):
-            if c.base and hexa.fullmatch(c.base):
+        if url and c.head and _COMMIT.fullmatch(c.head):
+            if c.base and _COMMIT.fullmatch(c.base):
                 # two dots: the diff of exactly these commits, as planned (three would
                 # diff from their merge-base, another range after a force-push)
                 compared = f"[{compared}]({url}/compare/{c.base}..{c.head})"
