@@ -26,28 +26,29 @@ from ci_layers.spec import parse_spec
 MARK = "<!-- ci-layers:plan ci-layers.yaml -->"
 
 
-def big_plan(n: int):
-    lines = ["version: 1", "layers:", "  root: {from: scratch, copy: [{src: src/root, dest: /r}]}"]
-    lines += [
-        f"  layer-{i:04}: {{parent: root, copy: [{{src: src/l{i}, dest: /a}}]}}" for i in range(n)
-    ]
-    spec = parse_spec("\n".join(lines) + "\n")
-    old = {
-        f"src/l{i}/file-with-a-long-name-{j}.txt": "100644 blob " + blob_id(b"a")
-        for i in range(n)
-        for j in range(3)
-    }
-    new = {p: "100644 blob " + blob_id(b"b") for p in old}
-    comparison = Comparison("a" * 40, "b" * 40, "range", "test")
-    changes = ChangeSet(comparison, tuple(FileChange("M", p) for p in old))
+def plan_of(text: str, changed: list[str], *, mode: str = "range", reason: str = "test"):
+    """A plan of `text` in which the files `changed` differ between the two ends."""
+    spec = parse_spec(text)
+    old = {p: "100644 blob " + blob_id(b"a") for p in changed}
+    new = {p: "100644 blob " + blob_id(b"b") for p in changed}
+    comparison = Comparison("a" * 40, "b" * 40, mode, reason)
     return build_plan(
         spec=spec,
         keys=compute_keys(spec, RepoFiles(new)),
         comparison=comparison,
         base_spec=spec,
         base_keys=compute_keys(spec, RepoFiles(old)),
-        changes=changes,
+        changes=ChangeSet(comparison, tuple(FileChange("M", p) for p in changed)),
     )
+
+
+def big_plan(n: int):
+    lines = ["version: 1", "layers:", "  root: {from: scratch, copy: [{src: src/root, dest: /r}]}"]
+    lines += [
+        f"  layer-{i:04}: {{parent: root, copy: [{{src: src/l{i}, dest: /a}}]}}" for i in range(n)
+    ]
+    changed = [f"src/l{i}/file-with-a-long-name-{j}.txt" for i in range(n) for j in range(3)]
+    return plan_of("\n".join(lines) + "\n", changed)
 
 
 def test_a_huge_plan_is_cut_to_fit_a_comment_and_keeps_the_marker() -> None:
@@ -94,36 +95,9 @@ def test_a_summary_is_cut_only_past_its_own_limit() -> None:
 
 def test_paths_cannot_mention_people() -> None:
     text = "version: 1\nlayers:\n  a: {from: scratch, copy: [{src: '@octo-org/ui', dest: /u}]}\n"
-    spec = parse_spec(text)
-    old = {"@octo-org/ui/index.js": "100644 blob " + blob_id(b"a")}
-    new = {"@octo-org/ui/index.js": "100644 blob " + blob_id(b"b")}
-    comparison = Comparison("a" * 40, "b" * 40, "range", "test")
-    plan = build_plan(
-        spec=spec,
-        keys=compute_keys(spec, RepoFiles(new)),
-        comparison=comparison,
-        base_spec=spec,
-        base_keys=compute_keys(spec, RepoFiles(old)),
-        changes=ChangeSet(comparison, (FileChange("M", "@octo-org/ui/index.js"),)),
-    )
+    plan = plan_of(text, ["@octo-org/ui/index.js"])
     body = plan_report(plan, marker=MARK, limit=COMMENT_LIMIT)
     assert "@octo-org" not in body.replace("@\u200bocto-org", "")
-
-
-def plan_of(text: str, changed: list[str], *, mode: str = "range", reason: str = "test"):
-    """A plan of `text` in which the files `changed` differ between the two ends."""
-    spec = parse_spec(text)
-    old = {p: "100644 blob " + blob_id(b"a") for p in changed}
-    new = {p: "100644 blob " + blob_id(b"b") for p in changed}
-    comparison = Comparison("a" * 40, "b" * 40, mode, reason)
-    return build_plan(
-        spec=spec,
-        keys=compute_keys(spec, RepoFiles(new)),
-        comparison=comparison,
-        base_spec=spec,
-        base_keys=compute_keys(spec, RepoFiles(old)),
-        changes=ChangeSet(comparison, tuple(FileChange("M", p) for p in changed)),
-    )
 
 
 def table_rows(body: str) -> list[tuple[int, str]]:
