@@ -44,7 +44,7 @@ from ..spec import Spec
 from .copy import FromLayer, copy_entries, image_path
 from .remote import RemoteCache, pull_external
 from .rootfs import apply_layer, assemble_rootfs
-from .run import DEFAULT_PATH, MOUNT_POINTS, find_runtime, run_commands
+from .run import DEFAULT_PATH, find_runtime, mount_guard, run_commands
 from .snapshot import changed_entries, overlay, overlay_works, record_tree, upper_entries
 from .tarwriter import Entry, tar_stream, write_layer
 from .users import user_ids
@@ -59,6 +59,7 @@ BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
 REVISION = "org.opencontainers.image.revision"
 SOURCE = "org.opencontainers.image.source"
+_KEEP_TIMES = (1 << 33) - 1  # an epoch that clamps no time: the guard keeps the parent's
 
 
 def cutoff_tag(digest: str) -> str:
@@ -432,17 +433,27 @@ class LayerBuilder:
     ) -> Layer | None:
         runtime = self._runtime or find_runtime(self._runtime_arg)
         config = _config(parent.config, layer, epoch=self.epoch)
-        stubs: set[str] = set()
         if overlay_works(scratch):
             lower = self._root_of(parent)
-            with overlay(lower, scratch / "ovl") as (merged, _upper):
-                self._run_in(name, layer, parent, merged, scratch, runtime, config, stubs)
-            return self._write(upper_entries(scratch / "ovl" / "upper", lower, stubs=stubs))
+            guard = scratch / "guard"  # the mount points, over the parent (run.mount_guard)
+            guard.mkdir()
+            self._apply(guard, mount_guard(lower), layer=name, epoch=_KEEP_TIMES)
+            with overlay([guard, lower], scratch / "ovl") as (merged, _upper):
+                self._run_in(name, layer, parent, merged, scratch, runtime, config)
+            return self._write(upper_entries(scratch / "ovl" / "upper", lower))
         lower = scratch / "lower"  # the tree compare changes its root: a fresh copy
         self._extract(parent, lower, privileged=True)
+        self._apply(lower, mount_guard(lower), layer=name, epoch=_KEEP_TIMES)
         before = record_tree(lower)
-        self._run_in(name, layer, parent, lower, scratch, runtime, config, stubs)
-        return self._write(changed_entries(lower, before, stubs=stubs))
+        self._run_in(name, layer, parent, lower, scratch, runtime, config)
+        return self._write(changed_entries(lower, before))
+
+    def _apply(self, rootfs: Path, entries: list[Entry], *, layer: str, epoch: int) -> None:
+        """Entries written into a root as a layer is applied (nothing outside it)."""
+        with tempfile.TemporaryFile(dir=rootfs.parent) as tar:
+            tar_stream(entries, tar, epoch=epoch)
+            tar.seek(0)
+            apply_layer(rootfs, tar, layer=layer, privileged=True)
 
     def _run_in(
         self,
@@ -453,19 +464,14 @@ class LayerBuilder:
         scratch: Path,
         runtime: str,
         config: ImageConfig,
-        stubs: set[str],
     ) -> None:
         view = _DiskRoot(rootfs)
         entries = self._copies(layer, parent, view, scratch)
         if entries:
-            with tempfile.TemporaryFile(dir=scratch) as tar:
-                tar_stream(entries, tar, epoch=self.epoch)
-                tar.seek(0)
-                apply_layer(rootfs, tar, layer=name, privileged=True)
+            self._apply(rootfs, entries, layer=name, epoch=self.epoch)
         cwd = "/" + image_path("", config.workdir) if config.workdir else "/"
         for made in view.missing(cwd, what="workdir"):  # links resolved inside the root
             (rootfs / made).mkdir(mode=0o755)
-        stubs.update(p for point in MOUNT_POINTS for p in view.missing(point, what="mount"))
         try:
             uid, gid, groups = user_ids(config.user, view.read)
         except BuildError as exc:

@@ -4,6 +4,11 @@ ci-layers writes the bundle's config.json and calls `runc run`; it has no sandbo
 its own. The container gets the layer's env, workdir and user, /proc, a minimal /dev
 (runc's default devices on a tmpfs), a read-only /sys, and the host's network unless
 the layer says `network: none` (then a network namespace with only loopback).
+
+Every mount destination is a real folder (or file) of the root when runc starts: the
+builder lays `mount_guard` over the parent's root, as Docker lays its init layer, and
+each command checks it again, so no link an image holds at /dev, /proc, /sys or /etc
+leads runc's writes out of the root.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import uuid
 from collections.abc import Sequence
@@ -18,14 +24,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import BuildError
+from .tarwriter import DIR, FILE, Entry
 
-__all__ = ["DEFAULT_PATH", "MOUNT_POINTS", "MOUNT_STUBS", "find_runtime", "run_commands"]
+__all__ = ["DEFAULT_PATH", "find_runtime", "mount_guard", "run_commands"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Files the runtime mounts over; a build never keeps them (BuildKit drops them too).
-MOUNT_STUBS = ("etc/resolv.conf", "etc/hosts", "etc/hostname")
-# Where the runtime mounts: it creates what is missing there, which no layer keeps.
-MOUNT_POINTS = ("proc", "dev", "sys", *MOUNT_STUBS)
+# Files bound from the host (resolv.conf is empty without a network).
+_HOST_FILES = ("resolv.conf", "hosts", "hostname")
 _CAPS = [  # Docker's default set
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -63,19 +68,9 @@ def find_runtime(explicit: str | None = None) -> str:
     return path
 
 
-def runtime_config(
-    rootfs: Path,
-    command: str,
-    *,
-    env: Sequence[str],
-    cwd: str,
-    uid: int,
-    gid: int,
-    groups: Sequence[int],
-    network: bool,
-    etc: Path,
-) -> dict[str, Any]:
-    caps = list(_CAPS)
+def _mounts(etc: Path) -> list[dict[str, Any]]:
+    """What the container mounts, in the order runc mounts it (the /dev tmpfs before
+    what lies in it)."""
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {
@@ -103,7 +98,7 @@ def runtime_config(
             "options": ["nosuid", "noexec", "nodev", "ro"],
         },
     ]
-    for name in ("resolv.conf", "hosts", "hostname"):
+    for name in _HOST_FILES:
         mounts.append(
             {
                 "destination": f"/etc/{name}",
@@ -112,6 +107,75 @@ def runtime_config(
                 "options": ["rbind", "ro"],
             }
         )
+    return mounts
+
+
+def _destinations() -> dict[str, str]:
+    """Each path the mounts need in the root, parents first: "dir" or "file"."""
+    out: dict[str, str] = {}
+    for m in _mounts(Path("/")):
+        parts = m["destination"].strip("/").split("/")
+        for i in range(1, len(parts)):
+            out.setdefault("/".join(parts[:i]), "dir")
+        out["/".join(parts)] = "file" if m["type"] == "bind" else "dir"
+    return out
+
+
+def mount_guard(lower: Path) -> list[Entry]:
+    """The mount points, as a layer put over the parent's root while `run` runs (as
+    Docker's init layer is): each a real folder, or an empty file, whatever the image
+    holds there. runc joins paths under /dev on the host's side (GHSA-xjvp-4fhw-gc47),
+    so an image's /dev that is a link out of the root would have it write there. A
+    folder the parent has keeps its mode, owner and time, so one copied up from this
+    layer is recorded as the parent had it."""
+    entries = []
+    for path, kind in _destinations().items():
+        if kind == "file":
+            entries.append(Entry(path, FILE, 0o644, data=b""))
+            continue
+        try:
+            st: os.stat_result | None = os.lstat(lower / path)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+            entries.append(Entry(path, DIR, mode, uid, gid, mtime=int(st.st_mtime)))
+        else:
+            entries.append(Entry(path, DIR, 0o755))
+    return entries
+
+
+def _check_mount_points(rootfs: Path) -> None:
+    """Refuse to start runc where a mount point is not what `mount_guard` made it (an
+    earlier command of the layer may have moved a folder and left a link)."""
+    for path, kind in _destinations().items():
+        try:
+            st: os.stat_result | None = os.lstat(rootfs / path)
+        except OSError:
+            st = None
+        want = stat.S_ISDIR if kind == "dir" else stat.S_ISREG
+        if st is None or not want(st.st_mode):
+            what = "folder" if kind == "dir" else "file"
+            raise BuildError(
+                f"/{path} is no longer a {what} (an earlier command replaced it), and runc "
+                "mounts there"
+            )
+
+
+def runtime_config(
+    rootfs: Path,
+    command: str,
+    *,
+    env: Sequence[str],
+    cwd: str,
+    uid: int,
+    gid: int,
+    groups: Sequence[int],
+    network: bool,
+    etc: Path,
+) -> dict[str, Any]:
+    caps = list(_CAPS)
+    mounts = _mounts(etc)
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if not network:
         namespaces.append({"type": "network"})
@@ -175,6 +239,10 @@ def run_commands(
     state = bundle / "state"
     state.mkdir(exist_ok=True)
     for i, command in enumerate(commands, 1):
+        try:
+            _check_mount_points(rootfs)
+        except BuildError as exc:
+            raise BuildError(f"run[{i - 1}]: {exc}", layer=layer) from None
         config = runtime_config(
             rootfs,
             command,

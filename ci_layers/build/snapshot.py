@@ -15,11 +15,10 @@ import os
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import BuildError
-from .run import MOUNT_STUBS
 from .tarwriter import DIR, FIFO, FILE, SYMLINK, WHITEOUT, Entry, link_shared
 
 __all__ = ["TreeRecord", "changed_entries", "overlay", "overlay_works", "upper_entries"]
@@ -30,20 +29,25 @@ _CAPABILITY = "security.capability"
 
 
 @contextlib.contextmanager
-def overlay(lower: Path, scratch: Path) -> Iterator[tuple[Path, Path]]:
-    """Mount `lower` with a fresh upper directory; yields (merged root, upper dir)."""
+def overlay(lowers: Sequence[Path], scratch: Path) -> Iterator[tuple[Path, Path]]:
+    """Mount `lowers` (the first on top) with a fresh upper directory; yields (merged
+    root, upper dir)."""
     upper, work, merged = scratch / "upper", scratch / "work", scratch / "merged"
     for d in (upper, work, merged):
         d.mkdir(parents=True, exist_ok=True)
-    # Options name folders relative to `scratch` (the mount runs there) and the lower one
-    # through a link, so a `,` or `:` in the store's or the repository's path (which the
+    # Options name folders relative to `scratch` (the mount runs there) and the lower ones
+    # through links, so a `,` or `:` in the store's or the repository's path (which the
     # option syntax cannot carry) never reaches them.
-    link = scratch / "lower.link"
-    if link.is_symlink():
-        link.unlink()
-    os.symlink(lower.resolve(), link)
+    links = []
+    for i, lower in enumerate(lowers):
+        link = scratch / f"lower{i}.link"
+        if link.is_symlink():
+            link.unlink()
+        os.symlink(lower.resolve(), link)
+        links.append(link.name)
     options = (
-        "lowerdir=lower.link,upperdir=upper,workdir=work,redirect_dir=off,metacopy=off,index=off"
+        f"lowerdir={':'.join(links)},upperdir=upper,workdir=work,redirect_dir=off,"
+        "metacopy=off,index=off"
     )
     done = subprocess.run(
         ["mount", "-t", "overlay", "overlay", "-o", options, "merged"],
@@ -70,13 +74,13 @@ def overlay_works(scratch: Path) -> bool:
         lower = Path(tmp) / "lower"
         lower.mkdir()
         try:
-            with overlay(lower, Path(tmp)):
+            with overlay([lower], Path(tmp)):
                 return True
         except BuildError:
             return False
 
 
-def upper_entries(upper: Path, lower: Path, *, stubs: Iterable[str] = ()) -> list[Entry]:
+def upper_entries(upper: Path, lower: Path) -> list[Entry]:
     """The entries an overlay's upper directory stands for: char devices 0/0 are
     whiteouts; a `trusted.overlay.opaque=y` folder hides the lower folder's children,
     written as an explicit whiteout for each it no longer has (as BuildKit writes them,
@@ -94,7 +98,7 @@ def upper_entries(upper: Path, lower: Path, *, stubs: Iterable[str] = ()) -> lis
         entry = _entry(rel, full, st)
         if entry is not None:
             out.append(entry)
-    return _drop_stubs(link_shared(out), lower, stubs)
+    return _drop_unchanged(link_shared(out), lower)
 
 
 def _lower_children(lower: Path, rel: str) -> list[str]:
@@ -157,24 +161,11 @@ def _entry(rel: str, full: Path, st: os.stat_result) -> Entry | None:
     return None  # sockets and device nodes are no image content
 
 
-def _drop_stubs(entries: list[Entry], lower: Path, stubs: Iterable[str]) -> list[Entry]:
-    """Leave out what the runtime made for its mounts (BuildKit's MountStubsCleaner):
-    `stubs` are the in-root paths, symlinks resolved, that did not exist before the
-    run; each is dropped while it is an empty file or a folder holding nothing kept."""
-    kept = {e.name: e for e in entries if e.path not in MOUNT_STUBS}
-    for path in sorted(set(stubs), key=lambda p: -p.count("/")):
-        e = kept.get(path)
-        if e is None:
-            continue
-        has_children = any(p.startswith(path + "/") for p in kept)
-        empty_file = e.kind == FILE and e.source is not None and os.lstat(e.source).st_size == 0
-        if (e.kind == DIR and not has_children) or empty_file:
-            del kept[path]
-    # A folder copied up only for a stub (or a file made and removed again) is no change.
-    holds = {p.rpartition("/")[0] for p in kept}
-    return [
-        e for e in kept.values() if not (e.kind == DIR and e.path not in holds and _same(e, lower))
-    ]
+def _drop_unchanged(entries: list[Entry], lower: Path) -> list[Entry]:
+    """Leave out a folder copied up only for what was made in it and removed again: it
+    holds nothing kept and is as the parent had it."""
+    holds = {e.path.rpartition("/")[0] for e in entries}
+    return [e for e in entries if not (e.kind == DIR and e.path not in holds and _same(e, lower))]
 
 
 def _same(e: Entry, lower: Path) -> bool:
@@ -216,7 +207,7 @@ def record_tree(root: Path) -> TreeRecord:
     return out
 
 
-def changed_entries(root: Path, before: TreeRecord, *, stubs: Iterable[str] = ()) -> list[Entry]:
+def changed_entries(root: Path, before: TreeRecord) -> list[Entry]:
     """Entries for what differs from `before`: new and changed paths, and a whiteout for
     each removed path whose folder is still there."""
     after = record_tree(root)
@@ -243,21 +234,17 @@ def changed_entries(root: Path, before: TreeRecord, *, stubs: Iterable[str] = ()
                 out.append(entry)
             present.add(head)
             head = head.rpartition("/")[0]
-    return _drop_stubs(link_shared(out), _Before(before), stubs)  # type: ignore[arg-type]
+    return _drop_unchanged(link_shared(out), _Before(before))  # type: ignore[arg-type]
 
 
 class _Before:
-    """`lower / name` answering is_dir() from a tree record, for `_drop_stubs`."""
+    """`lower / name` answering lstat() from a tree record, for `_drop_unchanged`."""
 
     def __init__(self, record: TreeRecord, rel: str = "") -> None:
         self._record, self._rel = record, rel
 
     def __truediv__(self, name: str) -> _Before:
         return _Before(self._record, f"{self._rel}/{name}" if self._rel else name)
-
-    def is_dir(self) -> bool:
-        rec = self._record.get(self._rel)
-        return rec is not None and stat.S_ISDIR(rec[0])
 
     def lstat(self) -> os.stat_result:
         rec = self._record.get(self._rel)
