@@ -70,6 +70,7 @@ class ImageLayer:
     build_args: tuple[tuple[str, str], ...] = ()
     inputs: tuple[str, ...] = ()
     network: str | None = None  # `run`'s network: None (the default) or "none"
+    timeout: int | None = None  # seconds `run` may take (None: the build's default)
     needs: tuple[str, ...] = ()  # other layers it reads (a Dockerfile's other stages' images)
     dockerfile: DockerfileNode | None = None
     where: Location | None = field(default=None, compare=False)

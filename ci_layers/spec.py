@@ -40,6 +40,7 @@ __all__ = [
     "PublishedImage",
     "Spec",
     "load_spec",
+    "parse_duration",
     "parse_spec",
     "schema",
 ]
@@ -210,6 +211,7 @@ _FRIENDLY = {
     "inputs": "a glob or a list of globs",
     "global_inputs": "a glob or a list of globs",
     "exclude": "a glob or a list of globs",
+    "timeout": "a duration such as '90s', '15m' or '1h30m', or a number of seconds",
 }
 _TYPE_NAMES = {
     "string": "a string",
@@ -307,6 +309,38 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
         if ratio > score and target != word:
             best, score = target, ratio
     return f" (did you mean '{best}'?)" if best else ""
+
+
+_NAME_MAX = 255  # bytes in one path component (Linux)
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_duration(value: str | int) -> int | None:
+    """Seconds of `90s`, `15m`, `1h30m` or a plain number; None if it is none of these
+    or not positive."""
+    if isinstance(value, int):
+        return value if value > 0 else None
+    text = value.strip()
+    if text.isdigit():
+        return int(text) or None
+    found = _DURATION.fullmatch(text)
+    if not text or found is None:
+        return None
+    h, m, s = (int(g or 0) for g in found.groups())
+    return h * 3600 + m * 60 + s or None
+
+
+def _path_problem(path: str) -> str | None:
+    """Why a path cannot exist in a Linux root, if it cannot."""
+    if "\0" in path:
+        return f"{path!r} contains a NUL byte"
+    for part in path.split("/"):
+        if len(part.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+            return (
+                f"has a part of {len(part.encode('utf-8', 'surrogateescape'))} bytes "
+                f"('{part[:20]}…'); a file name takes at most {_NAME_MAX}"
+            )
+    return None
 
 
 def _as_tuple(value: Any) -> tuple[str, ...]:
@@ -469,6 +503,19 @@ class _Checker:
                 copies.append(self._copy(c, (*at, "copy", i), all_layers))
         inputs = _as_tuple(raw.get("inputs")) if _is_strs(raw.get("inputs")) else ()
         self.check_globs(inputs, (*at, "inputs"), layer=name)
+        workdir = raw.get("workdir")
+        if isinstance(workdir, str) and (problem := _path_problem(workdir)):
+            self.error(f"workdir {problem}", (*at, "workdir"))
+        for i, c in enumerate(copies):  # a name past 255 bytes is fine in a tar, not on disk
+            if (problem := _path_problem(c.dest)) and (raw.get("run") or "\0" in c.dest):
+                self.error(f"copy dest {problem}", (*at, "copy", i, "dest"))
+        timeout = None
+        if isinstance(raw.get("timeout"), str | int) and not isinstance(raw["timeout"], bool):
+            timeout = parse_duration(raw["timeout"])
+            if timeout is None:
+                self.error(
+                    f"timeout {raw['timeout']!r} is not {_FRIENDLY['timeout']}", (*at, "timeout")
+                )
         if name in self.bad_layers:
             return None
         return ImageLayer(
@@ -486,6 +533,7 @@ class _Checker:
             build_args=_pairs(raw.get("build_args")),
             inputs=inputs,
             network=_str_or_none(raw.get("network")),
+            timeout=timeout,
             where=self.where(at, key=True),
         )
 

@@ -266,7 +266,93 @@ CASES = [
         ["ci-layers.yaml:3:12: error: placeholder {a} appears twice in path '{a}/{a}/Dockerfile'"],
         id="placeholder-twice",
     ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          a:
+            from: scratch
+            workdir: /srv/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
+          b:
+            from: scratch
+            workdir: "/srv/a\\0b"
+        """,
+        [
+            "ci-layers.yaml:5:14: error: layer 'a': workdir has a part of 256 bytes "
+            "('xxxxxxxxxxxxxxxxxxxx…'); a file name takes at most 255",
+            "ci-layers.yaml:8:14: error: layer 'b': workdir '/srv/a\\x00b' contains a NUL byte",
+        ],
+        id="workdir-that-cannot-exist",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          a:
+            from: scratch
+            copy: [{src: f, dest: /opt/éééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé/f}]
+            run: echo
+          b:
+            from: scratch
+            copy: [{src: f, dest: "/opt/\\0"}]
+        """,
+        [
+            "ci-layers.yaml:5:27: error: layer 'a': copy dest has a part of 256 bytes "
+            "('éééééééééééééééééééé…'); a file name takes at most 255",
+            "ci-layers.yaml:9:27: error: layer 'b': copy dest '/opt/\\x00' contains a NUL byte",
+        ],
+        id="copy-dest-that-cannot-exist",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        layers:
+          a: {from: scratch, timeout: soon}
+          b: {from: scratch, timeout: 0}
+          c: {from: scratch, timeout: 1h-30m}
+          d: {from: scratch, timeout: [90]}
+        """,
+        [
+            "ci-layers.yaml:3:31: error: layer 'a': timeout 'soon' is not a duration",
+            "ci-layers.yaml:4:31: error: layer 'b': timeout 0 is not a duration",
+            "ci-layers.yaml:5:31: error: layer 'c': timeout '1h-30m' is not a duration",
+            "ci-layers.yaml:6:31: error: layer 'd': timeout must be a duration such as",
+        ],
+        id="timeout",
+    ),
 ]
+
+
+def test_a_long_dest_is_fine_in_a_layer_that_only_copies() -> None:
+    """A tar takes a name past 255 bytes; only a root on disk cannot."""
+    spec = parse_spec(
+        "version: 1\nlayers:\n  a:\n    from: scratch\n"
+        "    copy: [{src: f, dest: /opt/" + "x" * 256 + "/f}]\n"
+    )
+    assert spec.layers["a"].copy[0].dest == "/opt/" + "x" * 256 + "/f"
+
+
+def test_timeouts_are_durations_and_no_part_of_the_key(tmp_path: Path) -> None:
+    from ci_layers.keys import compute_keys
+    from ci_layers.repo import worktree_files
+    from ci_layers.spec import parse_duration
+
+    assert [parse_duration(t) for t in ("90s", "15m", "1h30m", "2h", "600", 45)] == [
+        90,
+        900,
+        5400,
+        7200,
+        600,
+        45,
+    ]
+    assert [parse_duration(t) for t in ("", "1.5h", "m", "-5", 0, "1m2h", "0s")] == [None] * 7
+    repo = GitRepo(tmp_path / "r")
+    keys = []
+    for extra in ("", "\n    timeout: 2h"):
+        spec = parse_spec(f"version: 1\nlayers:\n  a:\n    from: scratch\n    run: x{extra}\n")
+        assert spec.layers["a"].timeout == (7200 if extra else None)
+        keys.append(compute_keys(spec, worktree_files(repo.root))["a"].digest)
+    assert keys[0] == keys[1]
 
 
 @pytest.mark.parametrize(("spec", "expected"), CASES)
