@@ -2,7 +2,8 @@
 errors into text once, here.
 
 Exit codes: 0 ok, 1 a failed operation (git, I/O), 2 a bad spec or bad arguments,
-3 an internal error (traceback written to a log file), 130 interrupted.
+3 an internal error (traceback written to a log file), 130 interrupted (SIGINT), 143
+terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import functools
 import io
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -24,7 +27,7 @@ from . import __version__
 from .changes import Comparison, GitHistory, changes_between, choose_comparison, read_event
 from .discover import resolve_dockerfiles
 from .docker import bake_file
-from .errors import CiLayersError, SpecError, SpecInvalid, UsageError
+from .errors import CiLayersError, SpecError, SpecInvalid, Terminated, UsageError
 from .explain import explain_layer
 from .keys import KEY_VERSION, compute_keys
 from .plan import make_plan
@@ -40,7 +43,7 @@ from .report import (
     untrusted,
 )
 from .resolver import DependencyResolver
-from .spec import DEFAULT_SPEC, Spec, load_spec, parse_spec, schema
+from .spec import DEFAULT_SPEC, Spec, load_spec, parse_duration, parse_spec, schema
 
 __all__ = ["main"]
 
@@ -427,6 +430,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--runtime", metavar="PATH", help="the OCI runtime for `run` (default: runc)")
     b.add_argument(
+        "--run-timeout",
+        metavar="DURATION",
+        help="how long a layer's `run` may take when it sets no `timeout:` (90s, 15m, 2h; "
+        "default 1h)",
+    )
+    b.add_argument(
         "--cache",
         metavar="REGISTRY/REPO",
         help="find layers built elsewhere there (tagged ci-layers-<key>), pull parents from it",
@@ -683,6 +692,7 @@ def _build_commands(
     err: TextIO,
 ) -> int:
     from .build.command import cmd_build, cmd_export  # the build path loads only here
+    from .build.run import DEFAULT_RUN_TIMEOUT
 
     store = Path(args.store) if args.store else root / ".ci-layers" / "store"
     if args.command == "squash":
@@ -734,6 +744,14 @@ def _build_commands(
         log: IO[bytes] | None = err.buffer if err.fileno() >= 0 else None
     except (AttributeError, OSError, ValueError):
         log = None
+    run_timeout = DEFAULT_RUN_TIMEOUT
+    if args.run_timeout is not None:
+        parsed = parse_duration(args.run_timeout)
+        if parsed is None:
+            raise UsageError(
+                f"--run-timeout {args.run_timeout}: a duration such as 90s, 15m or 1h30m"
+            )
+        run_timeout = parsed
     return cmd_build(
         spec=spec,
         root=root,
@@ -752,6 +770,7 @@ def _build_commands(
         push=args.push,
         publish=args.publish,
         pull=not args.no_pull,
+        run_timeout=run_timeout,
     )
 
 
@@ -782,6 +801,9 @@ def _error_handler(err: TextIO) -> Iterator[list[int]]:
     except KeyboardInterrupt:
         err.write("interrupted\n")
         code[0] = 130
+    except Terminated:
+        err.write("terminated\n")
+        code[0] = 143
     except BrokenPipeError:  # `ci-layers keys | head`: the reader left, nothing to say
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -809,12 +831,31 @@ def main(
     # not become workflow commands: such text goes out between stop-commands.
     held = io.StringIO() if _names_in_text(args) else None
     try:
-        with _error_handler(err) as code:
+        with _error_handler(err) as code, _terminable():
             code[0] = _run(args, held or out, err)
     finally:
         if held is not None and (printed := held.getvalue()):
             out.write(untrusted(printed.rstrip("\n")) + "\n")
     return code[0]
+
+
+@contextlib.contextmanager
+def _terminable() -> Iterator[None]:
+    """SIGTERM raises Terminated where the program is (once: the cleanups it starts run
+    undisturbed by a second one), as SIGINT raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    before = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _names_in_text(args: argparse.Namespace) -> bool:

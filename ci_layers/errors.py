@@ -12,6 +12,8 @@ CiLayersError                 str() is one line a user can act on
 ├── StoreError                the OCI store: a missing blob or image, a broken layout
 │   └── DigestMismatch        bytes that are not what their digest says (want, got, size)
 └── BuildError                a layer could not be built (what failed, which layer)
+
+Terminated (a BaseException, as KeyboardInterrupt is): SIGTERM, unwinding every cleanup.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "SpecError",
     "SpecInvalid",
     "StoreError",
+    "Terminated",
     "UnknownLayer",
     "UnknownParent",
     "UsageError",
@@ -48,6 +51,11 @@ class Location:
         if not self.line:
             return self.file
         return f"{self.file}:{self.line}:{self.col}"
+
+
+class Terminated(BaseException):
+    """SIGTERM (a cancelled CI job, `timeout`, systemd): raised where the program is, so
+    that, as for Ctrl-C, containers are killed, mounts and scratch folders removed."""
 
 
 class CiLayersError(Exception):

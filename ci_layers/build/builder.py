@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 import time
@@ -44,7 +43,8 @@ from ..spec import Spec
 from .copy import FromLayer, copy_entries, image_path
 from .remote import RemoteCache, pull_external
 from .rootfs import apply_layer, assemble_rootfs
-from .run import DEFAULT_PATH, find_runtime, mount_guard, run_commands
+from .run import DEFAULT_PATH, DEFAULT_RUN_TIMEOUT, find_runtime, mount_guard, run_commands
+from .scratch import scratch_dir
 from .snapshot import changed_entries, overlay, overlay_works, record_tree, upper_entries
 from .tarwriter import Entry, tar_stream, write_layer
 from .users import user_ids
@@ -101,8 +101,10 @@ class LayerBuilder:
         cache: RemoteCache | None = None,
         publish: bool = False,
         pull: bool = True,
+        run_timeout: int = DEFAULT_RUN_TIMEOUT,
     ) -> None:
         self.spec, self.keys, self.files, self.root = spec, keys, files, root
+        self.run_timeout = run_timeout  # seconds, for a layer that sets no `timeout`
         self.store, self.compression, self.epoch = store, compression, epoch
         self._runtime_arg = runtime
         self._runtime: str | None = None
@@ -389,8 +391,7 @@ class LayerBuilder:
         self, name: str, layer: ImageLayer, parent: ImageManifest, config: ImageConfig
     ) -> Layer | None:
         """The layer's blob, written while the files it is read from still exist."""
-        with tempfile.TemporaryDirectory(prefix="ci-layers-build-") as tmp:
-            scratch = Path(tmp)
+        with scratch_dir(self.store.path) as scratch:
             if not layer.run:
                 view = ImageView(parent, lambda x: open_layer(self.store, x))
                 return self._write(self._copies(layer, parent, view, scratch))
@@ -490,6 +491,7 @@ class LayerBuilder:
             gid=gid,
             groups=groups,
             network=layer.network != "none",
+            timeout=layer.timeout or self.run_timeout,
             log=self.log,
             layer=name,
         )
@@ -505,16 +507,14 @@ class LayerBuilder:
             return final
         cache.mkdir(mode=0o700, exist_ok=True)
         cache.chmod(0o700)  # the roots keep their setuid files: for root's eyes only
-        tmp = Path(tempfile.mkdtemp(dir=cache, prefix="tmp-"))
-        try:
+        with scratch_dir(self.store.path, prefix="root-") as scratch:
+            tmp = scratch / "root"
             self._extract(image, tmp, privileged=True)
-            os.rename(tmp, final)  # only a whole root gets its name
-        except OSError:
-            if not final.is_dir():
-                raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)  # another build named it first
+            try:
+                os.rename(tmp, final)  # only a whole root gets its name
+            except OSError:
+                if not final.is_dir():
+                    raise  # else another build named it first; this one goes with scratch
         return final
 
     def _extract(self, image: ImageManifest, where: Path, *, privileged: bool) -> None:

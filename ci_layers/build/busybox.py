@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import BuildError
@@ -85,7 +86,12 @@ def busybox_image(store: OciStore, *, epoch: int = 0, ref: str = BUSYBOX_REF) ->
             "busybox" if applet.startswith("bin/") and depth == 1 else "../" * depth + "bin/busybox"
         )
         entries[applet] = Entry(applet, SYMLINK, 0o777, target=target)
-    layer = write_layer(entries.values(), store, epoch=epoch)
+    with store.lease():  # gc waits: the blobs come before the tag
+        return _write(store, entries.values(), epoch=epoch, ref=ref)
+
+
+def _write(store: OciStore, entries: Iterable[Entry], *, epoch: int, ref: str) -> Descriptor:
+    layer = write_layer(entries, store, epoch=epoch)
     os_name, arch = host_platform()
     config = ImageConfig(
         architecture=arch, os=os_name, env=(("PATH", DEFAULT_PATH),), cmd=("sh",), created=epoch

@@ -21,6 +21,8 @@ from ..spec import Spec
 from .builder import LayerBuilder, key_tag
 from .progress import BuildProgress, human_bytes, summary_table
 from .remote import RemoteCache
+from .run import DEFAULT_RUN_TIMEOUT
+from .scratch import sweep
 from .tarwriter import COMPRESSIONS
 
 __all__ = [
@@ -73,6 +75,7 @@ def cmd_build(
     push: bool = False,
     publish: bool = False,
     pull: bool = True,
+    run_timeout: int = DEFAULT_RUN_TIMEOUT,
 ) -> int:
     if (push or publish) and cache is None:
         flag = "--push" if push else "--publish"
@@ -104,6 +107,7 @@ def cmd_build(
         cache=remote,
         publish=publish,
         pull=pull,
+        run_timeout=run_timeout,
         compression=compression,
         epoch=epoch,
         runtime=runtime,
@@ -116,6 +120,8 @@ def cmd_build(
     builder.progress = progress
     results = []
     with oci.lease():  # gc waits for this build: its blobs are tagged only at the end
+        if cleared := sweep(store, runtime=runtime):
+            out.write(f"cleared what {len(cleared)} interrupted builds left in {store}/tmp\n")
         builder.check(order)
         try:
             for name in order:
@@ -155,6 +161,14 @@ def cmd_export(
 ) -> int:
     """IMAGE is a tag in the store or, with a spec, a layer name (its key's image)."""
     oci = OciStore(store)
+    with oci.lease():  # gc waits: the image's blobs are read while it runs
+        return _export(oci, image=image, archive=archive, keys=keys, out=out)
+
+
+def _export(
+    oci: OciStore, *, image: str, archive: Path, keys: Mapping[str, str] | None, out: TextIO
+) -> int:
+    store = oci.path
     ref = image
     desc = oci.resolve(image)
     if desc is None and keys is not None and image in keys:
@@ -196,9 +210,10 @@ def cmd_pull(
     layer_ref = _layer_ref(image, keys, cache)
     ref = Reference.parse(layer_ref or image, what="image")
     stats = TransferStats()
-    desc = pull_image(Registry(ref.host), ref.repository, ref.ref, oci, stats=stats)
-    name = tag or (key_tag(keys[image]) if layer_ref and keys else image)
-    oci.tag(name, desc)
+    with oci.lease():  # gc waits: blobs come in before the tag that names them
+        desc = pull_image(Registry(ref.host), ref.repository, ref.ref, oci, stats=stats)
+        name = tag or (key_tag(keys[image]) if layer_ref and keys else image)
+        oci.tag(name, desc)
     out.write(f"{ref} -> {store}:{name} ({desc.digest})\n{transfer_line(stats)}\n")
     return 0
 
@@ -226,7 +241,8 @@ def cmd_push(
     desc = Descriptor(desc.media_type, desc.digest, desc.size)
     ref = Reference.parse(to or layer_ref or image, what="destination")
     stats = TransferStats()
-    push_image(oci, desc, Registry(ref.host), ref.repository, [ref.ref], stats=stats)
+    with oci.lease():  # gc waits: the image's blobs are read while it runs
+        push_image(oci, desc, Registry(ref.host), ref.repository, [ref.ref], stats=stats)
     out.write(f"{store}:{source} -> {ref} ({desc.digest})\n{transfer_line(stats)}\n")
     return 0
 
@@ -257,6 +273,8 @@ def cmd_gc(
         f"({human_bytes(result.freed)}) and {len(result.roots)} extracted roots; "
         f"{result.kept_tags} tags kept\n"
     )
+    if result.scratch:
+        out.write(f"{store}: cleared what {len(result.scratch)} interrupted builds left\n")
     for tag in result.untagged:
         out.write(f"  {tag}\n")
     if cache is not None:
@@ -292,59 +310,60 @@ def cmd_squash(
     from .squash import squash_image
 
     oci = OciStore(store)
-    ref = key_tag(keys[image]) if image in keys and oci.resolve(image) is None else image
-    desc = oci.resolve(ref)
-    if desc is None:
-        raise UsageError(f"no image '{image}' in the store {store} (build it first)")
-    desc = Descriptor(desc.media_type, desc.digest, desc.size)
-    loaded = ImageManifest.load(oci, desc)
-    names = {k: n for n, k in keys.items()}
-    layer_names: list[str | None] = []  # the spec layer of each image layer, or None
-    for h in loaded.history:
-        if not h.empty_layer:
-            key = h.comment.removeprefix("ci-layers ").split(" ")[0]
-            layer_names.append(names.get(key) if h.comment.startswith("ci-layers ") else None)
-    if len(layer_names) != len(loaded.layers):
-        layer_names = [None] * len(loaded.layers)
-    graph = spec.graph
-    shared = 0  # up to and including the last layer another image may share
-    for i, name in enumerate(layer_names):
-        if name is None or len(graph.children(name)) > 1 or name not in graph:
-            shared = i + 1
-    changed, commits = history
-    changes = [changed.get(n, frozenset()) if n else frozenset() for n in layer_names]
-    new, plan, squashed = squash_image(
-        oci,
-        desc,
-        shared=shared,
-        sizes_changes=(changes, commits),
-        max_layers=max_layers,
-        compression=compression,
-    )
-    own = {KEY_ANNOTATION, EMPTY_ANNOTATION, CUTOFF_ANNOTATION}
-    kept = {k: v for k, v in loaded.annotations if k not in own}
-    data = oci.read_json(new)
-    data["annotations"] = kept
-    if not kept:
-        data.pop("annotations")
-    import json as _json
-
-    body = _json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    new = oci.put_bytes(body, media_type=new.media_type)
-    name = tag or _squashed_tag(image if oci.resolve(image) is not None else ref)
-    oci.tag(name, new)
-    share = f"over {commits} commits" if commits else "no history: every layer counted as changing"
-    out.write(
-        f"{image}: {len(loaded.layers)} layers -> {len(squashed.layers)} "
-        f"({shared} shared, kept as they are); tagged {name} ({new.digest})\n"
-        f"expected bytes re-uploaded per change ({share}): "
-        f"{human_bytes(int(plan.cost_before))} -> {human_bytes(int(plan.cost_after))}\n"
-    )
-    for group in plan.groups:
-        if len(group) > 1:
-            merged = ", ".join(layer_names[i] or f"#{i}" for i in group)
-            out.write(f"  merged: {merged}\n")
-    return 0
+    with oci.lease():  # gc waits: the squashed layers are written before their tag
+        ref = key_tag(keys[image]) if image in keys and oci.resolve(image) is None else image
+        desc = oci.resolve(ref)
+        if desc is None:
+            raise UsageError(f"no image '{image}' in the store {store} (build it first)")
+        desc = Descriptor(desc.media_type, desc.digest, desc.size)
+        loaded = ImageManifest.load(oci, desc)
+        names = {k: n for n, k in keys.items()}
+        layer_names: list[str | None] = []  # the spec layer of each image layer, or None
+        for h in loaded.history:
+            if not h.empty_layer:
+                key = h.comment.removeprefix("ci-layers ").split(" ")[0]
+                layer_names.append(names.get(key) if h.comment.startswith("ci-layers ") else None)
+        if len(layer_names) != len(loaded.layers):
+            layer_names = [None] * len(loaded.layers)
+        graph = spec.graph
+        shared = 0  # up to and including the last layer another image may share
+        for i, name in enumerate(layer_names):
+            if name is None or len(graph.children(name)) > 1 or name not in graph:
+                shared = i + 1
+        changed, commits = history
+        changes = [changed.get(n, frozenset()) if n else frozenset() for n in layer_names]
+        new, plan, squashed = squash_image(
+            oci,
+            desc,
+            shared=shared,
+            sizes_changes=(changes, commits),
+            max_layers=max_layers,
+            compression=compression,
+        )
+        own = {KEY_ANNOTATION, EMPTY_ANNOTATION, CUTOFF_ANNOTATION}
+        kept = {k: v for k, v in loaded.annotations if k not in own}
+        data = oci.read_json(new)
+        data["annotations"] = kept
+        if not kept:
+            data.pop("annotations")
+        body = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        new = oci.put_bytes(body, media_type=new.media_type)
+        name = tag or _squashed_tag(image if oci.resolve(image) is not None else ref)
+        oci.tag(name, new)
+        share = (
+            f"over {commits} commits" if commits else "no history: every layer counted as changing"
+        )
+        out.write(
+            f"{image}: {len(loaded.layers)} layers -> {len(squashed.layers)} "
+            f"({shared} shared, kept as they are); tagged {name} ({new.digest})\n"
+            f"expected bytes re-uploaded per change ({share}): "
+            f"{human_bytes(int(plan.cost_before))} -> {human_bytes(int(plan.cost_after))}\n"
+        )
+        for group in plan.groups:
+            if len(group) > 1:
+                merged = ", ".join(layer_names[i] or f"#{i}" for i in group)
+                out.write(f"  merged: {merged}\n")
+        return 0
 
 
 def _squashed_tag(image: str) -> str:

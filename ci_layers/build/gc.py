@@ -6,14 +6,15 @@ images, what `pull --tag` named), the records of the current spec's keys (and th
 cutoff tags), and what `--keep-last N` / `--keep-days D` protect among the other
 records (by when their manifest was written). Everything a root reaches (an index's
 manifests, configs, layers) is kept; the rest is untagged and deleted, and so are the
-extracted roots (`rootfs/<chain id>`) no kept image is built of. The sweep holds the
+extracted roots (`rootfs/<chain id>`) no kept image is built of, and what killed builds
+left (scratch folders with their mounts and containers, half-written blobs). The sweep holds the
 store's lease exclusively: while a build runs, gc refuses, so it never deletes a blob a
 build has written but not yet tagged.
 """
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from ..oci.digest import Descriptor, Digest
 from ..oci.manifest import ImageManifest, chain_id
 from ..oci.reference import key_tag
 from ..oci.store import REF_NAME, OciStore
+from .rootfs import remove_tree
+from .scratch import sweep
 
 __all__ = ["GcResult", "collect", "registry_gc"]
 
@@ -36,6 +39,7 @@ class GcResult:
     freed: int = 0
     roots: list[str] = field(default_factory=list)  # extracted roots removed (chain ids)
     kept_tags: int = 0
+    scratch: list[str] = field(default_factory=list)  # what killed builds left in tmp/
 
 
 def _reach(store: OciStore, desc: Descriptor, marked: set[Digest]) -> None:
@@ -111,9 +115,11 @@ def collect(
         for blob in result.blobs:
             result.freed += store.remove_blob(blob)
         for path in stale:
-            shutil.rmtree(path, ignore_errors=True)
-        # blobs a killed build left half written: no build runs now (the lease), so
-        # nothing in ingest/ is on its way in
+            with contextlib.suppress(OSError):
+                remove_tree(path)  # iterative: a root may be thousands of folders deep
+        # what killed builds left: their scratch folders (mounts and containers too) and
+        # half-written blobs; no build runs now (the lease), so nothing is on its way in
+        result.scratch = sweep(store.path)
         for leftover in (store.path / "ingest").iterdir():
             try:
                 result.freed += leftover.stat().st_size

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from ..errors import CiLayersError
 
-__all__ = ["UnsafeLayer", "apply_layer", "assemble_rootfs"]
+__all__ = ["UnsafeLayer", "apply_layer", "assemble_rootfs", "remove_tree"]
 
 _Parts = tuple[str, ...]
 
@@ -470,3 +470,16 @@ def assemble_rootfs(
         finally:
             stream.close()
     return warnings
+
+
+def remove_tree(path: Path) -> None:
+    """Remove `path` and everything below it without following a link, iteratively (a
+    tree deeper than Python's stack is removed as any other)."""
+    try:
+        pfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        _remove(pfd, path.name)
+    finally:
+        os.close(pfd)

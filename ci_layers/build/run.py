@@ -18,6 +18,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,9 +27,10 @@ from typing import IO, Any
 from ..errors import BuildError
 from .tarwriter import DIR, FILE, Entry
 
-__all__ = ["DEFAULT_PATH", "find_runtime", "mount_guard", "run_commands"]
+__all__ = ["DEFAULT_PATH", "DEFAULT_RUN_TIMEOUT", "find_runtime", "mount_guard", "run_commands"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_RUN_TIMEOUT = 3600  # seconds a layer's `run` commands may take together
 # Files bound from the host (resolv.conf is empty without a network).
 _HOST_FILES = ("resolv.conf", "hosts", "hostname")
 _CAPS = [  # Docker's default set
@@ -229,10 +231,13 @@ def run_commands(
     gid: int,
     groups: Sequence[int] = (),
     network: bool = True,
+    timeout: int = DEFAULT_RUN_TIMEOUT,
     log: IO[bytes] | None = None,
     layer: str,
 ) -> None:
-    """Run each command in `rootfs`, one after another; the first that fails stops."""
+    """Run each command in `rootfs`, one after another; the first that fails stops, and
+    so does running past `timeout` seconds in all (the container is killed)."""
+    deadline = time.monotonic() + timeout
     etc = bundle / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     _host_files(etc, network=network)
@@ -257,12 +262,25 @@ def run_commands(
         (bundle / "config.json").write_text(json.dumps(config))
         name = f"ci-layers-{uuid.uuid4().hex[:16]}"
         argv = [runtime, "--root", str(state), "run", "--bundle", str(bundle), name]
+        what = command if len(command) <= 80 else command[:77] + "..."
         try:
             done = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                check=False,
+                timeout=max(0.0, deadline - time.monotonic()),
             )
         except OSError as exc:
             raise BuildError(f"cannot start {runtime}: {exc.strerror}", layer=layer) from None
+        except subprocess.TimeoutExpired:
+            raise BuildError(
+                f"run[{i - 1}] still running after the layer's timeout of "
+                f"{_duration(timeout)}, killed: {what} (raise it with `timeout:` on the "
+                "layer, or build --run-timeout)",
+                layer=layer,
+            ) from None
         finally:
             subprocess.run(
                 [runtime, "--root", str(state), "delete", "--force", name],
@@ -272,8 +290,13 @@ def run_commands(
                 check=False,
             )
         if done.returncode != 0:
-            what = command if len(command) <= 80 else command[:77] + "..."
             raise BuildError(f"run[{i - 1}] exited with {done.returncode}: {what}", layer=layer)
+
+
+def _duration(seconds: int) -> str:
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return "".join(f"{n}{u}" for n, u in ((h, "h"), (m, "m"), (s, "s")) if n) or "0s"
 
 
 def _host_files(etc: Path, *, network: bool) -> None:

@@ -239,9 +239,10 @@ class OciStore:
 
     @contextlib.contextmanager
     def lease(self, *, exclusive: bool = False) -> Iterator[None]:
-        """Builds hold a shared lease while they write (blobs before the tag that names
-        them); gc takes it exclusively, so it never sweeps a blob a build has written
-        but not yet tagged. gc does not wait: a store in use is an error."""
+        """Every command that writes the store (build, pull, squash) or reads an image
+        from it (push, export) holds a shared lease while it runs: blobs come before the
+        tag that names them. gc takes it exclusively, so it never sweeps a blob one of
+        them has written but not yet tagged. gc does not wait: a store in use is an error."""
         try:
             lock = open(self.path / ".ci-layers.lease", "a+b")  # noqa: SIM115 - held below
         except OSError as exc:
@@ -251,7 +252,8 @@ class OciStore:
                 fcntl.flock(lock, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
             except BlockingIOError:
                 raise StoreError(
-                    f"the store {self.path} is in use by a build; run gc when it has finished"
+                    f"the store {self.path} is in use by a build, pull, push, squash or "
+                    "export; run gc when it has finished"
                 ) from None
             try:
                 yield
