@@ -43,6 +43,7 @@ from .report import (
     untrusted,
 )
 from .resolver import DependencyResolver
+from .sources import broken_links
 from .spec import DEFAULT_SPEC, Spec, load_spec, parse_duration, parse_spec, schema
 
 __all__ = ["main"]
@@ -616,6 +617,10 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         spec = resolve_dockerfiles(spec, working_tree())
     for warning in spec.warnings:
         _report(warning, err)
+    if args.command in ("validate", "build") and (
+        problems := broken_links(spec.layers.values(), working_tree())
+    ):
+        raise SpecInvalid(problems)  # Docker's COPY fails on them; build would copy a link
     fmt = getattr(args, "format", "text")
     if args.command in ("build", "export", "gc", "squash"):
         return _build_commands(

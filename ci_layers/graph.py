@@ -28,6 +28,7 @@ class CopySpec:
     chown: str | None = None
     from_layer: str | None = None
     exclude: tuple[str, ...] = ()  # gitignore-style, relative to each src
+    src_where: tuple[Location, ...] = field(default=(), compare=False)  # each src's place
 
 
 @dataclass(frozen=True, slots=True)

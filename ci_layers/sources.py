@@ -425,7 +425,7 @@ def broken_links(layers: Iterable[ImageLayer], files: RepoFiles) -> list[SpecErr
         for c in layer.copy:
             if c.from_layer:
                 continue
-            for src in c.src:
+            for j, src in enumerate(c.src):
                 source = copy_source(src, c.exclude)
                 prefix = source.prefix
                 if (
@@ -441,7 +441,11 @@ def broken_links(layers: Iterable[ImageLayer], files: RepoFiles) -> list[SpecErr
                         SpecError(
                             f"copy source '{src}' goes through a link that leaves the "
                             "repository, or links that loop: Docker's COPY fails on it",
-                            where=layer.where or Location("ci-layers.yaml"),
+                            where=(
+                                c.src_where[j]
+                                if j < len(c.src_where)
+                                else layer.where or Location("ci-layers.yaml")
+                            ),
                             layer=layer.name,
                         )
                     )

@@ -561,6 +561,7 @@ class _Checker:
             self.error("chmod must be an octal mode such as '0755'", (*at, "chmod"))
         exclude = _as_tuple(c.get("exclude")) if _is_strs(c.get("exclude")) else ()
         self.check_globs(exclude, (*at, "exclude"), layer=at[1])
+        listed = isinstance(c.get("src"), list)
         return CopySpec(
             src=src,
             dest=str(c.get("dest")),
@@ -568,6 +569,9 @@ class _Checker:
             chown=_str_or_none(c.get("chown")),
             from_layer=source_layer,
             exclude=exclude,
+            src_where=tuple(
+                self.where((*at, "src", j) if listed else (*at, "src")) for j in range(len(src))
+            ),
         )
 
     def check_globs(

@@ -240,3 +240,45 @@ def test_job_key_must_be_a_string(git_repo):
     code, _out, err = run("build", "-C", str(repo.root), "--job", '{"name": "os", "key": 5}')
     assert code == 2
     assert "--job: layer 'os' has a key that is no string" in err
+
+
+def test_a_copy_source_that_is_a_link_leaving_the_repository_is_refused(git_repo, store):
+    """Docker's COPY fails on such a source; build would have written the dangling link.
+    A link inside a copied folder stays a link, as Docker copies it."""
+    import os
+
+    git_repo.write("d/real", "x\n")
+    os.symlink("/etc/passwd", git_repo.root / "d" / "pw")
+    os.symlink("../../../etc", git_repo.root / "up")
+    git_repo.write(
+        "ci-layers.yaml",
+        """version: 1
+layers:
+  a:
+    from: scratch
+    copy:
+      - {src: d/pw, dest: /pw}
+  b:
+    from: scratch
+    copy:
+      - {src: [d/real, up], dest: /x/}
+  c:
+    from: scratch
+    copy:
+      - {src: d/, dest: /d/}
+""",
+    )
+    git_repo.commit()
+    expected = [
+        "ci-layers.yaml:6:15: error: layer 'a': copy source 'd/pw' goes through a link "
+        "that leaves the repository, or links that loop: Docker's COPY fails on it",
+        "ci-layers.yaml:10:24: error: layer 'b': copy source 'up' goes through a link "
+        "that leaves the repository, or links that loop: Docker's COPY fails on it",
+        "2 problems in the spec",
+    ]
+    for command in ("validate", "build"):
+        where = ["--store", str(store.path)] if command == "build" else []
+        code, _out, err = run(command, "-C", str(git_repo.root), *where)
+        assert code == 2, err
+        assert err.splitlines() == expected
+    assert store.index() == []  # nothing was built
