@@ -673,6 +673,7 @@ def _transfer_command(
     keys = None
     if spec_path.exists() and "/" not in args.image and ":" not in args.image:
         spec = load_spec(spec_path, display=shown)
+        args.image = spec.image_named(args.image)
         if args.image in spec.layers:
             files = worktree_files(root)
             if spec.dockerfile_rules:
@@ -700,6 +701,8 @@ def _build_commands(
     from .build.run import DEFAULT_RUN_TIMEOUT
 
     store = Path(args.store) if args.store else root / ".ci-layers" / "store"
+    if args.command in ("squash", "export"):
+        args.image = spec.image_named(args.image)
     if args.command == "squash":
         from .build.command import cmd_squash
         from .build.squash import key_history
@@ -761,7 +764,7 @@ def _build_commands(
         spec=spec,
         root=root,
         files=files(),
-        targets=args.targets,
+        targets=[spec.layer_named(t) or t for t in args.targets],
         job=args.job,
         store=store,
         compression=args.compression,

@@ -31,7 +31,7 @@ from .errors import Location, SpecError, SpecInvalid
 from .gcpause import paused_gc
 from .gomatch import GLOB_CHARS, compile_segments
 from .graph import CopySpec, ImageLayer, LayerGraph, find_cycles
-from .refs import pushed_twice
+from .refs import pushed_as, pushed_twice
 from .yamlpos import Map, Seq, load_located, location
 
 __all__ = [
@@ -83,6 +83,30 @@ class Spec:
     warnings: tuple[SpecError, ...] = field(default=())
     dockerfile_rules: tuple[DockerfileRule, ...] = ()
     image_overrides: Mapping[str, DockerfileRule] = field(default_factory=dict)
+
+    def layer_named(self, name: str) -> str | None:
+        """The layer a name on the command line means: a layer, an `images:` entry (its
+        top layer), or a tag of one (a Dockerfile image's too), however it is spelled."""
+        if name in self.layers:
+            return name
+        if name in self.images:
+            return self.images[name].layer
+        want = pushed_as(name)
+        for image in self.images.values():
+            if any(pushed_as(t) == want for t in image.tags):
+                return image.layer
+        for layer in self.layers.values():
+            if layer.dockerfile and any(pushed_as(t) == want for t in layer.dockerfile.tags):
+                return layer.name
+        return None
+
+    def image_named(self, name: str) -> str:
+        """What an image command (export, squash, push, pull) takes for a name: an
+        `images:` entry is its first tag, or its top layer when it has none."""
+        image = self.images.get(name)
+        if image is None or name in self.layers:
+            return name
+        return image.tags[0] if image.tags else image.layer
 
 
 @cache

@@ -282,3 +282,50 @@ layers:
         assert code == 2, err
         assert err.splitlines() == expected
     assert store.index() == []  # nothing was built
+
+
+def test_an_images_name_or_tag_works_wherever_a_layer_is_taken(
+    git_repo, busybox_store, tmp_path, registry
+):
+    """`images: {demo-app: {layer: app}}`: `build demo-app` builds `app`; export,
+    squash, push and pull take the image by its name or its tag too."""
+    from ci_layers.oci.registry import Registry
+
+    tag = f"{registry.host}/acme/web:1"
+    git_repo.write("etc/motd", "hi\n")
+    git_repo.write("app/main.sh", "echo app\n")
+    git_repo.write(
+        "ci-layers.yaml",
+        SPEC.split("images:")[0]
+        + f"images:\n  demo-app: {{layer: app}}\n  web: {{layer: app, tags: [{tag}]}}\n",
+    )
+    git_repo.commit()
+    where = ["-C", str(git_repo.root), "--store", str(busybox_store.path)]
+    for name in ("demo-app", tag):
+        code, out, err = run("build", name, *where)
+        assert code == 0, err
+        assert "app" in out and "os" in out
+    app_key = busybox_store.resolve(tag)  # the published image, as build tagged it
+    assert app_key is not None
+    for name, expected in (("demo-app", "ci-layers-"), ("web", tag)):
+        archive = tmp_path / f"{name}.tar"
+        code, out, err = run("export", name, "--oci-archive", str(archive), *where)
+        assert code == 0, err
+        assert out.startswith(f"{archive}: {expected}")
+    code, out, err = run("squash", "web", "--max-layers", "2", *where)
+    assert code == 0, err
+    assert f"tagged {tag}-squashed" in out
+    cache = f"{registry.host}/acme/cache"
+    code, out, err = run("push", "web", *where)
+    assert code == 0, err
+    assert Registry(registry.host).manifest_descriptor("acme/web", "1") is not None
+    code, out, err = run("push", "demo-app", "--cache", cache, *where)
+    assert code == 0, err
+    assert f"-> {cache}:ci-layers-" in out
+    fresh = ["-C", str(git_repo.root), "--store", str(tmp_path / "fresh")]
+    code, out, err = run("pull", "web", *fresh)
+    assert code == 0, err
+    assert out.startswith(f"{tag} -> ")
+    code, out, err = run("pull", "demo-app", "--cache", cache, *fresh)
+    assert code == 0, err
+    assert f"{cache}:ci-layers-" in out
