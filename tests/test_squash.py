@@ -14,7 +14,17 @@ from hypothesis import strategies as st
 
 from ci_layers.build.rootfs import assemble_rootfs
 from ci_layers.build.squash import plan_groups, squash_image
-from ci_layers.build.tarwriter import DIR, FILE, OPAQUE, SYMLINK, WHITEOUT, Entry, write_layer
+from ci_layers.build.tarwriter import (
+    DIR,
+    FILE,
+    HARDLINK,
+    OPAQUE,
+    SYMLINK,
+    WHITEOUT,
+    Entry,
+    sort_key,
+    write_layer,
+)
 from ci_layers.errors import UsageError
 from ci_layers.oci.layers import open_layer
 from ci_layers.oci.manifest import History, ImageManifest
@@ -43,6 +53,18 @@ def _tree(root: Path) -> dict[str, tuple]:
     return found
 
 
+def _linked(root: Path) -> set[frozenset[str]]:
+    """The groups of paths that share one inode (hardlinks)."""
+    by_inode: dict[int, set[str]] = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            full = Path(dirpath) / name
+            st_ = full.lstat()
+            if stat.S_ISREG(st_.st_mode) and st_.st_nlink > 1:
+                by_inode.setdefault(st_.st_ino, set()).add(full.relative_to(root).as_posix())
+    return {frozenset(g) for g in by_inode.values()}
+
+
 def _unpacked(store: OciStore, image: ImageManifest) -> dict[str, tuple]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "root"
@@ -51,7 +73,7 @@ def _unpacked(store: OciStore, image: ImageManifest) -> dict[str, tuple]:
             (str(x.descriptor.digest), lambda x=x: open_layer(store, x)) for x in image.layers
         ]
         assemble_rootfs(root, openers, privileged=False)
-        return _tree(root)
+        return {**_tree(root), "(hardlinks)": _linked(root)}
 
 
 @st.composite
@@ -62,7 +84,7 @@ def layer_ops(draw):
     opaque: set[str] = set()
     for _ in range(draw(st.integers(1, 5))):
         path = draw(st.sampled_from(NAMES))
-        kind = draw(st.sampled_from([FILE, FILE, DIR, SYMLINK, WHITEOUT, OPAQUE]))
+        kind = draw(st.sampled_from([FILE, FILE, DIR, SYMLINK, WHITEOUT, OPAQUE, HARDLINK]))
         parents = [p for p in NAMES if path.startswith(p + "/")]
         if any(p in entries and entries[p].kind != DIR for p in parents):
             continue
@@ -80,6 +102,14 @@ def layer_ops(draw):
             entries[path] = Entry(path, FILE, data=draw(st.binary(max_size=8)), mode=mode)
         elif kind == DIR:
             entries[path] = Entry(path, DIR, mode=0o755)
+        elif kind == HARDLINK:  # to a file of this layer written before it, as overlay
+            files = [  # copies a lower file up before it links to it
+                e for p, e in entries.items() if e.kind == FILE and sort_key(p) < sort_key(path)
+            ]
+            if not files:
+                continue
+            target = draw(st.sampled_from(files))
+            entries[path] = Entry(path, HARDLINK, target.mode, target=target.path)
         else:
             entries[path] = Entry(path, SYMLINK, target="a")
     return [*entries.values(), *(Entry(d, OPAQUE) for d in sorted(opaque))]
@@ -137,6 +167,76 @@ def test_umoci_unpacks_the_squashed_image_to_the_original(tmp_path):
     assert a == b
     assert "opt/x" not in b
     assert "etc/b" not in b
+
+
+def _a_and_b(content: bytes = b"old") -> list[Entry]:
+    return [Entry("a", FILE, data=content), Entry("b", HARDLINK, target="a")]
+
+
+LINK_STACKS = {
+    # ln /a /b; then /a replaced: /b keeps the old bytes (its own inode)
+    "target-replaced": [_a_and_b(), [Entry("a", FILE, data=b"new")]],
+    # ln /a /b; then rm /a: /b keeps its bytes
+    "target-removed": [_a_and_b(), [Entry("a", WHITEOUT)]],
+    "target-becomes-a-folder": [_a_and_b(), [Entry("a", DIR, 0o755), Entry("a/x", FILE)]],
+    "target-becomes-a-symlink": [_a_and_b(), [Entry("a", SYMLINK, target="b")]],
+    "folder-of-the-target-made-opaque": [
+        [
+            Entry("d", DIR, 0o755),
+            Entry("d/a", FILE, data=b"old"),
+            Entry("e", HARDLINK, target="d/a"),
+        ],
+        [Entry("d", DIR, 0o755), Entry("d", OPAQUE), Entry("d/n", FILE, data=b"n")],
+    ],
+    "folder-of-the-target-removed": [
+        [
+            Entry("d", DIR, 0o755),
+            Entry("d/a", FILE, data=b"old"),
+            Entry("e", HARDLINK, target="d/a"),
+        ],
+        [Entry("d", WHITEOUT)],
+    ],
+    # ln a b; ln a c; a replaced: b and c keep the old bytes, still one inode
+    "two-links-stay-linked": [
+        [*_a_and_b(), Entry("c", HARDLINK, target="a")],
+        [Entry("a", FILE, data=b"new")],
+    ],
+    # ln a b, then ln b c (overlay copies b up first, apart from a), then a removed
+    "a-chain": [
+        _a_and_b(),
+        [Entry("b", FILE, data=b"old"), Entry("c", HARDLINK, target="b")],
+        [Entry("a", WHITEOUT)],
+    ],
+    # a link of a link in one layer (tar names the first), its holder replaced
+    "a-link-to-a-link": [
+        [*_a_and_b(), Entry("c", HARDLINK, target="b")],
+        [Entry("a", FILE, data=b"new")],
+    ],
+    "the-link-replaced": [_a_and_b(), [Entry("b", FILE, data=b"b's own")]],
+    "the-link-removed": [_a_and_b(), [Entry("b", WHITEOUT)], [Entry("a", FILE, data=b"new")]],
+}
+
+
+@pytest.mark.parametrize("stack", LINK_STACKS.values(), ids=LINK_STACKS.keys())
+def test_hardlinks_keep_their_bytes_when_their_target_goes(stack, tmp_path):
+    store = OciStore(tmp_path / "s")
+    desc, original = _image(store, stack)
+    _new, _plan, squashed = squash_image(store, desc, shared=0, sizes_changes=None, max_layers=1)
+    assert len(squashed.layers) == 1
+    assert _unpacked(store, squashed) == _unpacked(store, original)
+
+
+def test_umoci_reads_the_old_bytes_of_a_link_whose_target_was_replaced(tmp_path):
+    require("umoci")
+    store = OciStore(tmp_path / "s")
+    desc, _original = _image(store, LINK_STACKS["target-replaced"])
+    store.tag("orig", desc)
+    new, _plan, _squashed = squash_image(store, desc, shared=0, sizes_changes=None, max_layers=1)
+    store.tag("squashed", new)
+    squashed = unpack(store, "squashed", tmp_path / "b")
+    assert (squashed / "b").read_bytes() == b"old"
+    assert (squashed / "a").read_bytes() == b"new"
+    assert _tree(unpack(store, "orig", tmp_path / "a")) == _tree(squashed)
 
 
 def test_the_split_merges_what_changes_together_or_rarely():

@@ -18,19 +18,32 @@ over a deleted one becomes opaque.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import tarfile
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 from ..errors import BuildError, UsageError
 from ..oci.digest import Descriptor
 from ..oci.layers import open_layer
 from ..oci.manifest import History, ImageManifest, Layer
 from ..oci.store import OciStore
-from .tarwriter import DIR, FIFO, FILE, HARDLINK, OPAQUE, SYMLINK, WHITEOUT, Entry, write_layer
+from .tarwriter import (
+    DIR,
+    FIFO,
+    FILE,
+    HARDLINK,
+    OPAQUE,
+    SYMLINK,
+    WHITEOUT,
+    Entry,
+    sort_key,
+    write_layer,
+)
 
 __all__ = ["MAX_LAYERS", "SquashPlan", "merge_layers", "plan_groups", "squash_image"]
 
@@ -103,69 +116,172 @@ def plan_groups(
 
 def merge_layers(store: OciStore, layers: Sequence[Layer], *, compression: str) -> Layer:
     """The layers applied in order, as one layer."""
-    entries: dict[str, Entry] = {}
-    deleted: set[str] = set()  # hidden below the group: whiteouts to keep
-    opaque: set[str] = set()  # folders whose lower contents stay hidden
-    with tempfile.TemporaryDirectory(prefix="ci-layers-squash-") as tmp:
-        spool = Path(tmp)
-        count = 0
+    with tempfile.NamedTemporaryFile(prefix="ci-layers-squash-") as spool:
+        merged = _Merged()
         for layer in layers:
             with open_layer(store, layer) as blob, tarfile.open(fileobj=blob, mode="r|") as tar:
                 for m in tar:
-                    count += 1  # one spool file per entry: an overwrite must not clobber
-                    _apply(m, tar, entries, deleted, opaque, spool / str(count))
-        out = list(entries.values())
-        for path in sorted(deleted):
-            if path not in entries and not _under_any(path, deleted - {path}):
+                    merged.apply(m, tar, spool)
+        spool.flush()
+        return write_layer(merged.entries(), store, compression=compression)
+
+
+class _Node:
+    """A path of the merged group: what the group has there, and what it hides below."""
+
+    __slots__ = ("children", "deleted", "entry", "opaque")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.entry: Entry | None = None
+        self.deleted = False  # a whiteout to keep: it hides what lies below the group
+        self.opaque = False  # a folder whose lower contents stay hidden
+
+
+class _Merged:
+    """The group's layers applied in order, held as a tree of paths, so that dropping
+    what lies below a path costs what it drops (linear in the entries, issue 20 item 6).
+    Hardlinks are indexed by the file holding their bytes: when that file is replaced or
+    removed, the links keep its old content, as they keep its inode on disk."""
+
+    def __init__(self) -> None:
+        self.root = _Node()
+        self.links: dict[str, set[str]] = {}  # the file holding the bytes -> its links
+
+    def find(self, path: str) -> _Node | None:
+        node: _Node | None = self.root
+        for part in path.split("/"):
+            node = node.children.get(part) if node is not None else None
+        return node
+
+    def node(self, path: str) -> _Node:
+        node = self.root
+        for part in path.split("/"):
+            child = node.children.get(part)
+            if child is None:
+                child = node.children[part] = _Node()
+            node = child
+        return node
+
+    def apply(self, m: tarfile.TarInfo, tar: tarfile.TarFile, spool: IO[bytes]) -> None:
+        path = posixpath.normpath(m.name.lstrip("/")).removeprefix("./")
+        if path in (".", "") or path.startswith("../"):
+            return
+        head, base = posixpath.split(path)
+        if base == _OPQ:
+            node = self.node(head) if head else self.root
+            self.drop(head, node, itself=False, marks=True)
+            node.opaque = True
+            return
+        if base.startswith(_WH):
+            gone = posixpath.join(head, base[len(_WH) :])
+            node = self.node(gone)
+            self.drop(gone, node, itself=True, marks=True)
+            node.opaque, node.deleted = False, True
+            return
+        entry = _entry(m, tar, path, spool)
+        if entry is None:
+            return  # devices are not written by ci-layers' layers, and extraction skips them
+        node = self.node(path)
+        old = node.entry
+        if entry.kind != DIR:
+            # a non-folder replaces whatever was there, below the group too: a folder made
+            # there later in the group must hide what that one held (it becomes opaque)
+            self.drop(path, node, itself=True, marks=True)
+            node.opaque, node.deleted = False, True
+        elif old is not None and old.kind != DIR:
+            self.drop(path, node, itself=True, marks=False)
+        if entry.kind == DIR and node.deleted:
+            node.deleted, node.opaque = False, True  # made anew: nothing of the old shows
+        if entry.kind == HARDLINK:
+            held = self.find(entry.target)
+            if held is not None and held.entry is not None and held.entry.kind == HARDLINK:
+                entry = replace(entry, target=held.entry.target)  # to the bytes' holder
+            self.links.setdefault(entry.target, set()).add(path)
+        node.entry = entry
+
+    def drop(self, path: str, node: _Node, *, itself: bool, marks: bool) -> None:
+        """Drop the entries below `path` (its own too when `itself`) and, with `marks`,
+        the whiteouts and opaque marks below it."""
+        gone: list[tuple[str, Entry]] = []
+        if itself and node.entry is not None:
+            gone.append((path, node.entry))
+            node.entry = None
+        stack = [(f"{path}/{k}" if path else k, c) for k, c in node.children.items()]
+        while stack:
+            p, n = stack.pop()
+            if n.entry is not None:
+                gone.append((p, n.entry))
+                n.entry = None
+            stack.extend((f"{p}/{k}", c) for k, c in n.children.items())
+        if marks:
+            node.children = {}
+        removed = {p for p, _e in gone}
+        for p, e in gone:
+            if e.kind == HARDLINK:
+                self.links.get(e.target, set()).discard(p)
+        for p, e in gone:
+            if e.kind == FILE:
+                self._keep_linked(p, e, removed)
+
+    def _keep_linked(self, path: str, old: Entry, removed: set[str]) -> None:
+        """`path`'s file goes; the links to it that stay keep its bytes (the first of
+        them in tar order holds them now, the others link to it)."""
+        left = sorted(self.links.pop(path, set()) - removed, key=sort_key)
+        if not left:
+            return
+        holder, *others = left
+        own = self._entry(holder)
+        self.node(holder).entry = replace(
+            old, path=holder, mode=own.mode, uid=own.uid, gid=own.gid, mtime=own.mtime
+        )
+        for other in others:
+            self.node(other).entry = replace(self._entry(other), target=holder)
+        if others:
+            self.links[holder] = set(others)
+
+    def _entry(self, path: str) -> Entry:
+        entry = self.node(path).entry
+        if entry is None:
+            raise AssertionError(f"no entry at {path}")  # a link index out of step
+        return entry
+
+    def entries(self) -> list[Entry]:
+        """The merged layer: every entry, the whiteouts no kept whiteout above already
+        says, the opaque marks outside deleted folders, hardlinks in tar order."""
+        out: list[Entry] = []
+        stack = [(k, c, False) for k, c in self.root.children.items()]
+        while stack:
+            path, node, hidden = stack.pop()  # hidden: a folder above is a kept whiteout
+            if node.entry is not None:
+                out.append(node.entry)
+            elif node.deleted and not hidden:
                 out.append(Entry(path, WHITEOUT))
-        out += [Entry(d, OPAQUE) for d in sorted(opaque) if not _under_any(d, deleted)]
-        out = _links_in_order(out, entries)
-        return write_layer(out, store, compression=compression)
+            if node.opaque and not hidden:
+                out.append(Entry(path, OPAQUE))
+            below = hidden or node.deleted
+            stack.extend((f"{path}/{k}", c, below) for k, c in node.children.items())
+        if self.root.opaque:
+            out.append(Entry("", OPAQUE))
+        return self._links_whole(out)
+
+    @staticmethod
+    def _links_whole(out: list[Entry]) -> list[Entry]:
+        """Each hardlink names a file of the merged layer (a tar's link names an entry
+        written before it: a link's target sorts first in its own layer, a kept link's
+        new holder is the first of them, so the order holds)."""
+        files = {e.path for e in out if e.kind == FILE}
+        for e in out:
+            if e.kind == HARDLINK and e.target not in files:
+                raise BuildError(
+                    f"cannot squash: hardlink '{e.path}' to '{e.target}', which is not in it"
+                )
+        return out
 
 
-def _under_any(path: str, parents: set[str]) -> bool:
-    return any(path.startswith(p + "/") for p in parents)
-
-
-def _drop_below(entries: dict[str, Entry], marks: set[str], root: str, *, itself: bool) -> None:
-    prefix = root + "/" if root else ""
-    for p in [p for p in entries if p.startswith(prefix) or (itself and p == root)]:
-        del entries[p]
-    for p in [p for p in marks if p.startswith(prefix) and p != root]:
-        marks.discard(p)
-
-
-def _apply(
-    m: tarfile.TarInfo,
-    tar: tarfile.TarFile,
-    entries: dict[str, Entry],
-    deleted: set[str],
-    opaque: set[str],
-    spool: Path,
-) -> None:
-    path = posixpath.normpath(m.name.lstrip("/")).removeprefix("./")
-    if path in (".", "") or path.startswith("../"):
-        return
-    head, base = posixpath.split(path)
-    if base == _OPQ:
-        _drop_below(entries, deleted, head, itself=False)
-        _drop_below(entries, opaque, head, itself=False)
-        opaque.add(head)
-        return
-    if base.startswith(_WH):
-        gone = posixpath.join(head, base[len(_WH) :])
-        _drop_below(entries, deleted, gone, itself=True)
-        _drop_below(entries, opaque, gone, itself=False)
-        opaque.discard(gone)
-        deleted.add(gone)
-        return
-    old = entries.get(path)
-    if old is not None and not (old.kind == DIR and m.isdir()):
-        _drop_below(entries, set(), path, itself=True)  # a non-folder replaces it whole
-    if path in deleted:
-        deleted.discard(path)
-        if m.isdir():
-            opaque.add(path)  # made anew: nothing of the deleted one shows through
+def _entry(m: tarfile.TarInfo, tar: tarfile.TarFile, path: str, spool: IO[bytes]) -> Entry | None:
+    """The tar member as an entry; a regular file's bytes are appended to `spool` (one
+    file for all: an overwrite never clobbers what an earlier entry wrote)."""
     xattrs = tuple(
         (k.removeprefix("SCHILY.xattr."), v.encode("utf-8", "surrogateescape"))
         for k, v in sorted(m.pax_headers.items())
@@ -175,50 +291,22 @@ def _apply(
     if m.isreg():
         source = tar.extractfile(m)
         assert source is not None
-        with source, open(spool, "wb") as f:
+        start = spool.seek(0, os.SEEK_END)
+        with source:
             while chunk := source.read(1 << 20):
-                f.write(chunk)
-        entries[path] = Entry(path, FILE, source=str(spool), **common)  # type: ignore[arg-type]
-    elif m.isdir():
-        entries[path] = Entry(path, DIR, **common)  # type: ignore[arg-type]
-    elif m.issym():
-        entries[path] = Entry(path, SYMLINK, target=m.linkname, **common)  # type: ignore[arg-type]
-    elif m.islnk():
+                spool.write(chunk)
+        span = (start, spool.tell() - start)
+        return Entry(path, FILE, source=spool.name, span=span, **common)  # type: ignore[arg-type]
+    if m.isdir():
+        return Entry(path, DIR, **common)  # type: ignore[arg-type]
+    if m.issym():
+        return Entry(path, SYMLINK, target=m.linkname, **common)  # type: ignore[arg-type]
+    if m.islnk():
         target = posixpath.normpath(m.linkname.lstrip("/")).removeprefix("./")
-        entries[path] = Entry(path, HARDLINK, target=target, **common)  # type: ignore[arg-type]
-    elif m.isfifo():
-        entries[path] = Entry(path, FIFO, **common)  # type: ignore[arg-type]
-    else:
-        return  # devices are not written by ci-layers' layers and are skipped, as extraction does
-    if not m.isdir():
-        # a non-folder replaces whatever was there, below the group too: a folder made
-        # there later in the group must hide what that one held (it becomes opaque)
-        opaque.discard(path)
-        _drop_below({}, opaque, path, itself=False)
-        _drop_below({}, deleted, path, itself=False)
-        deleted.add(path)
-
-
-def _links_in_order(out: list[Entry], entries: Mapping[str, Entry]) -> list[Entry]:
-    """A tar hardlink names an entry written before it: a link whose target now sorts
-    after it, or is gone, becomes a copy of the target's file."""
-    from .tarwriter import sort_key
-
-    fixed = []
-    for e in out:
-        if e.kind != HARDLINK:
-            fixed.append(e)
-            continue
-        target = entries.get(e.target)
-        if target is None or target.kind != FILE:
-            raise BuildError(
-                f"cannot squash: hardlink '{e.path}' to '{e.target}', which is not in it"
-            )
-        if sort_key(e.target) < sort_key(e.path):
-            fixed.append(e)
-        else:
-            fixed.append(replace(target, path=e.path, mode=e.mode, uid=e.uid, gid=e.gid))
-    return fixed
+        return Entry(path, HARDLINK, target=target, **common)  # type: ignore[arg-type]
+    if m.isfifo():
+        return Entry(path, FIFO, **common)  # type: ignore[arg-type]
+    return None
 
 
 def squash_image(

@@ -58,6 +58,7 @@ class Entry:
     gid: int = 0
     target: str = ""  # a symlink's text, or the image path a hardlink points to
     source: str | None = None  # the file on disk holding a regular file's content
+    span: tuple[int, int] | None = None  # or only (offset, size) of it (a spool file)
     data: bytes | None = None  # or the content itself
     mtime: int = 0
     xattrs: tuple[tuple[str, bytes], ...] = ()
@@ -194,6 +195,9 @@ def _content(e: Entry) -> tuple[int, bytes | int | None]:
         fd = os.open(e.source, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
         raise BuildError(f"cannot read {e.source}: {exc.strerror}") from None
+    if e.span is not None:
+        os.lseek(fd, e.span[0], os.SEEK_SET)
+        return e.span[1], fd
     return os.fstat(fd).st_size, fd
 
 
