@@ -431,6 +431,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--runtime", metavar="PATH", help="the OCI runtime for `run` (default: runc)")
     b.add_argument(
+        "--max-root-size",
+        metavar="SIZE",
+        help="what one extracted parent root may take, its files' sizes as their headers "
+        "say (512M, 100G; default 64G): a guard against layers that unpack to terabytes",
+    )
+    b.add_argument(
         "--run-timeout",
         metavar="DURATION",
         help="how long a layer's `run` may take when it sets no `timeout:` (90s, 15m, 2h; "
@@ -698,6 +704,7 @@ def _build_commands(
     err: TextIO,
 ) -> int:
     from .build.command import cmd_build, cmd_export  # the build path loads only here
+    from .build.rootfs import MAX_ROOT_BYTES
     from .build.run import DEFAULT_RUN_TIMEOUT
 
     store = Path(args.store) if args.store else root / ".ci-layers" / "store"
@@ -760,6 +767,7 @@ def _build_commands(
                 f"--run-timeout {args.run_timeout}: a duration such as 90s, 15m or 1h30m"
             )
         run_timeout = parsed
+    max_root = MAX_ROOT_BYTES if args.max_root_size is None else _bytes(args.max_root_size)
     return cmd_build(
         spec=spec,
         root=root,
@@ -779,7 +787,19 @@ def _build_commands(
         publish=args.publish,
         pull=not args.no_pull,
         run_timeout=run_timeout,
+        max_root_bytes=max_root,
     )
+
+
+def _bytes(text: str) -> int:
+    """`512M`, `100G`, `2GiB`, `1T` or a number of bytes."""
+    units = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}
+    number, unit = text.strip().upper().removesuffix("IB").removesuffix("B"), ""
+    if number[-1:] in units:
+        number, unit = number[:-1], number[-1]
+    if not number.isdigit() or int(number) == 0:
+        raise UsageError(f"--max-root-size {text}: a size such as 512M, 100G or 1T")
+    return int(number) << units[unit]
 
 
 def _report(problem: SpecError, err: TextIO) -> None:

@@ -9,6 +9,7 @@ layer), so the next build of that key, under any name or commit, reuses it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tarfile
@@ -42,13 +43,13 @@ from ..resolver import DependencyResolver
 from ..spec import Spec
 from .copy import FromLayer, copy_entries, image_path
 from .remote import RemoteCache, pull_external
-from .rootfs import apply_layer, assemble_rootfs
+from .rootfs import MAX_ROOT_BYTES, apply_layer, assemble_rootfs
 from .run import DEFAULT_PATH, DEFAULT_RUN_TIMEOUT, find_runtime, mount_guard, run_commands
 from .scratch import scratch_dir
 from .snapshot import changed_entries, overlay, overlay_works, record_tree, upper_entries
 from .tarwriter import Entry, tar_stream, write_layer
 from .users import user_ids
-from .view import ImageView, resolve_in_root
+from .view import READ_LIMIT, ImageView, resolve_in_root
 
 __all__ = ["BuildResult", "LayerBuilder", "cutoff_tag", "key_tag", "output_id"]
 
@@ -102,9 +103,11 @@ class LayerBuilder:
         publish: bool = False,
         pull: bool = True,
         run_timeout: int = DEFAULT_RUN_TIMEOUT,
+        max_root_bytes: int = MAX_ROOT_BYTES,
     ) -> None:
         self.spec, self.keys, self.files, self.root = spec, keys, files, root
         self.run_timeout = run_timeout  # seconds, for a layer that sets no `timeout`
+        self.max_root_bytes = max_root_bytes  # what one extracted root may take
         self.store, self.compression, self.epoch = store, compression, epoch
         self._runtime_arg = runtime
         self._runtime: str | None = None
@@ -186,6 +189,16 @@ class LayerBuilder:
             if exc.layer is None:
                 raise BuildError(str(exc), layer=name) from None
             raise
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise BuildError(
+                f"{exc.strerror}{where} while building it; the store {self.store.path} is "
+                "as it was (what was half written is removed): free space there, or use "
+                "--store on a larger disk",
+                layer=name,
+            ) from None
         finally:
             os.umask(old)
 
@@ -522,7 +535,9 @@ class LayerBuilder:
         where.chmod(0o755)  # the image's / (a scratch folder is 0700)
         openers = [(str(x.descriptor.digest), _opener(self.store, x)) for x in image.layers]
         try:
-            for warning in assemble_rootfs(where, openers, privileged=privileged):
+            for warning in assemble_rootfs(
+                where, openers, privileged=privileged, max_bytes=self.max_root_bytes
+            ):
                 self.warn(warning)
         except tarfile.TarError as exc:
             raise StoreError(f"a layer of the parent image is no valid tar: {exc}") from None
@@ -569,7 +584,11 @@ class _DiskRoot:
     def read(self, rel: str) -> bytes | None:
         path = self._inside(rel)
         try:
-            return path.read_bytes() if path is not None and path.is_file() else None
+            if path is None or not path.is_file():
+                return None
+            if path.stat().st_size > READ_LIMIT:
+                raise BuildError(f"the image's /{rel} is over {READ_LIMIT >> 20} MiB")
+            return path.read_bytes()
         except OSError:
             return None
 

@@ -21,6 +21,7 @@ from ..spec import Spec
 from .builder import LayerBuilder, key_tag
 from .progress import BuildProgress, human_bytes, summary_table
 from .remote import RemoteCache
+from .rootfs import MAX_ROOT_BYTES
 from .run import DEFAULT_RUN_TIMEOUT
 from .scratch import sweep
 from .tarwriter import COMPRESSIONS
@@ -76,6 +77,7 @@ def cmd_build(
     publish: bool = False,
     pull: bool = True,
     run_timeout: int = DEFAULT_RUN_TIMEOUT,
+    max_root_bytes: int = MAX_ROOT_BYTES,
 ) -> int:
     if (push or publish) and cache is None:
         flag = "--push" if push else "--publish"
@@ -108,6 +110,7 @@ def cmd_build(
         publish=publish,
         pull=pull,
         run_timeout=run_timeout,
+        max_root_bytes=max_root_bytes,
         compression=compression,
         epoch=epoch,
         runtime=runtime,

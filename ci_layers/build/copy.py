@@ -285,23 +285,20 @@ def dir_files(path: Path) -> RepoFiles:
     files, fifos and symlinks with git-like modes, and every folder as a tree."""
     entries: dict[str, str] = {}
     trees: dict[str, str] = {"": "dir"}
-    for top, dirnames, names in os.walk(path):
-        rel_top = os.path.relpath(top, path)
-        rel_top = "" if rel_top == "." else rel_top
-        for d in list(dirnames):
-            rel = f"{rel_top}/{d}" if rel_top else d
-            if os.path.islink(os.path.join(top, d)):
-                entries[rel] = "120000 blob -"
-                dirnames.remove(d)
-            else:
-                trees[rel] = "dir"
-        for name in names:
-            rel = f"{rel_top}/{name}" if rel_top else name
-            st = os.lstat(os.path.join(top, name))
-            if stat.S_ISLNK(st.st_mode):
-                entries[rel] = "120000 blob -"
-            elif stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode):
-                entries[rel] = "100755 blob -" if st.st_mode & 0o100 else "100644 blob -"
+    todo = [""]  # a stack, not os.walk: Python 3.11's recurses, and a root may nest deeper
+    while todo:
+        rel_top = todo.pop()
+        with os.scandir(path / rel_top if rel_top else path) as found:
+            for item in found:
+                rel = f"{rel_top}/{item.name}" if rel_top else item.name
+                st = item.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    trees[rel] = "dir"
+                    todo.append(rel)
+                elif stat.S_ISLNK(st.st_mode):
+                    entries[rel] = "120000 blob -"
+                elif stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+                    entries[rel] = "100755 blob -" if st.st_mode & 0o100 else "100644 blob -"
     files = RepoFiles(entries, trees=trees, rev="dir")
 
     def read(rel: str) -> bytes | None:

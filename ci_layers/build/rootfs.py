@@ -20,13 +20,18 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ..errors import CiLayersError
 
-__all__ = ["UnsafeLayer", "apply_layer", "assemble_rootfs", "remove_tree"]
+__all__ = ["MAX_ROOT_BYTES", "UnsafeLayer", "apply_layer", "assemble_rootfs", "remove_tree"]
 
 _Parts = tuple[str, ...]
+
+# What one extracted root may take: the files' sizes as their headers claim them (holes
+# included), across its layers. No real image comes near (the largest in common use are
+# some 20 GB unpacked); a layer of a few MB that unpacks to terabytes of zeros does.
+MAX_ROOT_BYTES = 64 << 30
 
 _CHUNK = 1 << 20
 _MAX_HOPS = 255  # symlinks followed while resolving one path, as Linux's 40 but roomier
@@ -144,7 +149,8 @@ def _mtime_ns(m: tarfile.TarInfo) -> int:
 class _Layer:
     """One layer being applied: the root's fd, what this layer wrote, what is left to do."""
 
-    def __init__(self, root_fd: int, layer: str | None, privileged: bool) -> None:
+    def __init__(self, root_fd: int, layer: str | None, privileged: bool, budget: _Budget) -> None:
+        self.budget = budget
         self.root = root_fd
         self.layer = layer
         self.privileged = privileged
@@ -277,6 +283,7 @@ class _Layer:
         elif m.islnk():
             self.hardlink(m, pfd, name)
         elif m.isreg():
+            self.take(m.size)
             _remove(pfd, name)
             self.file(tf, m, pfd, name)
         else:
@@ -289,10 +296,30 @@ class _Layer:
                 os.mkfifo(name, 0o600, dir_fd=pfd)
             self.meta_at(m, pfd, name)
 
+    def take(self, size: int) -> None:
+        if size > self.budget.left:
+            raise _Refused(
+                f"the root would take more than {_size(self.budget.limit)} (its files' "
+                "sizes, holes included), which no real image does; a bomb, or raise the "
+                "limit (build --max-root-size)"
+            )
+        self.budget.left -= size
+
     def file(self, tf: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, name: str) -> None:
         src = tf.extractfile(m)
         with os.fdopen(os.open(name, _NEW, 0o600, dir_fd=pfd), "wb") as out:
-            if src is not None:
+            if src is not None and m.sparse is not None:
+                # holes stay holes: only the data runs are written (the stream is read
+                # forward, so the runs must come in order, as every tar writes them)
+                raw: Any = getattr(src, "raw", src)  # not buffered: seeks forward only
+                runs = cast(list[tuple[int, int]], m.sparse)  # typeshed says int
+                for offset, size in runs:
+                    if size:
+                        raw.seek(offset)
+                        out.seek(offset)
+                        _copy(raw, out, size)
+                out.truncate(m.size)
+            elif src is not None:
                 shutil.copyfileobj(src, out, _CHUNK)
             out.flush()
             self.meta(m, out.fileno(), regular=True)
@@ -428,17 +455,52 @@ class _Layer:
                     os.close(fd)
 
 
+def _copy(src: Any, out: BinaryIO, size: int) -> None:
+    while size > 0:
+        chunk = src.read(min(_CHUNK, size))
+        if not chunk:
+            raise tarfile.ReadError("unexpected end of data in a sparse file")
+        out.write(chunk)
+        size -= len(chunk)
+
+
+class _Budget:
+    """What a root may still take, across its layers."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = self.left = limit
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):g} {unit}"
+    return f"{n} bytes"
+
+
 def apply_layer(
-    root: Path, tar: BinaryIO, *, layer: str | None = None, privileged: bool | None = None
+    root: Path,
+    tar: BinaryIO,
+    *,
+    layer: str | None = None,
+    privileged: bool | None = None,
+    max_bytes: int = MAX_ROOT_BYTES,
 ) -> list[str]:
     """Apply one layer, an uncompressed tar stream read sequentially (tarfile mode 'r|').
 
     Returns warnings (one line each) for entries that were neutralised (skipped device
     node, stripped setuid, ...). Raises UnsafeLayer for an entry it refuses; the root is
     then half-written and should be thrown away."""
+    return _apply(root, tar, layer=layer, privileged=privileged, budget=_Budget(max_bytes))
+
+
+def _apply(
+    root: Path, tar: BinaryIO, *, layer: str | None, privileged: bool | None, budget: _Budget
+) -> list[str]:
     if privileged is None:
         privileged = os.geteuid() == 0
-    state = _Layer(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), layer, privileged)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    state = _Layer(fd, layer, privileged, budget)
     try:
         with tarfile.open(fileobj=tar, mode="r|") as tf:
             while (m := tf.next()) is not None:
@@ -456,17 +518,20 @@ def assemble_rootfs(
     layers: Iterable[tuple[str, Callable[[], BinaryIO]]],
     *,
     privileged: bool | None = None,
+    max_bytes: int = MAX_ROOT_BYTES,
 ) -> list[str]:
-    """Apply layers bottom-first into root (made if missing).
+    """Apply layers bottom-first into root (made if missing), the files of all of them
+    together at most `max_bytes` (sizes as the headers claim them).
 
     Each item is (layer digest for messages, opener returning an uncompressed tar stream);
     the stream is opened only when its turn comes, and closed after."""
     root.mkdir(mode=0o755, parents=True, exist_ok=True)
     warnings: list[str] = []
+    budget = _Budget(max_bytes)
     for digest, opener in layers:
         stream = opener()
         try:
-            warnings += apply_layer(root, stream, layer=digest, privileged=privileged)
+            warnings += _apply(root, stream, layer=digest, privileged=privileged, budget=budget)
         finally:
             stream.close()
     return warnings

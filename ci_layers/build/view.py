@@ -10,9 +10,12 @@ import tarfile
 from collections.abc import Callable
 from typing import IO, NamedTuple
 
+from ..errors import BuildError
 from ..oci.manifest import ImageManifest, Layer
 
-__all__ = ["ImageView", "resolve_in_root"]
+__all__ = ["READ_LIMIT", "ImageView", "resolve_in_root"]
+
+READ_LIMIT = 16 << 20  # a file read whole (/etc/passwd, /etc/group): no real one is near
 
 _WH = ".wh."
 _OPQ = ".wh..wh..opq"
@@ -74,6 +77,8 @@ class ImageView:
         ):
             for m in tar:
                 if _name(m.name) == hit.member and m.isfile():
+                    if m.size > READ_LIMIT:
+                        raise BuildError(f"the image's /{rel} is over {READ_LIMIT >> 20} MiB")
                     data = tar.extractfile(m)
                     return data.read() if data is not None else None
         return None
