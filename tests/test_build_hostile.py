@@ -149,9 +149,20 @@ def test_a_bad_max_root_size_is_a_usage_error(git_repo):
 DEPTH = 1200
 
 
-def test_folders_thousands_deep_build_and_leave_nothing(git_repo, busybox_store, runc):
+@pytest.fixture
+def deep_store(busybox_store):
+    """The store, its deep roots removed after (pytest's own cleanup of old temporary
+    folders recurses, and would fail on them)."""
+    yield busybox_store
+    from ci_layers.build.rootfs import remove_tree
+
+    remove_tree(busybox_store.path / "rootfs")
+
+
+def test_folders_thousands_deep_build_and_leave_nothing(git_repo, deep_store, runc):
     """Made by a `run`, built on, and copied out with from_layer; and the same tree in a
     base image, copied with from_layer."""
+    busybox_store = deep_store
     tree = [Entry("/".join(["b"] * (i + 1)), DIR, 0o755) for i in range(DEPTH)]
     tree.append(Entry("/".join(["b"] * DEPTH) + "/f", FILE, data=b"deep\n"))
     _on_busybox(busybox_store, write_layer(tree, busybox_store))

@@ -367,7 +367,10 @@ class LayerBuilder:
         if not layer.base or layer.base == "scratch":
             return ImageManifest.scratch(created=self.epoch), {}
         desc = self._base(name, layer.base)
-        base = ImageManifest.load(self.store, desc)
+        try:
+            base = ImageManifest.load(self.store, desc)
+        except StoreError as exc:
+            raise BuildError(f"base image {layer.base}: {exc}", layer=name) from None
         return replace(base, annotations=()), {BASE_NAME: layer.base, BASE_DIGEST: str(desc.digest)}
 
     def _base(self, name: str, ref: str) -> Descriptor:

@@ -29,6 +29,7 @@ __all__ = [
     "ImageManifest",
     "Layer",
     "chain_id",
+    "check_config",
     "host_platform",
 ]
 
@@ -107,13 +108,14 @@ class ImageConfig:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ImageConfig:
+        """From a config `check_config` accepted."""
         conf = dict(data.get("config") or {})
         env = []
         for item in conf.get("Env") or []:
             k, _, v = str(item).partition("=")
             env.append((k, v))
         extra = {k: v for k, v in conf.items() if k not in _KNOWN_CONFIG}
-        entry, cmd = conf.get("Entrypoint"), conf.get("Cmd")
+        entry, cmd = _strslice(conf.get("Entrypoint")), _strslice(conf.get("Cmd"))
         return cls(
             architecture=str(data.get("architecture") or ""),
             os=str(data.get("os") or ""),
@@ -182,17 +184,20 @@ class ImageManifest:
     @classmethod
     def load(cls, store: OciStore, desc: Descriptor) -> ImageManifest:
         """The image `desc` names: a manifest, or the host's platform in an index."""
-        data = store.read_json(desc)
+        data = _object(store.read_json(desc), desc)
         media = data.get("mediaType") or desc.media_type
         if media in _INDEXES or "manifests" in data:
             desc = _pick_platform(data, desc)
-            data = store.read_json(desc)
+            data = _object(store.read_json(desc), desc)
             media = data.get("mediaType") or desc.media_type
         if media not in _MANIFESTS and "layers" not in data:
             raise StoreError(f"{desc.digest} is a {media}, not an image manifest")
         where = f"manifest {desc.digest}"
+        if not isinstance(data.get("layers") or [], list):
+            raise StoreError(f"{where}: layers is not a list")
         config_desc = Descriptor.from_json(data.get("config"), where=where)
         config = store.read_json(config_desc)
+        check_config(config, where=f"image {desc.digest}")
         diff_ids = [Digest.parse(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
         layer_descs = [
             _oci_layer(Descriptor.from_json(x, where=where)) for x in data.get("layers") or []
@@ -214,6 +219,92 @@ class ImageManifest:
             history=history,
             annotations=tuple(sorted((data.get("annotations") or {}).items())),
         )
+
+
+_STRINGS = "a list of strings"
+# The fields of a config as Docker and containerd type them (image-spec config.md, moby's
+# container.Config): a value of another type fails their JSON decoding, so it fails here,
+# named, where the config is read. null is absent; a command may be one string (StrSlice).
+_CONFIG_FIELDS: dict[str, str] = {
+    "Env": _STRINGS,
+    "Entrypoint": "a string or a list of strings",
+    "Cmd": "a string or a list of strings",
+    "Shell": "a string or a list of strings",
+    "OnBuild": _STRINGS,
+    "WorkingDir": "a string",
+    "User": "a string",
+    "StopSignal": "a string",
+    "Labels": "a map of strings",
+    "ExposedPorts": "a map",
+    "Volumes": "a map",
+    "Healthcheck": "a map",
+    "ArgsEscaped": "true or false",
+}
+_TOP_FIELDS = {"architecture": "a string", "os": "a string", "variant": "a string"}
+_TOP_FIELDS |= {"created": "a string", "author": "a string", "os.version": "a string"}
+_HISTORY_FIELDS = {"created": "a string", "created_by": "a string", "author": "a string"}
+_HISTORY_FIELDS |= {"comment": "a string", "empty_layer": "true or false"}
+
+
+def _is(value: Any, kind: str) -> bool:
+    if value is None:
+        return True
+    if kind == "a string":
+        return isinstance(value, str)
+    if kind == _STRINGS:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == "a string or a list of strings":
+        return _is(value, "a string") or _is(value, _STRINGS)
+    if kind == "a map of strings":
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    if kind == "a map":
+        return isinstance(value, dict)
+    return isinstance(value, bool)  # true or false
+
+
+def check_config(config: Any, *, where: str) -> None:
+    """Refuse a config Docker could not decode, naming the field: read as it is, its
+    values would reach a child's config, or end the build with a traceback."""
+
+    def bad(field: str, value: Any, kind: str) -> StoreError:
+        shown = json.dumps(value)[:60]
+        return StoreError(f"{where}: config field {field} is {shown}, not {kind}")
+
+    if not isinstance(config, dict):
+        raise bad("(the config)", config, "a map")
+    for name, kind in _TOP_FIELDS.items():
+        if not _is(config.get(name), kind):
+            raise bad(name, config[name], kind)
+    conf = config.get("config")
+    if not _is(conf, "a map"):
+        raise bad("config", conf, "a map")
+    for name, kind in _CONFIG_FIELDS.items():
+        if conf and not _is(conf.get(name), kind):
+            raise bad(name, conf[name], kind)
+    rootfs = config.get("rootfs")
+    if not _is(rootfs, "a map"):
+        raise bad("rootfs", rootfs, "a map")
+    diff_ids = (rootfs or {}).get("diff_ids")
+    if not _is(diff_ids, _STRINGS):
+        raise bad("rootfs.diff_ids", diff_ids, "a list of digests")
+    for d in diff_ids or []:
+        try:
+            Digest.parse(d)
+        except StoreError:
+            raise bad("rootfs.diff_ids", d, "a digest") from None
+    history = config.get("history")
+    if not isinstance(history, list | None):
+        raise bad("history", history, "a list")
+    for i, h in enumerate(history or []):
+        if not isinstance(h, dict):
+            raise bad(f"history[{i}]", h, "a map")
+        for name, kind in _HISTORY_FIELDS.items():
+            if not _is(h.get(name), kind):
+                raise bad(f"history[{i}].{name}", h[name], kind)
+
+
+def _strslice(value: Any) -> list[str] | None:
+    return [value] if isinstance(value, str) else value
 
 
 def chain_id(layers: tuple[Layer, ...]) -> Digest:
@@ -238,11 +329,22 @@ def _oci_layer(desc: Descriptor) -> Descriptor:
     return desc if media is None else replace(desc, media_type=media)
 
 
+def _object(data: Any, desc: Descriptor) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise StoreError(f"{desc.digest} is no manifest (not a JSON object)")
+    return data
+
+
 def _pick_platform(index: Mapping[str, Any], desc: Descriptor) -> Descriptor:
     os_name, arch = host_platform()
     found = []
-    for m in index.get("manifests") or []:
+    listed = index.get("manifests") or []
+    if not isinstance(listed, list) or not all(isinstance(m, dict) for m in listed):
+        raise StoreError(f"index {desc.digest}: manifests is not a list of descriptors")
+    for m in listed:
         p = m.get("platform") or {}
+        if not isinstance(p, dict):
+            raise StoreError(f"index {desc.digest}: a platform is not a map")
         if p.get("os") == os_name and p.get("architecture") == arch:
             found.append(Descriptor.from_json(m, where=f"index {desc.digest}"))
     if not found:
