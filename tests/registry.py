@@ -115,13 +115,15 @@ class Proxy:
     """Forwards everything to `upstream` (plain HTTP) and records each request.
 
     `corrupt(path)` true: a byte of that GET's body is flipped. `drop(method, path)` true:
-    the proxy reads part of the request body and closes the connection, no answer."""
+    the proxy reads part of the request body and closes the connection, no answer.
+    `dribble(path)` > 0: that GET's body is sent a byte at a time, that many seconds apart."""
 
     upstream: str
     requests: list[Recorded] = field(default_factory=list)
     corrupt: Callable[[str], bool] = lambda _path: False
     drop: Callable[[str, str], bool] = lambda _m, _p: False
     location: Callable[[str], str] = lambda where: where  # rewrites a Location header
+    dribble: Callable[[str], float] = lambda _path: 0.0  # seconds between the body's bytes
     host: str = ""
     _server: ThreadingHTTPServer | None = None
 
@@ -179,7 +181,16 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
                     self.send_header(k, v)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            if self.command != "HEAD":
+            pause = proxy.dribble(self.path) if self.command == "GET" else 0.0
+            if self.command != "HEAD" and pause:
+                try:
+                    for i in range(len(data)):  # a byte at a time: no read timeout trips
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(pause)
+                except OSError:  # the client gave up
+                    self.close_connection = True
+            elif self.command != "HEAD":
                 self.wfile.write(data)
             upstream.close()
 

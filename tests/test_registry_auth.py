@@ -198,3 +198,88 @@ def test_plain_http_only_for_loopback():
     assert Registry(
         "reg.lan:5000", env={"CI_LAYERS_INSECURE_REGISTRIES": "reg.lan:5000"}
     ).plain_http_allowed
+
+
+def _own_address() -> str | None:
+    """This machine's address on a network, not loopback (None when it has none)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if is_loopback(address) else address
+
+
+@pytest.mark.parametrize("insecure", [False, True], ids=["refused", "listed-insecure"])
+def test_a_plain_http_realm_on_another_host_gets_no_credentials(tmp_path, insecure):
+    """A loopback registry (plain HTTP allowed) names a token realm over plain HTTP on a
+    host that is not loopback: the credentials must not go there in clear, unless that
+    host itself is listed insecure."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from .registry import serving
+
+    address = _own_address()
+    if address is None:  # CI's machines have one: there the test must run
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("no address but loopback")
+    seen: list[str | None] = []
+
+    class Realm(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            body = b'{"token": "t"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    realm_server = ThreadingHTTPServer(("0.0.0.0", 0), Realm)
+    threading.Thread(target=realm_server.serve_forever, daemon=True).start()
+    realm_host = f"{address}:{realm_server.server_address[1]}"
+
+    class Challenging(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(401)
+            self.send_header(
+                "WWW-Authenticate", f'Bearer realm="http://{realm_host}/token",service="x"'
+            )
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET
+
+    try:
+        with serving(Challenging) as host:
+            env = {
+                "HOME": str(tmp_path),
+                "CI_LAYERS_REGISTRY_USERNAME": "ci",
+                "CI_LAYERS_REGISTRY_PASSWORD": "secret",
+                "CI_LAYERS_REGISTRY_ATTEMPTS": "1",
+            }
+            if insecure:
+                env["CI_LAYERS_INSECURE_REGISTRIES"] = realm_host
+            registry = Registry(host, env=env)
+            with pytest.raises(RegistryError) as caught:
+                registry.manifest_descriptor("acme/app", "1")
+    finally:
+        realm_server.shutdown()
+    expected = "Basic " + base64.b64encode(b"ci:secret").decode()
+    if insecure:
+        assert seen[:1] == [expected]  # the user said that host may be spoken to so
+        return
+    assert seen == []  # nothing reached the realm, credentials least of all
+    assert str(caught.value) == (
+        f"{host}: its token realm http://{realm_host}/token is not HTTPS, and {realm_host} is "
+        "neither loopback nor listed insecure: credentials would go there in clear; refused "
+        f"(if that host is yours: CI_LAYERS_INSECURE_REGISTRIES={realm_host})"
+    )

@@ -4,6 +4,7 @@ a traceback, a hang, or a credential sent where it does not belong."""
 from __future__ import annotations
 
 import json
+import os
 from http.server import BaseHTTPRequestHandler
 
 import pytest
@@ -164,3 +165,125 @@ def test_another_platforms_image_in_the_cache_is_neither_used_nor_replaced(
     assert "holds another platform's image; not replaced" in out
     after = {t: Registry(registry.host).manifest_descriptor("acme/cache", t) for t in before}
     assert after == before
+
+
+SLOW = {
+    "CI_LAYERS_REGISTRY_MIN_SPEED": "200",
+    "CI_LAYERS_REGISTRY_SPEED_WINDOW": "1",
+    "CI_LAYERS_REGISTRY_ATTEMPTS": "2",
+}
+
+
+@pytest.fixture
+def pushed(registry, tmp_path):
+    """busybox in the registry as acme/slow:1; (store, its descriptor, layer digest)."""
+    require("busybox")
+    from ci_layers.oci.manifest import ImageManifest
+
+    store = OciStore(tmp_path / "s")
+    busybox_image(store)
+    desc = store.resolve("ci-layers.local/busybox:latest")
+    push_image(store, desc, Registry(registry.host), "acme/slow", ["1"], stats=TransferStats())
+    return store, desc, ImageManifest.load(store, desc).layers[0].descriptor.digest
+
+
+def test_a_blob_sent_a_byte_at_a_time_fails_naming_it_after_its_retries(pushed, proxy, tmp_path):
+    """No read timeout trips on a byte every 0.3 s; the floor on speed does."""
+    import time
+
+    from ci_layers.errors import RegistryUnreachable
+    from ci_layers.oci.transfer import pull_image
+
+    _store, _desc, layer = pushed
+    proxy.dribble = lambda path: 0.3 if path.endswith(f"/blobs/{layer}") else 0.0
+    target = OciStore(tmp_path / "t")
+    start = time.monotonic()
+    with pytest.raises(RegistryUnreachable) as caught:
+        pull_image(Registry(proxy.host, env=SLOW), "acme/slow", "1", target, stats=TransferStats())
+    assert str(caught.value) == (
+        f"{proxy.host}: get blob {layer} from acme/slow: slower than 200 bytes/s for 1 s "
+        "(CI_LAYERS_REGISTRY_MIN_SPEED, CI_LAYERS_REGISTRY_SPEED_WINDOW) (after 2 attempts)"
+    )
+    assert time.monotonic() - start < 60  # sanity only: a byte every 0.3 s for 1 MB is days
+    assert [r.path for r in proxy.requests].count(f"/v2/acme/slow/blobs/{layer}") == 2
+    assert not target.has(layer)
+    assert target.verify() == []
+
+
+def test_a_slow_first_try_is_retried_and_the_pull_completes(pushed, proxy, tmp_path):
+    from ci_layers.oci.transfer import pull_image
+
+    store, desc, layer = pushed
+    tries = []
+
+    def first_only(path: str) -> float:
+        if path.endswith(f"/blobs/{layer}"):
+            tries.append(path)
+            return 0.3 if len(tries) == 1 else 0.0
+        return 0.0
+
+    proxy.dribble = first_only
+    target = OciStore(tmp_path / "t")
+    got = pull_image(
+        Registry(proxy.host, env=SLOW), "acme/slow", "1", target, stats=TransferStats()
+    )
+    assert got.digest == desc.digest
+    assert len(tries) == 2
+    assert target.size(layer) == store.size(layer)
+
+
+def test_a_manifest_sent_a_byte_at_a_time_fails_naming_it(pushed, proxy):
+    from ci_layers.errors import RegistryUnreachable
+
+    proxy.dribble = lambda path: 0.3 if "/manifests/" in path else 0.0
+    with pytest.raises(RegistryUnreachable, match=r"get manifest acme/slow:1: slower than 200"):
+        Registry(proxy.host, env=SLOW).get_manifest("acme/slow", "1")
+
+
+def test_an_upload_the_registry_reads_a_trickle_of_fails_naming_the_blob(tmp_path):
+    """The registry takes the body 1 KiB a second: once the sockets' buffers are full,
+    the floor on speed stops the upload (and its retry)."""
+    import io
+    import time
+
+    from ci_layers.errors import RegistryUnreachable
+    from ci_layers.oci.digest import Descriptor, Digest
+
+    blob = os.urandom(16 << 20)
+
+    class Slow(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            _send(self, 200)
+
+        def do_HEAD(self) -> None:
+            _send(self, 404)
+
+        def do_POST(self) -> None:
+            _send(self, 202, Location="/v2/acme/up/blobs/uploads/1")
+
+        def do_PUT(self) -> None:
+            try:
+                for _ in range(int(self.headers["Content-Length"]) // 1024):
+                    self.rfile.read(1024)
+                    time.sleep(1)
+            except OSError:
+                return
+
+    env = {**SLOW, "CI_LAYERS_REGISTRY_MIN_SPEED": "10240", "CI_LAYERS_REGISTRY_ATTEMPTS": "1"}
+    desc = Descriptor("application/octet-stream", Digest.of(blob), len(blob))
+    with serving(Slow) as host:
+        start = time.monotonic()
+        with pytest.raises(RegistryUnreachable) as caught:
+            Registry(host, env=env, timeout=5).upload_blob(
+                "acme/up", desc, lambda: io.BytesIO(blob)
+            )
+    # the floor on speed, or, once the sockets' buffers are full and the registry's
+    # window stays shut, the read timeout on the send: either way named, and bounded
+    assert str(caught.value).startswith(f"{host}: upload {desc.digest} to acme/up: ")
+    assert str(caught.value).endswith("(after 1 attempts; run again to finish the push)")
+    assert time.monotonic() - start < 90

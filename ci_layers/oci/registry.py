@@ -22,12 +22,14 @@ import random
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
+import urllib3
 
 from .. import __version__
 from ..errors import DigestMismatch, RegistryError, RegistryUnreachable
@@ -63,6 +65,46 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
+class _Pace:
+    """A transfer's floor on speed: fewer than `floor` bytes a second over the last
+    `window` seconds stops it (a registry that sends a byte every 10 s never trips a
+    read timeout, which counts one wait for data, not the whole transfer)."""
+
+    def __init__(self, floor: float, window: float) -> None:
+        self.floor, self.window = floor, window
+        self.total = 0
+        self.marks: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
+
+    def add(self, n: int) -> None:
+        self.total += n
+        now = time.monotonic()
+        self.marks.append((now, self.total))
+        while len(self.marks) > 1 and self.marks[1][0] <= now - self.window:
+            self.marks.popleft()
+        since, then = self.marks[0]
+        slow = self.total - then < self.floor * (now - since)
+        if self.floor and now - since >= self.window and slow:
+            raise _Transient(
+                f"slower than {self.floor:g} bytes/s for {self.window:g} s "
+                "(CI_LAYERS_REGISTRY_MIN_SPEED, CI_LAYERS_REGISTRY_SPEED_WINDOW)"
+            )
+
+
+class _PacedReader:
+    """An upload's body, read as it is sent: a registry that takes it too slowly stops it."""
+
+    def __init__(self, f: IO[bytes], pace: _Pace) -> None:
+        self._f, self._pace = f, pace
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._pace.add(len(data))
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+
 def _insecure_hosts(env: dict[str, str]) -> set[str]:
     return {h.strip() for h in env.get("CI_LAYERS_INSECURE_REGISTRIES", "").split(",") if h.strip()}
 
@@ -88,6 +130,11 @@ class Registry:
         self.attempts, self.backoff, self.timeout = max(1, attempts), backoff, timeout
         self.chunk_threshold, self.chunk_size = chunk_threshold, chunk_size
         self.plain_http_allowed = is_loopback(host) or host in _insecure_hosts(self.env)
+        speed, window = (
+            self.env.get(f"CI_LAYERS_REGISTRY_{k}", "") for k in ("MIN_SPEED", "SPEED_WINDOW")
+        )
+        self.min_speed = float(speed) if _number(speed) else 10 * 1024.0  # bytes/s; 0: off
+        self.speed_window = float(window) if _number(window) and float(window) > 0 else 30.0
         self._verify: bool | str = _trust(host)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -193,10 +240,7 @@ class Registry:
         if challenge.scheme != "bearer" or "realm" not in challenge.params:
             raise RegistryError(f"{self.host}: unsupported auth challenge '{challenge.scheme}'")
         realm = challenge.params["realm"]
-        if not realm.startswith("https://") and not (
-            realm.startswith("http://") and self.plain_http_allowed
-        ):
-            raise RegistryError(f"{self.host}: token realm {realm} is not HTTPS; refused")
+        self._check_realm(realm)
         query = [("scope", s) for s in scope.split(" ") if s]
         if challenge.params.get("service"):
             query.insert(0, ("service", challenge.params["service"]))
@@ -222,6 +266,21 @@ class Registry:
         with self._lock:
             self._tokens[scope] = f"Bearer {token}"
 
+    def _check_realm(self, realm: str) -> None:
+        """Credentials go to a token realm over HTTPS, or over plain HTTP only when the
+        realm's own host may be spoken to so (loopback, CI_LAYERS_INSECURE_REGISTRIES):
+        the registry's allowance does not extend to a host it names."""
+        scheme, host = _origin(realm)
+        if scheme == "https" and host:
+            return
+        if scheme == "http" and host and (is_loopback(host) or host in _insecure_hosts(self.env)):
+            return
+        raise RegistryError(
+            f"{self.host}: its token realm {realm} is not HTTPS, and {host or 'its host'} is "
+            "neither loopback nor listed insecure: credentials would go there in clear; "
+            f"refused (if that host is yours: CI_LAYERS_INSECURE_REGISTRIES={host})"
+        )
+
     def _token_request(
         self,
         realm: str,
@@ -234,9 +293,16 @@ class Registry:
             if creds is not None and creds.username == "<token>":
                 form = [("grant_type", "refresh_token"), ("client_id", "ci-layers")]
                 form += [("refresh_token", creds.password), *query]  # query has service
-                r = self._session.post(realm, data=form, timeout=self.timeout, verify=self._verify)
+                r = self._session.post(
+                    realm,
+                    data=form,
+                    timeout=self.timeout,
+                    verify=self._verify,
+                    allow_redirects=False,  # a 307 would take the token elsewhere
+                )
             else:
                 headers = {"Authorization": creds.basic()} if creds else {}
+                # requests drops the credentials on a redirect to another host or to HTTP
                 r = self._session.get(
                     f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}",
                     headers=headers,
@@ -337,6 +403,23 @@ class Registry:
             return r
         raise AssertionError("unreachable")
 
+    def _pace(self) -> _Pace:
+        return _Pace(self.min_speed, self.speed_window)
+
+    def _body(self, r: requests.Response) -> Iterator[bytes]:
+        """A streamed response's bytes as they arrive, each arrival counted against the
+        floor on speed."""
+        pace = self._pace()
+        while True:
+            try:
+                chunk = r.raw.read1(1 << 20, decode_content=True)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise _Transient(_short(exc)) from None
+            if not chunk:
+                return
+            pace.add(len(chunk))
+            yield chunk
+
     # --- the API -------------------------------------------------------------------------
 
     @staticmethod
@@ -386,12 +469,12 @@ class Registry:
             _expect(r, (200,), f"{self.host}: {what}")
             data = b""
             try:
-                for chunk in r.iter_content(1 << 16):
+                for chunk in self._body(r):
                     data += chunk
                     if len(data) > MAX_MANIFEST:
                         break
-            except _TRANSIENT as exc:
-                raise RegistryUnreachable(f"{self.host}: {what}: {_short(exc)}") from None
+            except _Transient as exc:
+                raise RegistryUnreachable(f"{self.host}: {what}: {exc}") from None
         if len(data) > MAX_MANIFEST:
             raise RegistryError(f"{self.host}: {what}: larger than {MAX_MANIFEST} bytes")
         got = Digest.of(data)
@@ -456,7 +539,7 @@ class Registry:
                 )
                 with contextlib.closing(r), writer() as w:
                     _expect(r, (200,), f"{self.host}: {what}")
-                    for chunk in r.iter_content(1 << 20):
+                    for chunk in self._body(r):
                         w.write(chunk)
                         if w.size > desc.size:
                             break
@@ -466,10 +549,12 @@ class Registry:
                         )
                     w.commit(expect=desc.digest)
                 return
-            except _TRANSIENT as exc:
+            except _Transient as exc:
                 if attempt + 1 >= self.attempts:
-                    raise RegistryUnreachable(f"{self.host}: {what}: {_short(exc)}") from None
-                self._sleep(attempt, None)
+                    raise RegistryUnreachable(
+                        f"{self.host}: {what}: {exc} (after {self.attempts} attempts)"
+                    ) from None
+                self._sleep(attempt, exc.retry_after)
         raise AssertionError("unreachable")
 
     def upload_blob(
@@ -541,7 +626,7 @@ class Registry:
                 scope=scope,
                 what=what,
                 retry=False,
-                body=opener,
+                body=lambda: cast(IO[bytes], _PacedReader(opener(), self._pace())),
                 headers={
                     "Content-Type": "application/octet-stream",
                     "Content-Length": str(desc.size),
@@ -614,12 +699,18 @@ class Registry:
                     f"{self.host}: the tag list of {repo} does not end (Link loops)"
                 )
             visited.add(url)
-            r = self._send("GET", url, scope=self.scope(repo), what=f"list tags of {repo}")
-            if r.status_code == 404:
-                return found
-            _expect(r, (200,), f"{self.host}: list tags of {repo}")
+            what = f"list tags of {repo}"
+            r = self._send("GET", url, scope=self.scope(repo), what=what, stream=True)
+            with contextlib.closing(r):
+                if r.status_code == 404:
+                    return found
+                _expect(r, (200,), f"{self.host}: {what}")
+                try:
+                    body = b"".join(self._body(r))
+                except _Transient as exc:
+                    raise RegistryUnreachable(f"{self.host}: {what}: {exc}") from None
             try:
-                listed = (r.json() or {}).get("tags") or []
+                listed = (json.loads(body) or {}).get("tags") or []
             except (ValueError, AttributeError):
                 raise RegistryError(f"{self.host}: the tag list of {repo} is not JSON") from None
             found += [t for t in listed if isinstance(t, str)]
@@ -645,6 +736,13 @@ def _trust(host: str) -> bool | str:
     with os.fdopen(fd, "wb") as f:
         f.write(public + b"\n" + extra)
     return bundle
+
+
+def _number(text: str) -> bool:
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False
 
 
 def _int(text: str | None) -> int:
