@@ -10,7 +10,9 @@ PyGithub already brings.
 Every request goes through `_send`: the token or basic credentials the registry's 401
 challenge asks for, bounded retries with backoff on 429, 5xx and dropped connections
 (an upload is restarted whole, from a new session, so a retry never resends half a
-blob into an old one).
+blob into an old one). Bodies are read as they arrive and sent as the registry takes
+them, against a floor on speed (`_Pace`): a read timeout alone lets a byte every 10 s go
+on for ever.
 """
 
 from __future__ import annotations
