@@ -296,3 +296,25 @@ images:
     from ci_layers.oci.manifest import ImageManifest
 
     assert len(ImageManifest.load(busybox_store, squashed).layers) == 2
+
+
+def test_sweep_reads_only_runc_s_own_state_not_an_image_s_files(store):
+    """A dead build's scratch holds an image's files (the tree compare's copy, the upper
+    folder): a state.json there naming a host process must not get it killed."""
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        start = Path(f"/proc/{victim.pid}/stat").read_text().rpartition(")")[2].split()[19]
+        tmp = store.path / "tmp"
+        for where in ("lower/state/x", "ovl/upper/state/x", "guard/state/x"):
+            fake = tmp / "build-dead" / where
+            fake.mkdir(parents=True, exist_ok=True)
+            (fake / "state.json").write_text(
+                f'{{"init_process_pid": {victim.pid}, "init_process_start": {start}}}'
+            )
+        (tmp / "build-dead" / "lower" / "loop").symlink_to("/")  # never followed
+        assert sweep(store.path) == ["build-dead"]
+        assert victim.poll() is None  # alive
+        assert _leftovers(store.path) == []
+    finally:
+        victim.kill()
+        victim.wait()

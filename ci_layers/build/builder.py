@@ -45,7 +45,7 @@ from .copy import FromLayer, copy_entries, image_path
 from .remote import RemoteCache, pull_external
 from .rootfs import MAX_ROOT_BYTES, apply_layer, assemble_rootfs
 from .run import DEFAULT_PATH, DEFAULT_RUN_TIMEOUT, find_runtime, mount_guard, run_commands
-from .scratch import scratch_dir
+from .scratch import BUNDLE, scratch_dir
 from .snapshot import changed_entries, overlay, overlay_works, record_tree, upper_entries
 from .tarwriter import Entry, tar_stream, write_layer
 from .users import user_ids
@@ -500,7 +500,7 @@ class LayerBuilder:
             rootfs,
             layer.run,
             runtime=runtime,
-            bundle=scratch / "bundle",
+            bundle=scratch / BUNDLE,
             env=[f"{k}={v}" for k, v in env.items()],
             cwd=cwd,
             uid=uid,

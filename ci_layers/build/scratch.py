@@ -24,8 +24,9 @@ from pathlib import Path
 
 from .rootfs import remove_tree
 
-__all__ = ["scratch_dir", "sweep"]
+__all__ = ["BUNDLE", "scratch_dir", "sweep"]
 
+BUNDLE = "bundle"  # the runtime's bundle in a scratch folder; its state/ is runc's --root
 _TMP = "tmp"
 _LOCK = ".lock"
 
@@ -97,13 +98,22 @@ def _clear(folder: Path, *, runtime: str | None) -> None:
     """Kill the containers, unmount what is mounted and remove `folder`."""
     if not folder.is_dir() or folder.is_symlink():
         return
-    for state in folder.glob("*/state/*/state.json"):
-        _kill(state, runtime=runtime)
+    # only runc's own state folder: an image's files (a tree compare's copy, the upper
+    # folder) may hold a state.json too, naming a process of the host
+    states = folder / BUNDLE / "state"
+    if _real_dir(folder / BUNDLE) and _real_dir(states):
+        for name in os.listdir(states):
+            if _real_dir(states / name):
+                _kill(states / name / "state.json", runtime=runtime)
     for point in _mounts_below(folder):
         done = subprocess.run(["umount", point], capture_output=True, check=False)
         if done.returncode:
             subprocess.run(["umount", "-l", point], capture_output=True, check=False)
     remove_tree(folder)
+
+
+def _real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def _kill(state: Path, *, runtime: str | None) -> None:
