@@ -595,3 +595,49 @@ def test_a_very_deep_folder_is_replaced_without_recursion(tmp_path: Path) -> Non
     apply_layer(root, io.BytesIO(layer(dir_("top"), reg(f"top/{deep}/f", b"x"))), privileged=False)
     apply_layer(root, io.BytesIO(layer(reg("top", b"now a file"))), privileged=False)
     assert (root / "top").read_bytes() == b"now a file"
+
+
+def _sparse(realsize: int, runs: list[tuple[int, int]], data: bytes) -> bytes:
+    """A PAX 1.0 sparse member (as GNU tar writes one): its map, then its data runs."""
+    head = b"%d\n" % len(runs) + b"".join(b"%d\n%d\n" % r for r in runs)
+    body = head + b"\0" * (-len(head) % 512) + data
+    info = tarfile.TarInfo("GNUSparseFile.0/big")
+    info.size = len(body)
+    info.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": "big",
+        "GNU.sparse.realsize": str(realsize),
+    }
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(body))
+    return out.getvalue()
+
+
+def test_a_sparse_file_is_written_with_its_holes(box: Box) -> None:
+    box.apply(_sparse(1 << 30, [(4096, 4), (1 << 29, 4)], b"abcdwxyz"))
+    big = box.root / "big"
+    assert big.stat().st_size == 1 << 30
+    assert big.stat().st_blocks * 512 < 1 << 20
+    with big.open("rb") as f:
+        assert f.read(4100)[4096:] == b"abcd"
+        f.seek(1 << 29)
+        assert f.read(4) == b"wxyz"
+    assert box.outside_untouched()
+
+
+def test_a_sparse_map_past_the_file_s_size_is_refused(box: Box) -> None:
+    """Runs beyond the size would be written, then cut: disk taken that no size counts."""
+    box.refused(_sparse(10_000, [(8192, 4096)], b"x" * 4096), match="data runs past its size")
+
+
+def test_a_root_s_size_limit_counts_across_its_layers(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    layers = [layer(reg(f"f{i}", b"x" * 600)) for i in range(2)]
+    openers = [
+        (f"sha256:{i:064x}", lambda data=data: io.BytesIO(data)) for i, data in enumerate(layers)
+    ]
+    assemble_rootfs(root, openers[:1], privileged=False, max_bytes=1000)
+    with pytest.raises(UnsafeLayer, match=r"entry 'f1': the root would take more than 1000 bytes"):
+        assemble_rootfs(tmp_path / "other", openers, privileged=False, max_bytes=1000)

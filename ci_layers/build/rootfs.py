@@ -313,6 +313,8 @@ class _Layer:
                 # forward, so the runs must come in order, as every tar writes them)
                 raw: Any = getattr(src, "raw", src)  # not buffered: seeks forward only
                 runs = cast(list[tuple[int, int]], m.sparse)  # typeshed says int
+                if any(offset + size > m.size for offset, size in runs):
+                    raise _Refused("a sparse file's data runs past its size")
                 for offset, size in runs:
                     if size:
                         raw.seek(offset)
