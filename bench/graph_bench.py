@@ -15,6 +15,7 @@ import time
 
 import networkx as nx
 import yaml
+from timing import best_of
 
 from ci_layers.keys import compute_keys
 from ci_layers.repo import RepoFiles, blob_id
@@ -45,15 +46,6 @@ def make_spec(n: int, rng: random.Random) -> tuple[str, RepoFiles]:
             entries[f"src/l{i}/f{f}.txt"] = "100644 " + blob_id(f"{i}/{f}".encode())
     text = yaml.safe_dump({"version": 1, "layers": layers}, sort_keys=False)
     return text, RepoFiles(entries)
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def run_size(n: int, seed: int) -> None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from timing import best_of
 
 from ci_layers.build.squash import squash_image
 from ci_layers.build.tarwriter import DIR, FILE, HARDLINK, OPAQUE, WHITEOUT, Entry, write_layer
@@ -54,15 +54,6 @@ def _image(store: OciStore, stack: list[list[Entry]]) -> tuple:
     return image.write(store)
 
 
-def _best(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def measure(n: int, repeat: int) -> tuple[float, float]:
     """(squash seconds, baseline seconds) at n files."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,8 +65,8 @@ def measure(n: int, repeat: int) -> tuple[float, float]:
             squash_image(store, desc, shared=0, sizes_changes=None, max_layers=1)
 
         entries = {e.name: e for layer in stack for e in layer if e.kind in (DIR, FILE)}
-        squashed = _best(squash, repeat)
-        baseline = _best(lambda: write_layer(list(entries.values()), store), repeat)
+        squashed = best_of(squash, repeat)
+        baseline = best_of(lambda: write_layer(list(entries.values()), store), repeat)
         return squashed, baseline
 
 

@@ -34,6 +34,12 @@ def build(root: Path, store: OciStore, targets=None, **options) -> dict[str, Bui
     return {r.name: r for r in b.build(targets or list(b.spec.layers))}
 
 
+def scratch_left(store: Path) -> list[str]:
+    """What builds left in the store's scratch folder (tmp/): nothing, once they ended."""
+    tmp = store / "tmp"
+    return sorted(os.listdir(tmp)) if tmp.is_dir() else []
+
+
 def built(results: dict[str, BuildResult]) -> set[str]:
     return {n for n, r in results.items() if r.status == "built"}
 

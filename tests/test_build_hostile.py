@@ -5,7 +5,6 @@ and none of it leaves anything behind in the store."""
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from ci_layers.oci.digest import Descriptor, Digest
 from ci_layers.oci.manifest import LAYER_GZIP, History, ImageManifest, Layer
 from ci_layers.oci.store import OciStore
 
-from .buildhelp import BASE, CLI
+from .buildhelp import BASE, CLI, scratch_left
 from .conftest import require
 
 HOSTILE = "ci-layers.local/hostile:latest"
@@ -65,11 +64,6 @@ def _build(repo, store: OciStore, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
-def _left_in(store: OciStore) -> list[str]:
-    tmp = store.path / "tmp"
-    return sorted(os.listdir(tmp)) if tmp.is_dir() else []
-
-
 SPEC = f"""
 version: 1
 layers:
@@ -102,7 +96,7 @@ def test_a_sparse_file_keeps_its_holes_in_every_extracted_root(
         with big.open("rb") as f:
             f.seek(GIB)
             assert f.read(18) == b"data in the middle"
-    assert _left_in(busybox_store) == []
+    assert scratch_left(busybox_store.path) == []
 
 
 def test_a_root_past_its_size_limit_is_refused_naming_the_layer_and_entry(
@@ -122,7 +116,7 @@ def test_a_root_past_its_size_limit_is_refused_naming_the_layer_and_entry(
     ) in done.stderr
     assert "Traceback" not in done.stderr
     assert not list((busybox_store.path / "rootfs").glob("*/big"))  # no half root kept
-    assert _left_in(busybox_store) == []
+    assert scratch_left(busybox_store.path) == []
     assert busybox_store.verify() == []
 
 
@@ -192,7 +186,7 @@ layers:
     done = _build(git_repo, busybox_store)
     assert done.returncode == 0, done.stderr
     assert "5 built" in done.stdout
-    assert _left_in(busybox_store) == []
+    assert scratch_left(busybox_store.path) == []
     from .buildhelp import members, tag_of
 
     # deep/a/…/a/f (1,200 a's) and b/…/b/f (1,200 b's)
@@ -226,7 +220,7 @@ def test_a_full_disk_while_extracting_a_root_is_a_clear_error(git_repo, tmp_path
         assert f"the store {store.path} is as it was" in done.stderr
         assert "Traceback" not in done.stderr
         assert "internal error" not in done.stderr
-        assert _left_in(store) == []
+        assert scratch_left(store.path) == []
         assert list((store.path / "rootfs").iterdir()) == []
         assert store.verify() == []
     finally:

@@ -15,7 +15,7 @@ import pytest
 from ci_layers.build.scratch import sweep
 from ci_layers.oci.store import OciStore
 
-from .buildhelp import BASE, CLI, build
+from .buildhelp import BASE, CLI, build, scratch_left
 from .conftest import require
 
 SLEEP = 31416  # a number no other process sleeps for
@@ -48,11 +48,6 @@ def _wait_for(what, seconds: float = 60.0):
             return found
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what.__name__}")
-
-
-def _leftovers(store: Path) -> list[str]:
-    tmp = store / "tmp"
-    return sorted(os.listdir(tmp)) if tmp.is_dir() else []
 
 
 SPEC = f"""
@@ -103,7 +98,7 @@ def test_sigterm_during_run_kills_the_container_and_removes_mounts_and_scratch(s
     assert "Traceback" not in err
     assert _sleepers() == []
     assert _mounts_in(store.path) == []
-    assert _leftovers(store.path) == []
+    assert scratch_left(store.path) == []
     assert store.verify() == []
 
 
@@ -117,7 +112,7 @@ def test_what_kill_9_left_is_cleared_by_the_next_build_or_gc(slow, cleaner):
     # what kill -9 leaves: the container still running, its overlay mounted, scratch
     assert _sleepers()
     assert _mounts_in(store.path)
-    assert _leftovers(store.path)
+    assert scratch_left(store.path)
     if cleaner == "build":
         done = subprocess.run(
             [CLI, "build", "quick", "-C", str(repo.root), "--store", str(store.path)],
@@ -138,7 +133,7 @@ def test_what_kill_9_left_is_cleared_by_the_next_build_or_gc(slow, cleaner):
         assert "cleared what 1 interrupted builds left" in done.stdout
     _wait_for(lambda: not _sleepers(), 30)
     assert _mounts_in(store.path) == []
-    assert _leftovers(store.path) == []
+    assert scratch_left(store.path) == []
     assert store.verify() == []
 
 
@@ -171,7 +166,7 @@ def test_run_past_its_timeout_is_killed_and_named(slow, how):
     ) in done.stderr
     assert _sleepers() == []
     assert _mounts_in(store.path) == []
-    assert _leftovers(store.path) == []
+    assert scratch_left(store.path) == []
 
 
 def test_a_bad_run_timeout_flag_is_a_usage_error(git_repo, busybox_store):
@@ -314,7 +309,7 @@ def test_sweep_reads_only_runc_s_own_state_not_an_image_s_files(store):
         (tmp / "build-dead" / "lower" / "loop").symlink_to("/")  # never followed
         assert sweep(store.path) == ["build-dead"]
         assert victim.poll() is None  # alive
-        assert _leftovers(store.path) == []
+        assert scratch_left(store.path) == []
     finally:
         victim.kill()
         victim.wait()
