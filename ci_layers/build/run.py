@@ -13,6 +13,7 @@ leads runc's writes out of the root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -131,15 +132,17 @@ def mount_guard(lower: Path) -> list[Entry]:
     folder the parent has keeps its mode, owner and time, so one copied up from this
     layer is recorded as the parent had it."""
     entries = []
+    real = {""}  # folders of the parent reached without a link (lstat follows the rest)
     for path, kind in _destinations().items():
         if kind == "file":
             entries.append(Entry(path, FILE, 0o644, data=b""))
             continue
-        try:
-            st: os.stat_result | None = os.lstat(lower / path)
-        except OSError:
-            st = None
+        st: os.stat_result | None = None
+        if path.rpartition("/")[0] in real:
+            with contextlib.suppress(OSError):
+                st = os.lstat(lower / path)
         if st is not None and stat.S_ISDIR(st.st_mode):
+            real.add(path)
             mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
             entries.append(Entry(path, DIR, mode, uid, gid, mtime=int(st.st_mtime)))
         else:
