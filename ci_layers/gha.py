@@ -198,15 +198,44 @@ def run_action(
     bake = _write_bake_file(env, plan, spec, publish=inputs.publish)
     failed = None
     packed = stage_jobs(plan, spec, max_stages=inputs.max_stages, max_parallel=inputs.max_parallel)
+    jobs_file = _runner_file(env, "jobs", spec.path, inputs.header)
+    artifact = f"ci-layers-jobs-{_tag(spec.path, inputs.header)}"
+    later = {  # the step's other outputs, as long as they will be
+        "bake-file": str(bake or ""),
+        "comment-file": str(_comment_path(env, spec.path, inputs.header)),
+        "comment-id": "0" * 20,
+        "jobs-file": str(jobs_file),
+        "jobs-artifact": artifact,
+    }
     try:
-        outputs = action_outputs(
+        result = action_outputs(
             plan,
             spec,
             packed=packed,
             plan_file=plan_file,
+            artifact=artifact,
+            extra=later,
             publish=inputs.publish,
             cache=inputs.cache,
         )
+        outputs = result.outputs
+        _write_file(
+            jobs_file,
+            json.dumps({"artifact": artifact, "jobs": result.jobs}, ensure_ascii=True),
+            what="the jobs file in $RUNNER_TEMP",
+        )
+        outputs["jobs-file"] = str(jobs_file)
+        outputs["jobs-artifact"] = artifact if result.compact else ""
+        if result.shrunk:
+            said = "; ".join(result.shrunk)
+            out.write(
+                annotation(
+                    "notice",
+                    f"{len(plan.affected)} layers' entries would pass GitHub's 1 MB of outputs "
+                    f"for a job, so {said}",
+                )
+                + "\n"
+            )
     except OutputTooLarge as exc:  # still say what is planned, in the summary and comment
         failed = exc
         outputs = {"has-changes": "true" if plan.affected else "false", "plan-file": str(plan_file)}
@@ -256,15 +285,22 @@ EMPTY_OUTPUTS = {
     "plan-file": "",
     "bake-file": "",
     "comment-file": "",
+    "jobs-file": "",
+    "jobs-artifact": "",
 }
+
+
+def _tag(*names: str) -> str:
+    """What a spec and a header are called in file and artifact names."""
+    joined = "\0".join(names).encode("utf-8", "surrogateescape")
+    return hashlib.sha256(joined).hexdigest()[:12]
 
 
 def _runner_file(env: Mapping[str, str], kind: str, *names: str, suffix: str = ".json") -> Path:
     """A file in $RUNNER_TEMP named by what it is for (a spec, and a header): two steps of
     a job (one spec each) keep their own."""
-    joined = "\0".join(names).encode("utf-8", "surrogateescape")
-    tag = hashlib.sha256(joined).hexdigest()[:12]
-    return Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / f"ci-layers-{kind}-{tag}{suffix}"
+    folder = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir())
+    return folder / f"ci-layers-{kind}-{_tag(*names)}{suffix}"
 
 
 def _write_file(path: Path, text: str, *, what: str) -> Path:
@@ -297,8 +333,11 @@ def _check_stage_jobs(
 def _write_comment_file(env: Mapping[str, str], spec_name: str, header: str, body: str) -> Path:
     """The comment's body, marker first, for a job that posts it elsewhere (a fork's pull
     request: `ci-layers comment` in a `workflow_run` job) or with another tool."""
-    path = _runner_file(env, "comment", spec_name, header, suffix=".md")
-    return _write_file(path, body, what="the comment file")
+    return _write_file(_comment_path(env, spec_name, header), body, what="the comment file")
+
+
+def _comment_path(env: Mapping[str, str], spec_name: str, header: str) -> Path:
+    return _runner_file(env, "comment", spec_name, header, suffix=".md")
 
 
 def _write_bake_file(

@@ -1,7 +1,13 @@
 """A plan as GitHub Actions outputs: a matrix, packed stages, and the file they go in.
 
 Every output is one line of compact JSON, written with a random heredoc delimiter, and
-the whole set is checked against GitHub's limit before anything is written.
+the whole set is checked against GitHub's limit before anything is written. Every stage
+job has an id (`job`: "stage.n"), and the jobs file holds each job's whole entry. When
+the whole entries would pass GitHub's 1 MB for a job's outputs (a monorepo of hundreds
+of images), the outputs shrink, least needed first: `matrix` to ids, `stages` to ids
+(a stage job then reads its entry from the jobs file, uploaded as an artifact, with the
+`job` sub-action), then `matrix` and `affected` to nothing. So the outputs fit whatever
+the plan's size, and what was left out is said.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +28,7 @@ from .spec import Spec
 
 __all__ = [
     "OUTPUT_LIMIT",
+    "ActionOutputs",
     "OutputTooLarge",
     "OutputWriteError",
     "action_outputs",
@@ -41,7 +49,7 @@ class OutputWriteError(CiLayersError):
     """A file the runner named cannot be written."""
 
 
-def _compact(value: Any) -> str:
+def _json(value: Any) -> str:
     # ASCII escapes: a name that is not UTF-8 (a lone surrogate) stays valid JSON
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
@@ -79,17 +87,37 @@ def layer_entry(
 
 
 def _job_entry(
-    plan: Plan, spec: Spec, job: tuple[str, ...], stage: int, **how: Any
+    plan: Plan, spec: Spec, job: tuple[str, ...], stage: int, ident: str, **how: Any
 ) -> dict[str, Any]:
     """One stage job: a build (every field of its layer, `packed` false) or, packed, a
-    list of builds the job runs in order (`name`, `stage`, `layers`, `packed` true and
-    nothing else: no field of one layer passes for the job's)."""
+    list of builds the job runs in order (`name`, `stage`, `job`, `layers`, `packed` true
+    and nothing else: no field of one layer passes for the job's)."""
     layers = [layer_entry(plan, spec, n, **how) for n in job]
     for entry in layers:
         entry["stage"] = stage
     if len(job) == 1:
-        return {**layers[0], "packed": False, "layers": layers}
-    return {"name": f"{job[0]} (+{len(job) - 1})", "stage": stage, "packed": True, "layers": layers}
+        return {**layers[0], "job": ident, "packed": False, "layers": layers}
+    name = f"{job[0]} (+{len(job) - 1})"
+    return {"name": name, "stage": stage, "job": ident, "packed": True, "layers": layers}
+
+
+def _short(name: str, width: int = 40) -> str:
+    """A job's name as a compact entry shows it: the reference's last part, cut in the
+    middle past `width` (the jobs file has the whole)."""
+    tail = name.rsplit("/", 1)[-1] if "/" in name.split(" (+")[0] else name
+    return tail if len(tail) <= width else f"{tail[: width // 2 - 1]}…{tail[-(width // 2) :]}"
+
+
+def _compact(job: Mapping[str, Any], artifact: str) -> dict[str, Any]:
+    """A stage job as its id: the `job` sub-action reads the rest from the artifact."""
+    return {
+        "name": _short(job["name"]),
+        "stage": job["stage"],
+        "job": job["job"],
+        "packed": job["packed"],
+        "compact": True,
+        "artifact": artifact,
+    }
 
 
 def stage_jobs(
@@ -102,45 +130,84 @@ def stage_jobs(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ActionOutputs:
+    outputs: dict[str, str]  # what goes to $GITHUB_OUTPUT
+    jobs: dict[str, dict[str, Any]]  # each stage job's whole entry, by its id
+    shrunk: tuple[str, ...] = ()  # what was left out of the outputs to fit, said once
+    compact: bool = False  # the stage jobs read their entries from the jobs file
+
+
 def action_outputs(
     plan: Plan,
     spec: Spec,
     *,
     packed: list[list[tuple[str, ...]]],
     plan_file: Path,
+    artifact: str = "ci-layers-jobs",
+    extra: Mapping[str, str] | None = None,
     publish: bool = False,
     cache: str | None = None,
-) -> dict[str, str]:
-    """The outputs of `ci-layers gha`, as the strings written to $GITHUB_OUTPUT."""
+) -> ActionOutputs:
+    """The outputs of `ci-layers gha`, as the strings written to $GITHUB_OUTPUT, shrunk
+    as the module says until they fit with `extra` (the other outputs of the step)."""
     affected = list(plan.affected)
     how: dict[str, Any] = {"publish": publish, "cache": cache}
     stages = [
-        [_job_entry(plan, spec, job, i, **how) for job in jobs] for i, jobs in enumerate(packed, 1)
+        [_job_entry(plan, spec, job, i, f"{i}.{j}", **how) for j, job in enumerate(jobs, 1)]
+        for i, jobs in enumerate(packed, 1)
     ]
+    jobs = {entry["job"]: entry for stage in stages for entry in stage}
     stage_of = stage_numbers(plan, packed)
-    matrix = [{**layer_entry(plan, spec, n, **how), "stage": stage_of[n]} for n in affected]
+    job_of = {layer["name"]: e["job"] for e in jobs.values() for layer in e["layers"]}
+    matrix = [
+        {**layer_entry(plan, spec, n, **how), "stage": stage_of[n], "job": job_of[n]}
+        for n in affected
+    ]
     outputs = {
         "has-changes": "true" if affected else "false",
-        "matrix": _compact({"include": matrix}),
-        "stages": _compact(stages),
+        "matrix": _json({"include": matrix}),
+        "stages": _json(stages),
         "stage-count": str(len(stages)),
-        "affected": _compact(affected),
+        "affected": _json(affected),
         "plan-file": str(plan_file),
     }
-    check_size(outputs)
-    return outputs
+    ids = [{k: e[k] for k in ("name", "stage", "job")} for e in matrix]
+    shrinking = [
+        ("matrix", "matrix holds each layer's name, stage and job only", {"include": ids}),
+        (
+            "stages",
+            "stages holds each job's id (the job sub-action reads its entry)",
+            [[_compact(e, artifact) for e in stage] for stage in stages],
+        ),
+        ("matrix", "matrix is empty", {"include": []}),
+        ("affected", "affected is empty (the plan file lists the layers)", []),
+    ]
+    shrunk: dict[str, str] = {}  # what was shrunk: how it was said
+    for name, said, smaller in shrinking:
+        if _size({**outputs, **(extra or {})}) <= OUTPUT_LIMIT:
+            break
+        outputs[name] = _json(smaller)
+        shrunk[said] = name
+    check_size({**outputs, **(extra or {})})
+    compact = "stages" in shrunk.values()
+    return ActionOutputs(outputs, jobs, tuple(shrunk), compact=compact)
+
+
+def _size(outputs: Mapping[str, str]) -> int:
+    return sum(_utf16(k) + _utf16(v) for k, v in outputs.items())
 
 
 def check_size(outputs: Mapping[str, str]) -> None:
     """GitHub counts a job's outputs together, in UTF-16."""
-    size = sum(_utf16(k) + _utf16(v) for k, v in outputs.items())
+    size = _size(outputs)
     if size > OUTPUT_LIMIT:
         biggest = max(outputs, key=lambda k: len(outputs[k]))
         raise OutputTooLarge(
             f"the outputs would take {size:,} bytes, over GitHub's limit of {OUTPUT_LIMIT:,} per "
-            f"job ('{biggest}' is the largest): too many layers to pass as outputs. Only "
-            "has-changes and the file paths (plan-file, bake-file, comment-file) were written; "
-            "build from the plan file"
+            f"job ('{biggest}' is the largest), even with each stage job as its id: too many "
+            "stage jobs (lower max-parallel-jobs or max-stages). Only has-changes and the file "
+            "paths (plan-file, bake-file, comment-file, jobs-file) were written"
         )
 
 

@@ -84,7 +84,7 @@ def _cache(runner: Runner, given: dict[str, str]) -> dict[str, str]:
 
 def _runner(tmp_path: Path, repo: GitRepo, action: Path, gh: FakeGitHub, event: dict) -> Runner:
     temp = tmp_path / "runner-temp"
-    temp.mkdir()
+    temp.mkdir(parents=True)
     (temp / "event.json").write_text(json.dumps(event))
     (temp / "summary.md").write_text("")
     env = {
@@ -212,3 +212,68 @@ def test_the_harness_reads_expressions_as_github_does(expr: str, value: object) 
         "steps": {"python": {"outputs": {"python-version": "3.12.1"}}},
     }
     assert evaluate(expr, context) == value
+
+
+def _artifacts(store: dict[str, dict[str, bytes]]):
+    """actions/upload-artifact and download-artifact (v4) over one run's artifacts: an
+    existing name is refused unless `overwrite`, no file is an error with
+    `if-no-files-found: error`, an unknown name fails the download."""
+
+    def upload(runner: Runner, given: dict[str, str]) -> dict[str, str]:
+        name = given.get("name") or "artifact"
+        files = [Path(p) for p in given["path"].splitlines() if p.strip()]
+        found = [f for f in files if f.is_file()]
+        if not found and given.get("if-no-files-found") == "error":
+            raise StepFailed(f"No files were found with the provided path: {given['path']}")
+        if name in store and given.get("overwrite") != "true":
+            raise StepFailed(f"an artifact with this name already exists: {name}")
+        store[name] = {f.name: f.read_bytes() for f in found}
+        return {"artifact-id": str(len(store))}
+
+    def download(runner: Runner, given: dict[str, str]) -> dict[str, str]:
+        name = given["name"]
+        if name not in store:
+            raise StepFailed(f"Unable to download artifact(s): Artifact not found for name: {name}")
+        where = Path(given.get("path") or runner.workspace)
+        where.mkdir(parents=True, exist_ok=True)
+        for file, data in store[name].items():
+            (where / file).write_bytes(data)
+        return {"download-path": str(where)}
+
+    return {"actions/upload-artifact": upload, "actions/download-artifact": download}
+
+
+def test_a_stage_job_reads_its_whole_entry_when_the_outputs_hold_only_its_id(
+    tmp_path: Path, git_repo: GitRepo, gh: FakeGitHub
+) -> None:
+    """400 images under long names: the planning job's outputs hold each stage job's id
+    and the action uploads their entries; a stage job's `job` sub-action (another job,
+    another runner temp) reads back the entry the jobs file has, docker inputs and all."""
+    from .monorepos import dockerfile_monorepo
+
+    action = tmp_path / "_actions" / "ci-layers" / "ci-layers" / SHA
+    action.mkdir(parents=True)
+    _copy_action(action)
+    base, head = dockerfile_monorepo(git_repo, 400)
+    event = {"pull_request": {"number": 4, "base": {"sha": base}, "head": {"sha": head}}}
+    store: dict[str, dict[str, bytes]] = {}
+    plan_job = _runner(tmp_path / "plan", git_repo, action, gh, event)
+    plan_job.handlers.update(_artifacts(store))
+    outputs = plan_job.run_action({"max-stages": "3"})
+    assert outputs["jobs-artifact"] in store, "\n".join(plan_job.log)
+    jobs = json.loads(Path(outputs["jobs-file"]).read_text())["jobs"]
+    stage_two = json.loads(outputs["stages"])[1]
+    for matrix in (stage_two[0], stage_two[-1]):
+        stage_job = _runner(tmp_path / f"job-{matrix['job']}", git_repo, action / "job", gh, event)
+        stage_job.handlers.update(_artifacts(store))
+        got = stage_job.run_action({"job": json.dumps(matrix)})
+        entry = json.loads(got["entry"])
+        assert entry == jobs[matrix["job"]], "\n".join(stage_job.log)
+        assert entry["layers"][0]["docker"]["build-contexts"]
+        assert not Path(outputs["jobs-file"]).is_relative_to(stage_job.temp)
+    # an entry the outputs held whole is handed on as it is, nothing downloaded
+    whole = jobs["1.1"]
+    stage_job = _runner(tmp_path / "whole", git_repo, action / "job", gh, event)
+    stage_job.handlers.update(_artifacts({}))
+    assert json.loads(stage_job.run_action({"job": json.dumps(whole)})["entry"]) == whole
+    assert any(line == "skipped: Fetch the plan's job entries" for line in stage_job.log)

@@ -93,6 +93,11 @@ def test_bad_job_is_a_usage_error(git_repo, busybox_store):
     code, _out, err = run("build", "-C", str(repo.root), "--job", "[1, 2]")
     assert code == 2
     assert "expected a matrix entry" in err
+    compact = {"name": "os", "stage": 1, "job": "1.1", "packed": False, "compact": True}
+    code, _out, err = run("build", "-C", str(repo.root), "--job", json.dumps(compact))
+    assert code == 2
+    assert "error: --job: the entry of job 1.1 holds its id only" in err
+    assert "uses: ci-layers/ci-layers/job" in err
 
 
 def test_missing_base_says_how_to_get_it(git_repo, store):

@@ -378,7 +378,7 @@ def test_matrix_entries_carry_build_push_action_inputs(dock: GitRepo) -> None:
         root=dock.root, spec=spec, spec_rel="ci-layers.yaml", comparison=comparison, history=history
     )
     packed = stage_jobs(plan, plan.spec, max_stages=8, max_parallel=256)
-    outputs = action_outputs(plan, plan.spec, packed=packed, plan_file=dock.root / "p.json")
+    outputs = action_outputs(plan, plan.spec, packed=packed, plan_file=dock.root / "p.json").outputs
     matrix = {e["name"]: e for e in json.loads(outputs["matrix"])["include"]}
     base_key = plan.layers[R + "base"].key.removeprefix("sha256:")[:16]
     py311 = matrix[R + "python:3.11"]
@@ -402,7 +402,7 @@ def test_matrix_entries_carry_build_push_action_inputs(dock: GitRepo) -> None:
     assert worker["docker"]["tags"] == handoff
     published = action_outputs(
         plan, plan.spec, packed=packed, plan_file=dock.root / "p.json", publish=True
-    )
+    ).outputs
     worker = {e["name"]: e for e in json.loads(published["matrix"])["include"]}[R + "worker"]
     assert worker["tags"] == [f"{R}worker", f"{R}worker:stable", handoff]
     assert worker["docker"]["tags"].split("\n") == worker["tags"]

@@ -288,6 +288,8 @@ def test_a_broken_dockerfile_is_a_spec_error_of_the_action(git_repo: GitRepo) ->
         "affected": "[]",
         "plan-file": "",
         "bake-file": "",
+        "jobs-file": "",
+        "jobs-artifact": "",
         "comment-id": "",
     }
     assert summary.startswith("### ci-layers: the spec does not load")
@@ -331,22 +333,58 @@ def test_everything_rebuilt_for_a_pull_request_is_a_warning(mono: GitRepo) -> No
     )
 
 
-def test_outputs_over_githubs_limit_fail_with_an_annotation_and_the_plan_file(
-    git_repo: GitRepo,
+def _github_size(outputs: dict[str, str]) -> int:
+    """A job's outputs as GitHub counts them: names and values, in UTF-16."""
+    return sum(len((k + v).encode("utf-16-le", "surrogatepass")) for k, v in outputs.items())
+
+
+@pytest.mark.parametrize(("images", "shrunk"), [(400, 2), (5000, 4)])
+def test_the_outputs_of_thousands_of_images_under_long_names_fit(
+    git_repo: GitRepo, images: int, shrunk: int
 ) -> None:
-    names = [f"layer-with-a-rather-long-name-to-fill-the-outputs-{i:04d}" for i in range(1500)]
-    layers = "".join(f"  {n}: {{from: scratch, run: [make]}}\n" for n in names)
-    git_repo.write("ci-layers.yaml", "version: 1\nlayers:\n" + layers)
-    git_repo.commit("many layers")
-    done, out, summary = run_gha(git_repo, "workflow_dispatch", {})
-    assert done.returncode == 1
-    assert set(out) == {"has-changes", "plan-file", "bake-file", "comment-file", "comment-id"}
-    assert len(json.loads(Path(out["plan-file"]).read_text())["affected"]) == 1500
-    assert any(
-        line.startswith("::error::the outputs would take")
-        for line in _commands_outside_stops(done.stdout)
-    )
-    assert summary.startswith("### ci-layers: 1500 of 1500 layers to rebuild")
+    """5,000 images named 120 characters long: every output fits GitHub's 1 MB, each
+    stage job is an id whose whole entry the jobs file holds, no stage has more than 256
+    jobs, and a notice says what the outputs left out."""
+    from .monorepos import dockerfile_monorepo
+
+    base, head = dockerfile_monorepo(git_repo, images)
+    done, out, _ = run_gha(git_repo, "workflow_dispatch", {}, base=base, head=head)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _github_size(out) <= 1_000_000
+    notices = [c for c in _commands_outside_stops(done.stdout) if c.startswith("::notice::")]
+    assert len(notices) == 1
+    assert f"{images + 1} layers' entries would pass GitHub's 1 MB of outputs" in notices[0]
+    assert notices[0].count("; ") == shrunk - 1
+    stages = json.loads(out["stages"])
+    assert all(len(stage) <= 256 for stage in stages)
+    jobs = json.loads(Path(out["jobs-file"]).read_text())
+    assert out["jobs-artifact"] == jobs["artifact"]
+    assert out["jobs-artifact"].startswith("ci-layers-jobs-")
+    built = []
+    for i, stage in enumerate(stages, 1):
+        for entry in stage:
+            assert entry["compact"] is True
+            assert entry["artifact"] == out["jobs-artifact"]
+            assert entry["stage"] == i
+            assert len(entry["name"]) <= 40
+            whole = jobs["jobs"][entry["job"]]
+            assert whole["stage"] == i
+            assert whole["packed"] == entry["packed"]
+            built += [layer["name"] for layer in whole["layers"]]
+    plan = json.loads(Path(out["plan-file"]).read_text())
+    assert sorted(built) == sorted(plan["affected"])  # each once
+    assert built[0] == plan["affected"][0]  # the base first, alone in stage 1
+    some = next(iter(jobs["jobs"].values()))["layers"][0]
+    assert some["docker"]["tags"] == some["hand-off-tag"]  # every field a job had
+    if images == 400:  # what still fits is kept
+        assert json.loads(out["affected"]) == plan["affected"]
+        assert [e["job"] for e in json.loads(out["matrix"])["include"]] == [
+            next(j for j, e in jobs["jobs"].items() if n in [x["name"] for x in e["layers"]])
+            for n in plan["affected"]
+        ]
+    else:
+        assert out["affected"] == "[]"
+        assert json.loads(out["matrix"]) == {"include": []}
 
 
 def test_updating_the_comment_with_the_actions_token_prints_no_noise(
@@ -436,18 +474,21 @@ def test_a_stage_job_is_one_build_or_a_list_of_builds_never_a_blend(mono: GitRep
     single = [job for job in jobs if not job["packed"]]
     assert packed, "the monorepo's plan packed into one stage has multi-layer jobs"
     for job in packed:
-        assert set(job) == {"name", "stage", "packed", "layers"}
+        assert set(job) == {"name", "stage", "job", "packed", "layers"}
         assert len(job["layers"]) > 1
         assert job["name"] == f"{job['layers'][0]['name']} (+{len(job['layers']) - 1})"
-    matrix = {e["name"]: e for e in json.loads(out["matrix"])["include"]}
+    matrix = {e.pop("name"): e for e in json.loads(out["matrix"])["include"]}
     for job in single:
         (layer,) = job["layers"]
-        assert {k: v for k, v in job.items() if k not in ("packed", "layers")} == layer
-        assert layer == matrix[layer["name"]]
+        assert {k: v for k, v in job.items() if k not in ("packed", "layers", "job")} == layer
+        assert {**layer, "job": job["job"]} == {"name": layer["name"], **matrix[layer["name"]]}
     for job in packed:
         for layer in job["layers"]:
             assert BUILD_FIELDS & set(layer) >= {"key", "parent", "from", "tags", "build-args"}
-            assert layer == matrix[layer["name"]]
+            assert {**layer, "job": job["job"]} == {"name": layer["name"], **matrix[layer["name"]]}
+    assert len({job["job"] for job in jobs}) == len(jobs)  # one id each
+    assert json.loads(Path(out["jobs-file"]).read_text())["jobs"] == {j["job"]: j for j in jobs}
+    assert out["jobs-artifact"] == ""  # the entries are in the outputs: nothing to upload
 
 
 def test_the_comment_numbers_stages_as_the_stage_jobs_run_and_links_the_commits(

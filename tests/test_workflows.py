@@ -25,7 +25,10 @@ def tool(name: str) -> str:
 
 @pytest.mark.parametrize(
     ("schema", "files"),
-    [("vendor.github-workflows", WORKFLOWS), ("vendor.github-actions", [ROOT / "action.yml"])],
+    [
+        ("vendor.github-workflows", WORKFLOWS),
+        ("vendor.github-actions", [ROOT / "action.yml", ROOT / "job" / "action.yml"]),
+    ],
 )
 def test_schema(schema: str, files: list[Path]) -> None:
     cmd = [tool("check-jsonschema"), "--builtin-schema", schema, *map(str, files)]
@@ -49,7 +52,11 @@ def _steps(doc: dict) -> list[dict]:
     return [s for job in doc["jobs"].values() for s in job.get("steps", [])]
 
 
-@pytest.mark.parametrize("path", [ROOT / "action.yml", *WORKFLOWS], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [ROOT / "action.yml", ROOT / "job" / "action.yml", *WORKFLOWS],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_every_use_is_pinned_and_no_expression_reaches_a_script(path: Path) -> None:
     doc = yaml.safe_load(path.read_text())
     for step in _steps(doc):

@@ -44,6 +44,13 @@ def job_layers(job: str) -> list[tuple[str, str | None]]:
         data = json.loads(job)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--job: not JSON ({exc.msg} at {exc.pos})") from None
+    if isinstance(data, dict) and data.get("compact") is True:
+        raise UsageError(
+            f"--job: the entry of job {data.get('job')} holds its id only (the plan's "
+            "outputs would have passed GitHub's 1 MB): pass the entry the job sub-action "
+            "reads (uses: ci-layers/ci-layers/job, then --job \"$ENTRY\" with ENTRY: "
+            "${{ steps.<its id>.outputs.entry }})"
+        )
     entries = data.get("layers") if isinstance(data, dict) else None
     if entries is None and isinstance(data, dict) and "name" in data:
         entries = [data]
