@@ -48,7 +48,7 @@ def job_layers(job: str) -> list[tuple[str, str | None]]:
         raise UsageError(
             f"--job: the entry of job {data.get('job')} holds its id only (the plan's "
             "outputs would have passed GitHub's 1 MB): pass the entry the job sub-action "
-            "reads (uses: ci-layers/ci-layers/job, then --job \"$ENTRY\" with ENTRY: "
+            'reads (uses: ci-layers/ci-layers/job, then --job "$ENTRY" with ENTRY: '
             "${{ steps.<its id>.outputs.entry }})"
         )
     entries = data.get("layers") if isinstance(data, dict) else None
