@@ -25,6 +25,7 @@ from typing import IO, Any, TextIO
 
 from . import __version__
 from .changes import Comparison, GitHistory, changes_between, choose_comparison, read_event
+from .comment import plan_report
 from .discover import resolve_dockerfiles
 from .docker import bake_file
 from .errors import CiLayersError, SpecError, SpecInvalid, Terminated, UsageError
@@ -38,7 +39,6 @@ from .report import (
     graph_json,
     graph_mermaid,
     graph_text,
-    plan_report,
     plan_text,
     untrusted,
 )

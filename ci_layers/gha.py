@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .changes import GitHistory, choose_comparison, read_event
+from .comment import COMMENT_LIMIT, SUMMARY_BYTES, compare_link, plan_report, spec_error_report
 from .docker import bake_file
 from .errors import Location, SpecError, SpecInvalid, UsageError
 from .github import MARKER, marker_for, upsert_comment
@@ -30,16 +31,7 @@ from .outputs import (
     write_outputs,
 )
 from .plan import Plan, make_plan
-from .report import (
-    COMMENT_LIMIT,
-    SUMMARY_BYTES,
-    annotation,
-    compare_link,
-    plan_report,
-    plan_text,
-    spec_error_report,
-    untrusted,
-)
+from .report import annotation, plan_text, untrusted
 from .spec import Spec
 from .stagecheck import running_workflow, stage_jobs_problem
 
@@ -364,7 +356,14 @@ def _spec_failed(
     on, a summary, and the sticky comment (if there is one) says the plan is stale."""
     _annotate(error.problems, out)
     out.write(untrusted(str(error)) + "\n")  # names from the repository: no workflow commands
-    report = spec_error_report(error)
+    pr = payload.get("pull_request")
+    head = pr.get("head") if isinstance(pr, dict) else None
+    sha = head.get("sha") if isinstance(head, dict) else None
+    report = spec_error_report(
+        error,
+        repository_url=compare_link(env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY")),
+        commit=str(sha or env.get("GITHUB_SHA") or ""),
+    )
     name = spec.path if spec is not None else error.problems[0].where.file
     comment = f"{marker_for(name, inputs.header)}\n{report}"
     written = _write_comment_file(env, name, inputs.header, comment)

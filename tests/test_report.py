@@ -7,20 +7,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ci_layers.changes import ChangeSet, Comparison, FileChange
-from ci_layers.keys import compute_keys
-from ci_layers.outputs import OutputTooLarge, check_size
-from ci_layers.plan import build_plan
-from ci_layers.repo import RepoFiles, blob_id
-from ci_layers.report import (
+from ci_layers.comment import (
     COMMENT_BYTES,
     COMMENT_LIMIT,
     SUMMARY_BYTES,
     affected_mermaid,
     compare_link,
     plan_report,
-    plan_text,
     short_labels,
 )
+from ci_layers.keys import compute_keys
+from ci_layers.outputs import OutputTooLarge, check_size
+from ci_layers.plan import build_plan
+from ci_layers.repo import RepoFiles, blob_id
+from ci_layers.report import plan_text
 from ci_layers.spec import parse_spec
 
 MARK = "<!-- ci-layers:plan ci-layers.yaml -->"
@@ -88,7 +88,7 @@ def test_a_summary_is_cut_only_past_its_own_limit() -> None:
     assert plan_report(plan, max_bytes=SUMMARY_BYTES) == full
     cut = plan_report(plan, max_bytes=COMMENT_BYTES)
     assert len(cut.encode()) <= COMMENT_BYTES
-    assert cut.endswith(
+    assert cut.splitlines()[2] == (  # said under the headline
         "_Shortened to fit the job summary: the plan-file output has the full plan._"
     )
 
@@ -238,23 +238,34 @@ def test_short_labels_are_distinct_and_short(names: set[str]) -> None:
             assert n == label or n.endswith("/" + label)
 
 
-def test_a_big_plan_draws_only_what_is_rebuilt_then_lists_stages_and_folds_its_table() -> None:
-    # 30 rebuilt layers, each on a reused parent of its own: 60 nodes drawn would be too many
+def test_a_diagram_is_drawn_only_as_wide_as_the_comment_reads() -> None:
+    """Legibility depends on the widest rank, not on how many nodes there are: 30
+    rebuilt layers each on a reused parent of its own (30 side by side) are not drawn;
+    a chain of 30 is, top-down; a fan of 30 under one root is drawn as the root and the
+    count of what is built on it."""
     lines = ["version: 1", "layers:"]
     for i in range(30):
         lines.append(f"  p{i}: {{from: scratch, copy: [{{src: p{i}, dest: /p}}]}}")
         lines.append(f"  c{i}: {{parent: p{i}, copy: [{{src: c{i}, dest: /c}}]}}")
-    plan = plan_of("\n".join(lines) + "\n", [f"c{i}/x" for i in range(30)])
-    diagram = affected_mermaid(plan)
+    wide = plan_of("\n".join(lines) + "\n", [f"c{i}/x" for i in range(30)])
+    assert affected_mermaid(wide) is None  # 30 starts: the causes list says it
+    chain = chain_plan(15)  # 29 nodes, never more than two side by side
+    diagram = affected_mermaid(chain)
     assert diagram is not None
-    assert sum('["' in line for line in diagram.splitlines()) == 30  # the rebuilt ones only
-    body = plan_report(plan)
-    assert "the reused layers they are built on are not drawn" in body
-    assert "classDef reused" not in diagram
-    assert "<summary>The 30 layers" not in body  # 30 rows stay open
-    many = big_plan(45)  # 45 rebuilt: no diagram, a list of the stages, a folded table
-    assert affected_mermaid(many) is None
-    body = plan_report(many)
-    assert "```mermaid" not in body
-    assert "\nStages: `layer-0000`, `layer-0001`" in body  # one stage of 45, in build order
-    assert "<details><summary>The 45 layers to rebuild, by stage</summary>\n\n| stage |" in body
+    assert diagram.startswith("graph TD")
+    assert sum('["' in line for line in diagram.splitlines()) == 29
+    lines = ["version: 1", "layers:", "  root: {from: scratch, copy: [{src: r, dest: /r}]}"]
+    lines += [f"  layer-{i:02}: {{parent: root, run: [make]}}" for i in range(30)]
+    fan = plan_of("\n".join(lines) + "\n", ["r/x"])  # 30 rebuilt on one rebuilt root
+    diagram = affected_mermaid(fan)
+    assert diagram is not None
+    assert diagram.splitlines() == [
+        "graph LR",
+        '  r0["root"]',
+        '  c0["30 layers built on it"]',
+        "  r0 --> c0",
+        "  classDef rebuild fill:#fde68a,stroke:#b45309,stroke-width:2px,color:#1f2937",
+        "  class r0 rebuild",
+        "  classDef count fill:#e5e7eb,stroke:#6b7280,color:#1f2937",  # its own text colour
+        "  class c0 count",
+    ]
