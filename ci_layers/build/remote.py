@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from ..errors import StoreError
 from ..oci.digest import Descriptor
-from ..oci.manifest import host_platform
+from ..oci.manifest import check_config, host_platform
 from ..oci.reference import Reference
 from ..oci.registry import Registry
 from ..oci.store import OciStore
@@ -79,7 +80,10 @@ class RemoteCache:
         if tag not in self._platforms:
             desc = self.fetch(tag, layers=False)
             manifest = self.store.read_json(desc)
+            if not isinstance(manifest, dict):
+                raise StoreError(f"{self}:{tag} is no image manifest")
             config = self.store.read_json(Descriptor.from_json(manifest.get("config"), where=tag))
+            check_config(config, where=f"{self}:{tag}")  # a cache may hold anything
             self._platforms[tag] = (str(config.get("os")), str(config.get("architecture")))
         return self._platforms[tag]
 
