@@ -167,6 +167,7 @@ def cmd_plan(
     err: TextIO,
     cache: str | None = None,
     publish: bool = False,
+    check_registry: bool = False,
 ) -> int:
     """`spec` loads the spec on disk, which the plan needs only where the commit it
     plans has none (the working tree, a spec outside the repository)."""
@@ -184,8 +185,12 @@ def cmd_plan(
         from .cache import with_cache  # the registry client loads only with a cache
 
         plan = with_cache(plan, planned, cache)
-        if plan.cache_note:
-            err.write(f"warning: {plan.cache_note}\n")
+    if check_registry:
+        from .registry_check import with_registry  # the registry client loads only here
+
+        plan = with_registry(plan, planned)
+    if plan.cache_note:
+        err.write(f"warning: {plan.cache_note}\n")
     if fmt == "bake":
         others = [n for n in plan.affected if planned.graph[n].dockerfile is None]
         if others:
@@ -356,6 +361,12 @@ def _parser() -> argparse.ArgumentParser:
         "--cache",
         metavar="REGISTRY/REPO",
         help="mark affected layers whose key is built there (ci-layers-<key>) as reused",
+    )
+    planning.add_argument(
+        "--check-registry",
+        action="store_true",
+        help="mark affected Dockerfile images whose hand-off tag (<image>:ci-layers-<key>) "
+        "their repository holds as reused: no job",
     )
     planning.add_argument(
         "--event-name",
@@ -611,6 +622,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             err=err,
             cache=args.cache,
             publish=getattr(args, "publish", False),
+            check_registry=args.check_registry,
         )
     spec = load_spec(spec_path, display=shown)
 

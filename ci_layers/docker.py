@@ -1,9 +1,10 @@
 """What Docker needs to build a plan's Dockerfile images: build-push-action inputs per
 image, and a docker-bake.json for the whole affected set.
 
-A child is pointed at its parent rebuilt earlier in the same run through a named build
-context (`<reference, as BuildKit names it>=docker-image://<parent>:<key tag>`) and, where its FROM
-is written with a global ARG, through that build arg too. The key tag is content
+A child is pointed at its parent rebuilt earlier in the same run (or found built by an
+earlier one, `plan --check-registry`) through a named build context
+(`<reference, as BuildKit names it>=docker-image://<parent>:<key tag>`) and, where its
+FROM is written with a global ARG, through that build arg too. The key tag is content
 addressed (`ci-layers-<first 16 hex digits of the key>`), so a parent pushed by an
 earlier run with the same content is the same image.
 """
@@ -59,8 +60,10 @@ def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[
     contexts: dict[str, str] = {}
     args: dict[str, str] = {}
     for ref, dep in node.bases:
-        if plan.layers[dep].status != "rebuild" or spec.graph[dep].dockerfile is None:
+        current = plan.layers[dep].status not in ("rebuild", "reused")
+        if current or spec.graph[dep].dockerfile is None:
             continue  # the published image it names is current, or a spec layer's tag
+        # rebuilt in this run, or found built by an earlier one: its hand-off tag either way
         built = key_tag(dep, plan.layers[dep].key)
         contexts[context_name(ref)] = f"docker-image://{built}"
         for written, arg in node.base_args:
@@ -143,6 +146,11 @@ def bake_file(plan: Plan, spec: Spec, *, publish: bool = False) -> dict[str, Any
         contexts = {
             context_name(ref): f"target:{targets[dep]}" for ref, dep in node.bases if dep in targets
         }
+        contexts.update(  # found built by an earlier run (plan --check-registry)
+            (context_name(ref), f"docker-image://{key_tag(dep, plan.layers[dep].key)}")
+            for ref, dep in node.bases
+            if dep in plan.layers and plan.layers[dep].status == "reused"
+        )
         if contexts:
             entry["contexts"] = contexts
         out[targets[name]] = entry

@@ -183,7 +183,11 @@ class BuildError(CiLayersError):
 
 class RegistryError(CiLayersError):
     """A registry refused, failed or could not be reached; the message names it and
-    what was asked (never a credential)."""
+    what was asked (never a credential). `status`: the HTTP status it answered, if one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RegistryUnreachable(RegistryError):

@@ -58,6 +58,7 @@ class ActionInputs:
     publish: bool = False  # release tags in the jobs' `tags`, not only hand-off tags
     pr_number: int | None = None  # the pull request to comment on, whatever the event
     header: str = ""  # tells apart several sticky comments of one spec
+    check_registry: bool = False  # Dockerfile images found built by their hand-off tag
 
 
 def _input(env: Mapping[str, str], name: str, default: str = "") -> str:
@@ -95,6 +96,7 @@ def inputs_from_env(env: Mapping[str, str]) -> ActionInputs:
         if (pr := _input(env, "pr-number"))
         else None,
         header=_input(env, "header"),
+        check_registry=_flag(env, "check-registry"),
     )
 
 
@@ -177,8 +179,12 @@ def run_action(
         from .cache import with_cache  # the registry client loads only with a cache
 
         plan = with_cache(plan, spec, inputs.cache, env=dict(env))
-        if plan.cache_note:
-            out.write(annotation("warning", plan.cache_note) + "\n")
+    if inputs.check_registry:
+        from .registry_check import with_registry
+
+        plan = with_registry(plan, spec, env=dict(env))
+    if plan.cache_note:
+        out.write(annotation("warning", plan.cache_note) + "\n")
     if comparison.mode == "all" and event_name in _COMPARING_EVENTS:
         out.write(annotation("warning", f"everything is rebuilt: {comparison.reason}") + "\n")
 

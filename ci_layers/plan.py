@@ -81,7 +81,7 @@ class Plan:
                         "note": self.cache_note,
                     }
                 }
-                if self.cache
+                if self.cache or self.reused or self.cache_note
                 else {}
             ),
             "layers": {

@@ -145,7 +145,7 @@ def plan_headline(plan: Plan, *, staging: Staging | None = None) -> str:
     """With `staging` (the stage jobs that run), its count; the dependency depth only
     where packing made it differ."""
     total, n = len(plan.layers), len(plan.affected)
-    cached = f" ({len(plan.reused)} found in the cache)" if plan.reused else ""
+    cached = f" ({len(plan.reused)} found built already)" if plan.reused else ""
     if plan.comparison.mode == "none" or not n:
         return f"nothing to rebuild: all {total} layers reused{cached}"
     stages = len(staging) if staging is not None else len(plan.stages)

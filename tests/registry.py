@@ -124,6 +124,8 @@ class Proxy:
     drop: Callable[[str, str], bool] = lambda _m, _p: False
     location: Callable[[str], str] = lambda where: where  # rewrites a Location header
     dribble: Callable[[str], float] = lambda _path: 0.0  # seconds between the body's bytes
+    status: Callable[[str, str], int] = lambda _m, _p: 0  # answered instead of forwarding
+    page: int = 0  # > 0: tag lists split into pages of this many, joined by Link headers
     host: str = ""
     _server: ThreadingHTTPServer | None = None
 
@@ -161,6 +163,12 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
                 record.status = -1
                 return
             body = self.rfile.read(length) if length else None
+            if answer := proxy.status(self.command, self.path):
+                record.status = answer
+                self.send_response(answer)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
             # header by header: a client may send several Accept headers, all of which count
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
@@ -171,14 +179,21 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             resp = upstream.getresponse()
             data = resp.read()
             record.status = resp.status
+            extra: list[tuple[str, str]] = []
+            if proxy.page and "/tags/list" in self.path and resp.status == 200:
+                data, extra = _paged(self.path, data, proxy.page)
             if self.command == "GET" and resp.status == 200 and data and proxy.corrupt(self.path):
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
             self.send_response(resp.status)
             for k, v in resp.getheaders():
                 if k.lower() == "location":
                     v = proxy.location(v)
+                if k.lower() == "link":  # the next page, through the proxy
+                    v = v.replace(proxy.upstream, proxy.host)
                 if k.lower() not in ("connection", "transfer-encoding", "content-length"):
                     self.send_header(k, v)
+            for k, v in extra:
+                self.send_header(k, v)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             pause = proxy.dribble(self.path) if self.command == "GET" else 0.0
@@ -197,6 +212,24 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
     return Handler
+
+
+def _paged(path: str, data: bytes, size: int) -> tuple[bytes, list[tuple[str, str]]]:
+    """A whole tag list as the page after `last` (distribution-spec: sorted, `n` a page,
+    a `Link` to the next)."""
+    import json
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    parts = urlsplit(path)
+    last = (parse_qs(parts.query).get("last") or [""])[0]
+    doc = json.loads(data)
+    tags = sorted(t for t in doc.get("tags") or [] if t > last)
+    page, more = tags[:size], len(tags) > size
+    body = json.dumps({**doc, "tags": page}).encode()
+    if not more:
+        return body, []
+    after = urlencode({"n": size, "last": page[-1]})
+    return body, [("Link", f'<{parts.path}?{after}>; rel="next"')]
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ def test_after_a_revert_the_cache_aware_plan_builds_nothing(git_repo, tmp_path, 
     code, text, _err = run(
         "plan", "-C", str(repo.root), "--base", changed, "--head", reverted, "--cache", cache
     )
-    assert "nothing to rebuild: all 3 layers reused (1 found in the cache)" in text
+    assert "nothing to rebuild: all 3 layers reused (1 found built already)" in text
 
 
 def test_an_unchanged_layer_never_pushed_is_rebuilt(git_repo, tmp_path, registry):
@@ -137,4 +137,4 @@ def test_the_action_leaves_reused_layers_out_of_the_matrix(git_repo, tmp_path, r
     assert done.returncode == 0, done.stderr
     assert json.loads(outputs["affected"]) == ["top"]
     assert [e["name"] for e in json.loads(outputs["matrix"])["include"]] == ["top"]
-    assert "1 found in the cache" in summary
+    assert "1 found built already" in summary

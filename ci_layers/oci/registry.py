@@ -400,7 +400,8 @@ class Registry:
                 who = f"with the credentials from {creds.source}" if creds else "anonymously"
                 raise RegistryError(
                     f"{self.host}: {what}: denied {who} (HTTP {r.status_code}"
-                    f"{': ' + _errors(r) if _errors(r) else ''})"
+                    f"{': ' + _errors(r) if _errors(r) else ''})",
+                    status=r.status_code,
                 )
             return r
         raise AssertionError("unreachable")
@@ -773,7 +774,9 @@ def _with_query(url: str, **params: str) -> str:
 def _expect(r: requests.Response, ok: tuple[int, ...], what: str) -> None:
     if r.status_code not in ok:
         detail = _errors(r)
-        raise RegistryError(f"{what}: HTTP {r.status_code}{': ' + detail if detail else ''}")
+        raise RegistryError(
+            f"{what}: HTTP {r.status_code}{': ' + detail if detail else ''}", status=r.status_code
+        )
 
 
 def _errors(r: requests.Response) -> str:
