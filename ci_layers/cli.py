@@ -208,6 +208,49 @@ def cmd_plan(
     return 0
 
 
+def cmd_promote(
+    args: argparse.Namespace,
+    *,
+    root: Path,
+    spec_path: Path,
+    spec_rel: str | None,
+    shown: str,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """The head commit's images, each promoted from its hand-off tag (promote.py)."""
+    from .promote import promote
+
+    event_name = args.event_name or (os.environ.get("GITHUB_EVENT_NAME") if args.event else None)
+    history = GitHistory(root)
+    comparison = choose_comparison(
+        history,
+        event_name=event_name,
+        payload=read_event(args.event),
+        base=args.base,
+        head=args.head,
+    )
+    plan = make_plan(
+        root=root,
+        spec=functools.partial(load_spec, spec_path, display=shown),
+        spec_rel=spec_rel,
+        comparison=comparison,
+        history=history,
+    )
+    spec = plan.spec or load_spec(spec_path, display=shown)
+    for warning in spec.warnings:
+        _report(warning, err)
+    return promote(
+        plan,
+        spec,
+        cache=args.cache,
+        dry_run=args.dry_run,
+        allow_missing=args.allow_missing,
+        env=None,
+        out=out,
+    )
+
+
 def cmd_impacted(
     *,
     spec: Spec,
@@ -397,6 +440,17 @@ def _parser() -> argparse.ArgumentParser:
         "--publish",
         action="store_true",
         help="also tag the images' release tags (default: only ci-layers-<key> hand-off tags)",
+    )
+    pr = sub.add_parser(
+        "promote",
+        parents=[common, planning],
+        help="put every image's release tags on the build its hand-off tag names (no rebuild)",
+    )
+    pr.add_argument("--dry-run", action="store_true", help="say what would be put, put nothing")
+    pr.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="promote what is built and succeed when some image is not (default: fail)",
     )
     sub.add_parser(
         "gha", parents=[common], help="run as the GitHub Action (inputs from INPUT_* variables)"
@@ -601,6 +655,10 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     shown = spec_rel if spec_rel is not None else str(spec_path)
     if args.command in ("pull", "push"):
         return _transfer_command(args, root=root, spec_path=spec_path, shown=shown, out=out)
+    if args.command == "promote":
+        return cmd_promote(
+            args, root=root, spec_path=spec_path, spec_rel=spec_rel, shown=shown, out=out, err=err
+        )
     if args.command in ("plan", "bake"):
         event_name = args.event_name
         if event_name and not args.event:

@@ -468,7 +468,9 @@ class Registry:
         )
         with contextlib.closing(r):
             if r.status_code == 404:
-                raise RegistryError(f"{self.host}: {repo}:{ref}: no such manifest (HTTP 404)")
+                raise RegistryError(
+                    f"{self.host}: {repo}:{ref}: no such manifest (HTTP 404)", status=404
+                )
             _expect(r, (200,), f"{self.host}: {what}")
             data = b""
             try:

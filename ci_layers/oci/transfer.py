@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any, cast
 
 from ..errors import RegistryError, StoreError
 from .digest import Descriptor, Digest
@@ -21,7 +21,14 @@ from .manifest import host_platform
 from .registry import Registry
 from .store import OciStore
 
-__all__ = ["Locations", "TransferStats", "image_blobs", "pull_image", "push_image"]
+__all__ = [
+    "Locations",
+    "TransferStats",
+    "copy_image",
+    "image_blobs",
+    "pull_image",
+    "push_image",
+]
 
 _INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -247,3 +254,99 @@ def _platform_child(index: dict[str, Any], where: str) -> Descriptor:
         if p.get("os") == os_name and p.get("architecture") == arch:
             return Descriptor.from_json(m, where=where)
     raise RegistryError(f"{where}: an index with no image for {os_name}/{arch}")
+
+
+# --- registry to registry -------------------------------------------------------------------
+
+
+def copy_image(
+    src: Registry,
+    src_repo: str,
+    ref: str,
+    dst: Registry,
+    dst_repo: str,
+    tag: str,
+    *,
+    stats: TransferStats,
+    staging: OciStore,
+    dry_run: bool = False,
+) -> tuple[Digest, str]:
+    """Put the image `src_repo:ref` names under `dst_repo:tag`, as the same manifest (an
+    index with all it lists): nothing but the manifest `PUT` in the same repository,
+    blobs mounted from `src_repo` in another repository of the same registry, only the
+    missing blobs copied (through `staging`, verified) to another registry. Returns the
+    digest and what was done: "already", "moved from sha256:…", or "put"."""
+    data, media, digest = src.get_manifest(src_repo, ref)
+    where = f"{src.host}/{src_repo}:{ref}"
+    current = dst.manifest_descriptor(dst_repo, tag)
+    if current is not None and current.digest == digest:
+        return digest, "already"
+    done = "put" if current is None else f"moved from {current.digest}"
+    if dry_run:
+        return digest, done
+    same_repo = src.host == dst.host and src_repo == dst_repo
+    if not same_repo:
+        _copy_tree(src, src_repo, dst, dst_repo, _parse(data, where), media, where, stats, staging)
+    dst.put_manifest(dst_repo, tag, data, media)
+    stats.add(manifests=1)
+    now = dst.manifest_descriptor(dst_repo, tag)
+    if now is None or now.digest != digest:
+        got = now.digest if now is not None else "nothing"
+        raise RegistryError(f"{dst.host}/{dst_repo}:{tag}: names {got} after the PUT, not {digest}")
+    return digest, done
+
+
+def _copy_tree(
+    src: Registry,
+    src_repo: str,
+    dst: Registry,
+    dst_repo: str,
+    manifest: dict[str, Any],
+    media: str,
+    where: str,
+    stats: TransferStats,
+    staging: OciStore,
+) -> None:
+    """What a manifest references, into `dst_repo`: an index's manifests (each by its
+    digest, after what it references), an image's config and layers."""
+    if media in _INDEX_TYPES or "manifests" in manifest:
+        for child in manifest.get("manifests") or []:
+            cdesc = Descriptor.from_json(child, where=where)
+            if dst.manifest_descriptor(dst_repo, str(cdesc.digest)) is not None:
+                continue
+            data, cmedia, _ = src.get_manifest(src_repo, str(cdesc.digest))
+            _copy_tree(
+                src, src_repo, dst, dst_repo, _parse(data, where), cmedia, where, stats, staging
+            )
+            dst.put_manifest(dst_repo, str(cdesc.digest), data, cmedia)
+            stats.add(manifests=1)
+        return
+    for d in {d.digest: d for d in image_blobs(manifest, where)}.values():
+        if dst.blob_size(dst_repo, d.digest) is not None:
+            stats.add(present=1)
+            continue
+        # one registry: mounted from the repository that has it (never sent again);
+        # else, or if it will not mount, the bytes, fetched once and verified
+        one_registry = src.host == dst.host
+        how = dst.upload_blob(
+            dst_repo,
+            d,
+            _fetched(src, src_repo, d, staging, stats),
+            mount_from=(src_repo,) if one_registry else (),
+        )
+        if how == "mounted":
+            stats.add(mounted=1)
+        else:
+            stats.add(uploaded=1, uploaded_bytes=d.size)
+
+
+def _fetched(
+    src: Registry, repo: str, d: Descriptor, staging: OciStore, stats: TransferStats
+) -> Callable[[], IO[bytes]]:
+    def opener() -> IO[bytes]:
+        if staging.size(d.digest) != d.size:
+            src.fetch_blob(repo, d, staging.writer)
+            stats.add(downloaded=1, downloaded_bytes=d.size)
+        return cast(IO[bytes], staging.open(d.digest, size=d.size))
+
+    return opener

@@ -1,0 +1,140 @@
+"""`ci-layers promote`: release what is built already, without building it again.
+
+Every image at the planned commit is built under its content-addressed hand-off tag
+(a Dockerfile image: `<image>:ci-layers-<16 hex>`, a spec layer: `<cache>:ci-layers-<key>`).
+Promoting puts its release tags (the image's name and its extra tags, an `images:`
+entry's tags) on the very manifest that tag names: a manifest `PUT` in the same
+repository, blobs mounted into another repository of the same registry, only the
+missing blobs copied to another registry; each tag read back and checked to name that
+digest. A tag already there is left alone, so a second run changes nothing; a tag that
+named another image is moved, and said so. An image with no build is listed, and fails
+the command unless `allow_missing`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from .docker import key_tag, release_tags
+from .errors import RegistryError, UsageError
+from .plan import Plan
+from .spec import Spec
+
+if TYPE_CHECKING:
+    from .oci.transfer import TransferStats
+
+__all__ = ["Promotion", "promote"]
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    image: str
+    source: str  # the hand-off tag
+    target: str  # a release tag
+    done: str  # "put", "already", "moved from sha256:…", "missing"; "would …" in a dry run
+    digest: str = ""
+
+
+def promote(
+    plan: Plan,
+    spec: Spec,
+    *,
+    cache: str | None,
+    dry_run: bool,
+    allow_missing: bool,
+    env: Mapping[str, str] | None,
+    out: TextIO,
+) -> int:
+    """Promote every image of `plan`'s head; the exit code."""
+    from .oci.reference import Reference
+    from .oci.reference import key_tag as cache_tag
+    from .oci.registry import Registry
+    from .oci.store import OciStore
+    from .oci.transfer import TransferStats, copy_image
+
+    sources: dict[str, str] = {}
+    for name, lp in plan.layers.items():
+        layer = spec.graph[name]
+        if layer.dockerfile is not None:
+            sources[name] = key_tag(name, lp.key)
+        elif release_tags(spec, name):
+            if cache is None:
+                raise UsageError(
+                    f"'{name}' has images: tags; promote takes its build from the cache "
+                    "repository it was pushed to (--cache REGISTRY/REPO)"
+                )
+            sources[name] = f"{cache}:{cache_tag(lp.key)}"
+    registries: dict[str, Registry] = {}
+
+    def registry(host: str) -> Registry:
+        if host not in registries:
+            registries[host] = Registry(host, env=dict(env) if env is not None else None)
+        return registries[host]
+
+    stats = TransferStats()
+    done: list[Promotion] = []
+    with tempfile.TemporaryDirectory(prefix="ci-layers-promote-") as tmp:
+        staging = OciStore(Path(tmp))
+        for name, source in sources.items():
+            src = Reference.parse(source, what=f"{name}'s hand-off tag")
+            for target in release_tags(spec, name):
+                dst = Reference.parse(target, what=f"{name}'s release tag")
+                try:
+                    digest, what = copy_image(
+                        registry(src.host),
+                        src.repository,
+                        src.ref,
+                        registry(dst.host),
+                        dst.repository,
+                        dst.ref,
+                        stats=stats,
+                        staging=staging,
+                        dry_run=dry_run,
+                    )
+                except RegistryError as exc:
+                    if exc.status != 404 or "no such manifest" not in str(exc):
+                        raise RegistryError(f"{name}: {target}: {exc}") from None
+                    done.append(Promotion(name, source, target, "missing"))
+                    break  # no build: its other tags say nothing more
+                if dry_run and what != "already":
+                    what = f"would be {what}"
+                done.append(Promotion(name, source, target, what, str(digest)))
+    return _report(done, stats, allow_missing=allow_missing, dry_run=dry_run, out=out)
+
+
+def _report(
+    done: list[Promotion],
+    stats: TransferStats,
+    *,
+    allow_missing: bool,
+    dry_run: bool,
+    out: TextIO,
+) -> int:
+    for p in done:
+        if p.done == "missing":
+            out.write(f"{p.image}: not built: {p.source} does not exist\n")
+        else:
+            out.write(f"{p.target}: {p.done} ({p.digest[:19]}, from {p.source})\n")
+    missing = [p for p in done if p.done == "missing"]
+    moved = sum(1 for p in done if p.done.startswith(("put", "moved", "would")))
+    already = sum(1 for p in done if p.done == "already")
+    verb = "would promote" if dry_run else "promoted"
+    out.write(f"{verb} {moved} tags, {already} already there")
+    if missing:
+        out.write(f"; {len(missing)} images not built")
+    out.write(f" ({_transfers(stats)})\n")
+    if missing and not allow_missing:
+        out.write("not built: build them first, or pass --allow-missing to promote the rest\n")
+        return 1
+    return 0
+
+
+def _transfers(stats: TransferStats) -> str:
+    return (
+        f"{stats.manifests} manifests put, {stats.mounted} blobs mounted, "
+        f"{stats.uploaded} uploaded, {stats.present} already there"
+    )
