@@ -6,7 +6,10 @@ run changes nothing; a missing build fails unless allowed."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +193,88 @@ def test_spec_layers_with_images_are_promoted_from_their_cache_key_tags(
     cached = reg.manifest_descriptor("acme/cache", source.rpartition(":")[2])
     assert f"{registry.host}/acme/app:1: put ({str(cached.digest)[:19]}, from {source})" in out
     assert reg.manifest_descriptor("acme/app", "1").digest == cached.digest
+
+
+def test_an_index_under_the_hand_off_tag_is_copied_whole_with_its_digest(
+    registry, two, busybox_store
+):
+    """BuildKit pushes an index (an image and its attestation): promoted to another
+    registry it keeps its digest, every manifest it lists copied first."""
+    from ci_layers.oci.store import OciStore
+    from ci_layers.oci.transfer import copy_image
+
+    desc = busybox_store.resolve("ci-layers.local/busybox:latest")
+    reg, other = Registry(registry.host), Registry(two.host)
+    push_image(busybox_store, desc, reg, "acme/app", [str(desc.digest)], stats=TransferStats())
+    child = {"mediaType": desc.media_type, "digest": str(desc.digest), "size": desc.size}
+    child["platform"] = {"os": "linux", "architecture": "amd64"}
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [child],
+        }
+    ).encode()
+    reg.put_manifest(
+        "acme/app", "ci-layers-0123456789abcdef", index, json.loads(index)["mediaType"]
+    )
+    stats = TransferStats()
+    with tempfile.TemporaryDirectory() as tmp:
+        digest, done = copy_image(
+            reg,
+            "acme/app",
+            "ci-layers-0123456789abcdef",
+            other,
+            "acme/app",
+            "1",
+            stats=stats,
+            staging=OciStore(Path(tmp)),
+        )
+    assert done == "put"
+    assert other.manifest_descriptor("acme/app", "1").digest == digest
+    assert other.manifest_descriptor("acme/app", str(desc.digest)) is not None  # the child
+    assert stats.uploaded == 2  # the image's config and layer, nothing else
+    assert stats.manifests == 2
+
+
+def test_check_and_promote_behind_token_auth(git_repo, tmp_path, busybox_store):
+    """A registry that trusts a token server (anonymous: pull only), as the suite runs it."""
+    from ci_layers.registry_check import check_registry
+
+    from .registry import token_server
+
+    require("docker-registry")
+    with token_server(tmp_path / "tok", user="ci", password="pw", service="tests") as tokens:
+        reg = start_registry(tmp_path / "reg", token=(tokens.url, "tests", tokens.root_bundle))
+        try:
+            base, head = _repo(git_repo, reg.host, reg.host)
+            code, out, err = run(
+                "plan", "-C", str(git_repo.root), "--base", base, "--head", head, "--format", "json"
+            )
+            layers = json.loads(out)["layers"]
+            handoff = {n: key_tag(n, lp["key"]) for n, lp in layers.items()}
+            env = {
+                "HOME": str(tmp_path),
+                "CI_LAYERS_REGISTRY_USERNAME": "ci",
+                "CI_LAYERS_REGISTRY_PASSWORD": "pw",
+            }
+            desc = busybox_store.resolve("ci-layers.local/busybox:latest")
+            for tag in handoff.values():
+                host, _, rest = tag.partition("/")
+                repo, _, t = rest.rpartition(":")
+                push_image(
+                    busybox_store, desc, Registry(host, env=env), repo, [t], stats=TransferStats()
+                )
+            assert set(check_registry(handoff, env={"HOME": str(tmp_path)}).found) == set(handoff)
+            old = dict(os.environ)
+            os.environ.update(env)
+            try:
+                code, out, err = _promote(git_repo, head)
+            finally:
+                os.environ.clear()
+                os.environ.update(old)
+            assert code == 0, err
+            assert "promoted 6 tags, 0 already there" in out
+            assert "repository:release/api:pull,push" in tokens.scopes
+        finally:
+            reg.stop()
