@@ -83,7 +83,7 @@ def check_registry(
             continue
         by_repo.setdefault((ref.host, ref.repository), {})[image] = ref.ref
     given = dict(env) if env is not None else None
-    registries = {host: Registry(host, env=given) for host, _ in by_repo}
+    registries = {host: Registry(host, env=given) for host in {h for h, _ in by_repo}}
 
     def ask(repo: tuple[str, str]) -> tuple[dict[str, str], list[str]]:
         host, path = repo

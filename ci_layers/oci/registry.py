@@ -706,7 +706,7 @@ class Registry:
             visited.add(url)
             what = f"list tags of {repo}"
             r = self._send("GET", url, scope=self.scope(repo), what=what, stream=True)
-            with contextlib.closing(r):
+            try:
                 if r.status_code == 404:
                     return found
                 _expect(r, (200,), f"{self.host}: {what}")
@@ -714,6 +714,8 @@ class Registry:
                     body = b"".join(self._body(r))
                 except _Transient as exc:
                     raise RegistryUnreachable(f"{self.host}: {what}: {exc}") from None
+            finally:
+                _release(r)
             try:
                 listed = (json.loads(body) or {}).get("tags") or []
             except (ValueError, AttributeError):
@@ -721,6 +723,18 @@ class Registry:
             found += [t for t in listed if isinstance(t, str)]
             url = _next_link(r.headers.get("Link", ""))
         return found
+
+
+def _release(r: requests.Response) -> None:
+    """Hand the connection back for the next request (a small body read to its end);
+    requests' close() would shut it, as the body was read through `raw`."""
+    try:
+        if r.raw.read(1 << 16, decode_content=False):
+            r.close()  # more than a small answer: not worth reading on
+            return
+        r.raw.release_conn()
+    except (urllib3.exceptions.HTTPError, OSError):
+        r.close()
 
 
 def _trust(host: str) -> bool | str:
