@@ -632,11 +632,8 @@ class _View:
         if plan.reused:
             found = ", ".join(f"`{_code(self.name(n))}`" for n in plan.reused[:10])
             more = f" and {len(plan.reused) - 10} more" if len(plan.reused) > 10 else ""
-            where = _code(plan.cache or "")
-            out += [
-                _line(f"Affected but built before, found in `{where}`: {found}{more}"),
-                "",
-            ]
+            where = f"in `{_code(plan.cache)}`" if plan.cache else "under their hand-off tags"
+            out += [_line(f"Affected but built before, found {where}: {found}{more}"), ""]
         if plan.cache_note:
             out += [f"> [!WARNING]\n> {_md(plan.cache_note)}", ""]
         return out

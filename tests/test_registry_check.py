@@ -199,7 +199,7 @@ def test_the_action_marks_them_and_the_comment_counts_them(images, registry):
     done, out, summary = run_gha(repo, "pull_request", event, check_registry="true")
     assert done.returncode == 0, done.stdout + done.stderr
     assert summary.startswith("### ci-layers: 2 of 3 layers to rebuild, 1 reused (1 found built")
-    assert f"`{b}`" in summary or "`base`" in summary
+    assert f"Affected but built before, found under their hand-off tags: `{b}`" in summary
     entries = [e for stage in json.loads(out["stages"]) for e in stage]
     assert sorted(e["name"] for e in entries) == [
         f"{registry.host}/acme/api",
