@@ -641,3 +641,28 @@ def test_a_root_s_size_limit_counts_across_its_layers(tmp_path: Path) -> None:
     assemble_rootfs(root, openers[:1], privileged=False, max_bytes=1000)
     with pytest.raises(UnsafeLayer, match=r"entry 'f1': the root would take more than 1000 bytes"):
         assemble_rootfs(tmp_path / "other", openers, privileged=False, max_bytes=1000)
+
+
+@pytest.mark.parametrize(
+    ("runs", "why"),
+    [
+        ([(8192, 10), (0, 10)], "overlap or are out of order"),
+        ([(0, 100), (50, 10)], "overlap or are out of order"),
+        ([(-5, 10)], "overlap or are out of order"),
+        ([(9_995, 10)], "past its size"),
+    ],
+)
+def test_a_sparse_map_a_tar_would_not_write_is_refused(box: Box, runs, why) -> None:
+    data = b"x" * sum(n for _o, n in runs)
+    box.refused(_sparse(10_000, runs, data), match=why)
+    assert box.outside_untouched()
+
+
+def test_a_sparse_header_tarfile_cannot_read_is_a_broken_tar(tmp_path: Path) -> None:
+    """A size that is no number raised ValueError from inside tarfile (exit 3)."""
+    raw = _sparse(10_000, [(0, 4)], b"abcd").replace(
+        b"GNU.sparse.realsize=10000", b"GNU.sparse.realsize=1x000"
+    )
+    with pytest.raises(tarfile.ReadError, match="unreadable header"):
+        apply_layer(tmp_path, io.BytesIO(raw))
+    assert list(tmp_path.iterdir()) == []

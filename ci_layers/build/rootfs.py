@@ -312,9 +312,8 @@ class _Layer:
                 # holes stay holes: only the data runs are written (the stream is read
                 # forward, so the runs must come in order, as every tar writes them)
                 raw: Any = getattr(src, "raw", src)  # not buffered: seeks forward only
-                runs = cast(list[tuple[int, int]], m.sparse)  # typeshed says int
-                if any(offset + size > m.size for offset, size in runs):
-                    raise _Refused("a sparse file's data runs past its size")
+                runs = [(o, n) for o, n in cast(list[tuple[int, int]], m.sparse) if n]
+                _check_runs(runs, m.size)
                 for offset, size in runs:
                     if size:
                         raw.seek(offset)
@@ -457,6 +456,33 @@ class _Layer:
                     os.close(fd)
 
 
+def _open(tar: BinaryIO) -> tarfile.TarFile:
+    try:
+        return tarfile.open(fileobj=tar, mode="r|")  # reads the first header
+    except ValueError as exc:
+        raise tarfile.ReadError(f"unreadable header: {exc}") from None
+
+
+def _next(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
+    """The next header; one tarfile cannot read (a sparse map of bad numbers raises
+    ValueError from inside it) is a broken tar."""
+    try:
+        return tf.next()
+    except ValueError as exc:
+        raise tarfile.ReadError(f"unreadable header: {exc}") from None
+
+
+def _check_runs(runs: list[tuple[int, int]], size: int) -> None:
+    """A sparse map as a tar writes one: runs in order, apart, inside the file."""
+    end = 0
+    for offset, length in runs:
+        if offset < end or length < 0:
+            raise _Refused("a sparse file's data runs overlap or are out of order")
+        end = offset + length
+    if end > size:
+        raise _Refused("a sparse file's data runs past its size")
+
+
 def _copy(src: Any, out: BinaryIO, size: int) -> None:
     while size > 0:
         chunk = src.read(min(_CHUNK, size))
@@ -504,8 +530,8 @@ def _apply(
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     state = _Layer(fd, layer, privileged, budget)
     try:
-        with tarfile.open(fileobj=tar, mode="r|") as tf:
-            while (m := tf.next()) is not None:
+        with _open(tar) as tf:
+            while (m := _next(tf)) is not None:
                 tf.members.clear()  # type: ignore[attr-defined]  # read once: keep no headers
                 with state.blame(m):
                     state.entry(tf, m)
