@@ -32,10 +32,11 @@ from .dockerfile import (
 from .dockerignore import DockerIgnore, DockerignoreError, read_dockerignore
 from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
+from .platforms import DEFAULT_PLATFORM, node_name, platform_args
 from .refs import image_key, pushed_twice
 from .repo import GITLINK, RepoFiles
 from .sources import follow_symlinks, literal_pattern, resolve_path
-from .spec import PATH_PLACEHOLDER, PLACEHOLDER, DockerfileRule, Spec
+from .spec import PATH_PLACEHOLDER, PLACEHOLDER, DockerfileRule, Spec, platform_node
 
 __all__ = ["InRepoImages", "resolve_dockerfiles"]
 
@@ -249,18 +250,35 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
     for published in spec.images.values():  # a spec layer pushed by an `images:` entry
         for tag in published.tags:
             by_key.add(tag, published.layer)
+    declared = _own_platforms(own)
+    for image, (_path, rule, _values) in nodes.items():
+        declared[image] = rule.platforms or spec.platforms
+    builds = {  # graph node -> (image, platform); one node per platform where declared
+        node_name(image, p, len(declared[image])) if p else image: (image, p)
+        for image in nodes
+        for p in declared[image] or (None,)
+    }
+    seen = _Seen(by_key, declared, nodes)
     layers = dict(own)
-    for name, (path, rule, values) in nodes.items():
-        layer = _layer(name, path, rule, values, files, by_key, errors, inherited=())
+    for name, build in builds.items():
+        layer = _layer(name, build, files, seen, errors, inherited=())
         if layer is not None:
             layers[name] = layer
-    _inherit(layers, nodes, files, by_key, errors)
+    _inherit(layers, builds, files, seen, errors)
     unused = sorted(set(spec.image_overrides) - set(nodes))
     warnings = [
         SpecError(message, where=Location(node.file, line, 1), layer=name, severity="warning")
         for name, layer in layers.items()
-        if (node := layer.dockerfile) is not None
+        if (node := layer.dockerfile) is not None and layer.origin == name
         for line, message in node.warnings
+    ]
+    said: dict[tuple[str, str, int, str], None] = {}  # several platforms: said once
+    for layer in layers.values():
+        if (node := layer.dockerfile) is not None and layer.origin != layer.name:
+            said.update(dict.fromkeys((layer.origin, node.file, *w) for w in node.warnings))
+    warnings += [
+        SpecError(message, where=Location(file, line, 1), layer=image, severity="warning")
+        for image, file, line, message in said
     ]
     warnings += [
         SpecError(
@@ -286,7 +304,7 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
         errors.append(
             SpecError(
                 "dependency cycle: " + " -> ".join(cycle),
-                where=Location(nodes.get(cycle[0], (spec.path,))[0]),
+                where=Location(nodes[builds[cycle[0]][0]][0] if cycle[0] in builds else spec.path),
                 layer=cycle[0],
             )
         )
@@ -334,6 +352,7 @@ def _merge(rule: DockerfileRule, override: DockerfileRule) -> DockerfileRule:
         target=override.target or rule.target,
         inputs=(*rule.inputs, *override.inputs),
         build_args_file=override.build_args_file or rule.build_args_file,
+        platforms=override.platforms or rule.platforms,
     )
 
 
@@ -341,17 +360,37 @@ def _tags(rule: DockerfileRule, values: Mapping[str, str]) -> list[str]:
     return [_fill(t, values) for t in rule.tags]
 
 
+def _own_platforms(own: Mapping[str, ImageLayer]) -> dict[str, tuple[str, ...]]:
+    """The platforms each spec layer is built for (none declared: the default only)."""
+    out: dict[str, list[str]] = {}
+    for layer in own.values():
+        plats = out.setdefault(layer.origin, [])
+        if layer.platform:
+            plats.append(layer.platform)
+    return {origin: tuple(plats) for origin, plats in out.items()}
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What every image's build looks up: in-repo images by reference, each layer's or
+    image's platforms, and the Dockerfiles found (image -> path, rule, values)."""
+
+    by_key: InRepoImages
+    declared: Mapping[str, tuple[str, ...]]
+    nodes: Mapping[str, tuple[str, DockerfileRule, dict[str, str]]]
+
+
 def _layer(
     name: str,
-    path: str,
-    rule: DockerfileRule,
-    values: Mapping[str, str],
+    build: tuple[str, str | None],
     files: RepoFiles,
-    by_key: InRepoImages,
+    seen: _Seen,
     errors: list[SpecError],
     *,
     inherited: tuple[tuple[str, BaseImage], ...],
 ) -> ImageLayer | None:
+    image, platform = build
+    path, rule, values = seen.nodes[image]
     real = follow_symlinks(files, path)  # a symlinked Dockerfile is read through the link
     raw = files.read(real) if real else None
     if raw is None:
@@ -393,11 +432,29 @@ def _layer(
     args.update((k, _fill(v, values)) for k, v in rule.build_args)  # the rule's win
     try:
         text = raw.decode("utf-8", errors="surrogateescape")  # BuildKit reads bytes
-        parsed = _parse(text, tuple(sorted(args.items())), inherited, rule.target)
+        # BuildKit's platform args are this platform's; the rule's args may set them
+        seen_args = {**platform_args(platform), **args} if platform else args
+        parsed = _parse(text, tuple(sorted(seen_args.items())), inherited, rule.target)
     except DockerfileError as exc:
         errors.append(SpecError(str(exc), where=Location(path, exc.line, 1), layer=name))
         return None
-    found = {b: by_key.find(b, user=name) for b in parsed.bases}
+    found = {b: seen.by_key.find(b, user=image) for b in parsed.bases}
+    for ref, origin in found.items():  # the same platform's build of each in-repo image
+        if origin is None:
+            continue
+        built = platform or DEFAULT_PLATFORM
+        found[ref] = platform_node(origin, built, seen.declared)
+        if found[ref] is None:
+            has = ", ".join(seen.declared.get(origin, ())) or DEFAULT_PLATFORM
+            errors.append(
+                SpecError(
+                    f"'{image}' is built for {built} on '{ref}', but '{origin}' is not built "
+                    f"for {built} (it is built for {has}): add {built} to its platforms",
+                    where=rule.where or Location(path),
+                    layer=name,
+                )
+            )
+            return None
     deps = list(dict.fromkeys(d for d in found.values() if d is not None))
     parent = found.get(parsed.final_base) if parsed.final_base else None
     externals = tuple(b for b, d in found.items() if d is None)
@@ -438,6 +495,8 @@ def _layer(
         needs=tuple(d for d in deps if d != parent),
         dockerfile=node,
         where=Location(path, 1, 1),
+        platform=platform,
+        image=image if image != name else None,
     )
 
 
@@ -539,9 +598,9 @@ def _keep_parses() -> None:
 
 def _inherit(
     layers: dict[str, ImageLayer],
-    nodes: Mapping[str, tuple[str, DockerfileRule, dict[str, str]]],
+    nodes: Mapping[str, tuple[str, str | None]],
     files: RepoFiles,
-    by_key: InRepoImages,
+    seen: _Seen,
     errors: list[SpecError],
 ) -> None:
     """Parse again, parents first, the Dockerfiles built on in-repo images now known:
@@ -565,8 +624,7 @@ def _inherit(
         )
         if not inherited:
             continue
-        path, rule, values = nodes[name]
-        again = _layer(name, path, rule, values, files, by_key, errors, inherited=inherited)
+        again = _layer(name, nodes[name], files, seen, errors, inherited=inherited)
         if again is not None:
             layers[name] = again
 

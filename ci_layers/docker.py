@@ -22,6 +22,7 @@ __all__ = [
     "bake_file",
     "context_name",
     "docker_inputs",
+    "handoff_tag",
     "key_tag",
     "pushed_tags",
     "release_tags",
@@ -64,7 +65,7 @@ def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[
         if current or spec.graph[dep].dockerfile is None:
             continue  # the published image it names is current, or a spec layer's tag
         # rebuilt in this run, or found built by an earlier one: its hand-off tag either way
-        built = key_tag(dep, plan.layers[dep].key)
+        built = handoff_tag(spec, plan, dep)
         contexts[context_name(ref)] = f"docker-image://{built}"
         for written, arg in node.base_args:
             if written == ref:
@@ -72,13 +73,20 @@ def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[
     return contexts, args
 
 
+def handoff_tag(spec: Spec, plan: Plan, name: str) -> str:
+    """A Dockerfile image's hand-off tag, in its image's repository: one per platform,
+    as each platform's build has a key of its own."""
+    return key_tag(spec.graph[name].origin, plan.layers[name].key)
+
+
 def release_tags(spec: Spec, name: str) -> list[str]:
     """The tags a layer is released under: a Dockerfile image's name and extra tags, a
-    spec layer's `images:` tags."""
-    node = spec.graph[name].dockerfile
-    if node is not None:
-        return list(dict.fromkeys([name, *node.tags]))
-    return [t for img in spec.images.values() if img.layer == name for t in img.tags]
+    spec layer's `images:` tags. A build for one of several platforms is released under
+    its image's tags, with the other platforms' builds, as one index (`promote`)."""
+    layer = spec.graph[name]
+    if layer.dockerfile is not None:
+        return list(dict.fromkeys([layer.origin, *layer.dockerfile.tags]))
+    return [t for img in spec.images.values() if img.layer == layer.origin for t in img.tags]
 
 
 def pushed_tags(release: list[str], handoff: str | None, *, publish: bool) -> list[str]:
@@ -90,9 +98,11 @@ def pushed_tags(release: list[str], handoff: str | None, *, publish: bool) -> li
 
 
 def _image_tags(plan: Plan, spec: Spec, name: str, publish: bool) -> list[str]:
-    """A Dockerfile image's pushed tags; its hand-off tag is in its own repository."""
-    handoff = key_tag(name, plan.layers[name].key)
-    return pushed_tags(release_tags(spec, name), handoff, publish=publish)
+    """A Dockerfile image's pushed tags; its hand-off tag is in its own repository. A
+    build for one of several platforms never pushes the release tags (they name the
+    index `promote` makes of every platform's build)."""
+    release = release_tags(spec, name) if spec.graph[name].image is None else []
+    return pushed_tags(release, handoff_tag(spec, plan, name), publish=publish)
 
 
 def docker_inputs(plan: Plan, spec: Spec, name: str, *, publish: bool = False) -> dict[str, Any]:
@@ -102,7 +112,7 @@ def docker_inputs(plan: Plan, spec: Spec, name: str, *, publish: bool = False) -
     contexts, redirect_args = _redirects(plan, spec, name)
     args = {**dict(spec.graph[name].build_args), **redirect_args}
     tags = _image_tags(plan, spec, name, publish)
-    return {
+    inputs = {
         "context": node.context or ".",
         "file": node.file,
         "target": node.target or "",
@@ -110,6 +120,9 @@ def docker_inputs(plan: Plan, spec: Spec, name: str, *, publish: bool = False) -
         "build-args": "\n".join(f"{k}={v}" for k, v in args.items()),
         "build-contexts": "\n".join(f"{k}={v}" for k, v in contexts.items()),
     }
+    if (platform := spec.graph[name].platform) is not None:
+        inputs["platforms"] = platform
+    return inputs
 
 
 def _target(name: str, taken: set[str]) -> str:
@@ -141,13 +154,15 @@ def bake_file(plan: Plan, spec: Spec, *, publish: bool = False) -> dict[str, Any
         }
         if node.target:
             entry["target"] = node.target
+        if (platform := spec.graph[name].platform) is not None:
+            entry["platforms"] = [platform]
         if spec.graph[name].build_args:
             entry["args"] = dict(spec.graph[name].build_args)
         contexts = {
             context_name(ref): f"target:{targets[dep]}" for ref, dep in node.bases if dep in targets
         }
         contexts.update(  # found built by an earlier run (plan --check-registry)
-            (context_name(ref), f"docker-image://{key_tag(dep, plan.layers[dep].key)}")
+            (context_name(ref), f"docker-image://{handoff_tag(spec, plan, dep)}")
             for ref, dep in node.bases
             if dep in plan.layers and plan.layers[dep].status == "reused"
         )

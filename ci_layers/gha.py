@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
+
 from .changes import GitHistory, choose_comparison, read_event
 from .comment import COMMENT_LIMIT, SUMMARY_BYTES, compare_link, plan_report, spec_error_report
 from .docker import bake_file
@@ -31,6 +33,7 @@ from .outputs import (
     write_outputs,
 )
 from .plan import Plan, make_plan
+from .platforms import PlatformError, parse_platform
 from .report import annotation, plan_text, untrusted
 from .spec import Spec
 from .stagecheck import running_workflow, stage_jobs_problem
@@ -59,6 +62,7 @@ class ActionInputs:
     pr_number: int | None = None  # the pull request to comment on, whatever the event
     header: str = ""  # tells apart several sticky comments of one spec
     check_registry: bool = False  # Dockerfile images found built by their hand-off tag
+    runners: Mapping[str, Any] | None = None  # platform -> runs-on label, over the defaults
 
 
 def _input(env: Mapping[str, str], name: str, default: str = "") -> str:
@@ -97,7 +101,37 @@ def inputs_from_env(env: Mapping[str, str]) -> ActionInputs:
         else None,
         header=_input(env, "header"),
         check_registry=_flag(env, "check-registry"),
+        runners=_runners(_input(env, "runners")),
     )
+
+
+def _runners(raw: str) -> dict[str, Any] | None:
+    """The `runners` input: a YAML mapping of platform to a `runs-on` label (or a list
+    of labels), over the defaults; each platform normalised as `platforms:` are."""
+    if not raw:
+        return None
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"input runners is not YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(
+            "input runners must be a mapping of platform to runner label, e.g. "
+            "'linux/arm64: ubuntu-24.04-arm'"
+        )
+    runners: dict[str, Any] = {}
+    for platform, label in data.items():
+        try:
+            normal = parse_platform(str(platform))
+        except PlatformError as exc:
+            raise UsageError(f"input runners: {exc}") from None
+        labels = label if isinstance(label, list) else [label]
+        if not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+            raise UsageError(
+                f"input runners: {platform}'s runner must be a label or a list of labels"
+            )
+        runners[normal] = label
+    return runners
 
 
 def _pr_number(raw: str, *, what: str) -> int:
@@ -215,6 +249,7 @@ def run_action(
             extra=later,
             publish=inputs.publish,
             cache=inputs.cache,
+            runners=inputs.runners,
         )
         outputs = result.outputs
         _write_file(

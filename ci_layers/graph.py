@@ -75,6 +75,15 @@ class ImageLayer:
     needs: tuple[str, ...] = ()  # other layers it reads (a Dockerfile's other stages' images)
     dockerfile: DockerfileNode | None = None
     where: Location | None = field(default=None, compare=False)
+    # built for a declared platform (None: no `platforms:`, the default one); `image` is
+    # what it is one platform's build of, when the node is named for its platform
+    platform: str | None = None
+    image: str | None = None
+
+    @property
+    def origin(self) -> str:
+        """The layer or image this node builds, named without its platform."""
+        return self.image or self.name
 
     @property
     def dependencies(self) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from .gcpause import paused_gc
 from .graph import ImageLayer
+from .platforms import DEFAULT_PLATFORM
 from .repo import RepoFiles
 from .sources import context_reads, copy_source, input_globs, read_digest
 from .spec import Spec
@@ -81,6 +82,20 @@ def _inputs(patterns: tuple[str, ...], files: RepoFiles) -> dict[str, str]:
 
 
 def _recipe(
+    layer: ImageLayer,
+    keys: Mapping[str, LayerKey],
+    files: RepoFiles,
+    global_files: Mapping[str, str],
+) -> dict[str, Any]:
+    recipe = _definition(layer, keys, files, global_files)
+    # Built for another platform than the default, the same definition is another image;
+    # the default platform's key stays as it was before `platforms:` was written.
+    if layer.platform not in (None, DEFAULT_PLATFORM):
+        recipe["platform"] = layer.platform
+    return recipe
+
+
+def _definition(
     layer: ImageLayer,
     keys: Mapping[str, LayerKey],
     files: RepoFiles,

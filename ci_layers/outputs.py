@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .docker import docker_inputs, key_tag, pushed_tags, release_tags
+from .docker import docker_inputs, handoff_tag, pushed_tags, release_tags
 from .errors import CiLayersError
 from .pack import pack_stages
 from .plan import Plan
+from .platforms import DEFAULT_PLATFORM, DEFAULT_RUNNERS
 from .report import stage_numbers
 from .spec import Spec
 
@@ -54,8 +55,33 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
 
+class NoRunner(CiLayersError):
+    """A platform that no runner builds."""
+
+    exit_code = 1
+
+
+def runner_for(spec: Spec, name: str, runners: Mapping[str, Any] | None) -> tuple[str, Any]:
+    """(platform, runner label) of a layer's build: its platform's native runner."""
+    platform = spec.graph[name].platform or DEFAULT_PLATFORM
+    table = {**DEFAULT_RUNNERS, **(runners or {})}
+    if platform not in table:
+        raise NoRunner(
+            f"'{spec.graph[name].origin}' is built for {platform}, and no runner builds "
+            f"{platform}: add '{platform}: <runner label>' to the runners input (it has "
+            f"{', '.join(table)})"
+        )
+    return platform, table[platform]
+
+
 def layer_entry(
-    plan: Plan, spec: Spec, name: str, *, publish: bool = False, cache: str | None = None
+    plan: Plan,
+    spec: Spec,
+    name: str,
+    *,
+    publish: bool = False,
+    cache: str | None = None,
+    runners: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a build step needs for one layer, in one shape for both kinds: `tags` is what
     the build pushes (the hand-off tag later stages pull, and the release tags only when
@@ -64,11 +90,15 @@ def layer_entry(
     layer = spec.graph[name]
     key = plan.layers[name].key
     release = release_tags(spec, name)
+    platform, runner = runner_for(spec, name, runners)
     entry: dict[str, Any] = {
         "name": name,
         "key": key,
         "stage": plan.layers[name].stage,
         "kind": "spec" if layer.dockerfile is None else "dockerfile",
+        "image": layer.origin,
+        "platform": platform,
+        "runner": runner,
         "parent": layer.parent,
         "from": layer.base,
         "tags": [],  # below, once the hand-off tag is known
@@ -79,10 +109,12 @@ def layer_entry(
     if layer.dockerfile is not None:
         docker = docker_inputs(plan, spec, name, publish=publish)
         entry.update(context=docker["context"], file=docker["file"], docker=docker)
-        entry["hand-off-tag"] = key_tag(name, key)
+        entry["hand-off-tag"] = handoff_tag(spec, plan, name)
     elif cache:  # the tag `build --push` gives it (oci.reference.key_tag; planning keeps off oci/)
         entry["hand-off-tag"] = f"{cache}:ci-layers-{key.removeprefix('sha256:')}"
-    entry["tags"] = pushed_tags(release, entry["hand-off-tag"], publish=publish)
+    # a build for one of several platforms: its image's index is promote's to tag
+    released = release if layer.image is None else []
+    entry["tags"] = pushed_tags(released, entry["hand-off-tag"], publish=publish)
     return entry
 
 
@@ -98,22 +130,33 @@ def _job_entry(
     if len(job) == 1:
         return {**layers[0], "job": ident, "packed": False, "layers": layers}
     name = f"{job[0]} (+{len(job) - 1})"
-    return {"name": name, "stage": stage, "job": ident, "packed": True, "layers": layers}
+    where = {k: layers[0][k] for k in ("platform", "runner")}  # one runner per job (pack)
+    return {
+        "name": name,
+        "stage": stage,
+        "job": ident,
+        "packed": True,
+        **where,
+        "layers": layers,
+    }
 
 
 def _short(name: str, width: int = 40) -> str:
     """A job's name as a compact entry shows it: the reference's last part, cut in the
     middle past `width` (the jobs file has the whole)."""
-    tail = name.rsplit("/", 1)[-1] if "/" in name.split(" (+")[0] else name
+    reference, paren, rest = name.partition(" (")  # " (linux/arm64)", " (+3)" kept
+    tail = reference.rsplit("/", 1)[-1] + paren + rest
     return tail if len(tail) <= width else f"{tail[: width // 2 - 1]}…{tail[-(width // 2) :]}"
 
 
 def _compact(job: Mapping[str, Any], artifact: str) -> dict[str, Any]:
-    """A stage job as its id: the `job` sub-action reads the rest from the artifact."""
+    """A stage job as its id and its runner (`runs-on` reads it before the job starts):
+    the `job` sub-action reads the rest from the artifact."""
     return {
         "name": _short(job["name"]),
         "stage": job["stage"],
         "job": job["job"],
+        "runner": job["runner"],
         "packed": job["packed"],
         "compact": True,
         "artifact": artifact,
@@ -126,7 +169,11 @@ def stage_jobs(
     """The stage jobs that build the plan: the outputs, the log, the summary and the
     comment all number stages by these."""
     return pack_stages(
-        list(plan.affected), spec.graph.parents, max_stages=max_stages, max_parallel=max_parallel
+        list(plan.affected),
+        spec.graph.parents,
+        max_stages=max_stages,
+        max_parallel=max_parallel,
+        runner=lambda n: spec.graph[n].platform or DEFAULT_PLATFORM,
     )
 
 
@@ -148,11 +195,12 @@ def action_outputs(
     extra: Mapping[str, str] | None = None,
     publish: bool = False,
     cache: str | None = None,
+    runners: Mapping[str, Any] | None = None,
 ) -> ActionOutputs:
     """The outputs of `ci-layers gha`, as the strings written to $GITHUB_OUTPUT, shrunk
     as the module says until they fit with `extra` (the other outputs of the step)."""
     affected = list(plan.affected)
-    how: dict[str, Any] = {"publish": publish, "cache": cache}
+    how: dict[str, Any] = {"publish": publish, "cache": cache, "runners": runners}
     stages = [
         [_job_entry(plan, spec, job, i, f"{i}.{j}", **how) for j, job in enumerate(jobs, 1)]
         for i, jobs in enumerate(packed, 1)
@@ -172,7 +220,7 @@ def action_outputs(
         "affected": _json(affected),
         "plan-file": str(plan_file),
     }
-    ids = [{k: e[k] for k in ("name", "stage", "job")} for e in matrix]
+    ids = [{k: e[k] for k in ("name", "stage", "job", "runner")} for e in matrix]
     shrinking = [
         ("matrix", "matrix holds each layer's name, stage and job only", {"include": ids}),
         (

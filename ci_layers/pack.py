@@ -21,11 +21,13 @@ def pack_stages(
     *,
     max_stages: int,
     max_parallel: int,
+    runner: Callable[[str], str] | None = None,
 ) -> list[list[tuple[str, ...]]]:
     """Stages of jobs; a job is a tuple of layers built in that order.
 
     `order` is the affected set in build order; `dependencies(name)` may name layers
-    outside it, which count as built already.
+    outside it, which count as built already. `runner(name)` is where a layer must be
+    built (its platform's runner): a job never holds two runners' layers.
     """
     if max_stages < 1 or max_parallel < 1:
         raise ValueError("max_stages and max_parallel must be at least 1")
@@ -41,7 +43,7 @@ def pack_stages(
         members = [n for n in order if stage_of[n] == s]
         jobs = _components(members, deps, stage_of, s)
         if len(jobs) > max_parallel:
-            jobs = _merge(jobs, max_parallel, position)
+            jobs = _merge_by(jobs, max_parallel, position, runner)
         stages.append(jobs)
     return stages
 
@@ -79,6 +81,27 @@ def _components(
     for n in members:  # members are in build order, and so is each group
         groups.setdefault(find(n), []).append(n)
     return [tuple(g) for g in groups.values()]
+
+
+def _merge_by(
+    jobs: list[tuple[str, ...]],
+    limit: int,
+    position: dict[str, int],
+    runner: Callable[[str], str] | None,
+) -> list[tuple[str, ...]]:
+    """`_merge` within each runner's jobs (a job's layers share one: an edge joins two
+    builds for one platform), the `limit` shared by their number of jobs, each runner at
+    least one."""
+    groups: dict[str, list[tuple[str, ...]]] = {}
+    for job in jobs:
+        groups.setdefault(runner(job[0]) if runner else "", []).append(job)
+    if len(groups) == 1:
+        return _merge(jobs, limit, position)
+    share = {g: max(1, limit * len(js) // len(jobs)) for g, js in groups.items()}
+    while sum(share.values()) > limit and max(share.values()) > 1:
+        share[max(share, key=lambda g: share[g])] -= 1
+    merged = [job for g, js in groups.items() for job in _merge(js, share[g], position)]
+    return sorted(merged, key=lambda job: position[job[0]])
 
 
 def _merge(

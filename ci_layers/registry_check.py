@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .docker import key_tag
+from .docker import handoff_tag
 from .errors import RegistryError, UsageError
 from .plan import Plan
 from .resolver import DependencyResolver
@@ -44,7 +44,7 @@ class RegistryCheck:
 def with_registry(plan: Plan, spec: Spec, *, env: Mapping[str, str] | None = None) -> Plan:
     """`plan` with the affected Dockerfile images that are built already `reused`."""
     images = [n for n in plan.affected if spec.graph[n].dockerfile is not None]
-    check = check_registry({n: key_tag(n, plan.layers[n].key) for n in images}, env=env)
+    check = check_registry({n: handoff_tag(spec, plan, n) for n in images}, env=env)
     layers = dict(plan.layers)
     for name, tag in check.found.items():
         why = f"built before: {tag} exists"

@@ -16,7 +16,7 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -31,6 +31,7 @@ from .errors import Location, SpecError, SpecInvalid
 from .gcpause import paused_gc
 from .gomatch import GLOB_CHARS, compile_segments
 from .graph import CopySpec, ImageLayer, LayerGraph, find_cycles
+from .platforms import DEFAULT_PLATFORM, PlatformError, node_name, parse_platform
 from .refs import pushed_as, pushed_twice
 from .yamlpos import Map, Seq, load_located, location
 
@@ -42,6 +43,7 @@ __all__ = [
     "load_spec",
     "parse_duration",
     "parse_spec",
+    "platform_node",
     "schema",
 ]
 
@@ -68,6 +70,7 @@ class DockerfileRule:
     target: str | None = None  # the stage built; None: the last
     inputs: tuple[str, ...] = ()  # globs of files outside the context its build reads
     build_args_file: str | None = None  # KEY=value lines, an input too
+    platforms: tuple[str, ...] = ()  # normalised; () inherits (the spec's, else the default)
     where: Location | None = field(default=None, compare=False)
 
 
@@ -83,6 +86,7 @@ class Spec:
     warnings: tuple[SpecError, ...] = field(default=())
     dockerfile_rules: tuple[DockerfileRule, ...] = ()
     image_overrides: Mapping[str, DockerfileRule] = field(default_factory=dict)
+    platforms: tuple[str, ...] = ()  # the spec-wide default of `platforms:`
 
     def layer_named(self, name: str) -> str | None:
         """The layer a name on the command line means: a layer, an `images:` entry (its
@@ -204,9 +208,11 @@ def _parse(text: str, filename: str) -> Spec:
     if not isinstance(data.get("layers", {}), dict):
         raise SpecInvalid(checker.errors, checker.warnings)
     data.setdefault("layers", Map())
+    default_platforms = checker.platforms(data, ())
     layers = checker.build_layers()
     rules, overrides = checker.build_dockerfile_rules()
     images = checker.build_images(layers)
+    layers = checker.expand_platforms(layers, default_platforms)
     raw_globals = data.get("global_inputs")
     global_inputs = _as_tuple(raw_globals) if _is_strs(raw_globals) else ()
     checker.check_globs(global_inputs, ("global_inputs",), layer=None)
@@ -222,6 +228,7 @@ def _parse(text: str, filename: str) -> Spec:
         warnings=tuple(checker.warnings),
         dockerfile_rules=rules,
         image_overrides=overrides,
+        platforms=default_platforms,
     )
 
 
@@ -561,6 +568,83 @@ class _Checker:
             where=self.where(at, key=True),
         )
 
+    def platforms(self, raw: Any, at: tuple[Any, ...]) -> tuple[str, ...]:
+        """The `platforms:` of the mapping `raw` at `at`, normalised as Docker does; a
+        platform Docker would refuse, or one written twice, is an error at its line."""
+        value = raw.get("platforms") if isinstance(raw, dict) else None
+        if not isinstance(value, list):
+            return ()  # absent, or the schema said what it must be
+        found: dict[str, int] = {}
+        for i, text in enumerate(value):
+            if not isinstance(text, str):
+                continue
+            try:
+                platform = parse_platform(text)
+            except PlatformError as exc:
+                self.error(str(exc), (*at, "platforms", i))
+                continue
+            if platform in found:
+                same = "" if text == platform else f" ('{text}' is {platform})"
+                self.error(f"platform {platform} is listed twice{same}", (*at, "platforms", i))
+            found.setdefault(platform, i)
+        return tuple(found)
+
+    def expand_platforms(
+        self, layers: dict[str, ImageLayer], default: tuple[str, ...]
+    ) -> dict[str, ImageLayer]:
+        """One node per layer and platform, where `platforms:` is declared (the layer's,
+        else the spec's): `name (os/arch)`, or the layer's own name when it is built for
+        one. A node is built on its parent's build for the same platform, and copies from
+        that platform's build of a `from_layer`."""
+        raw_layers = self.data["layers"]
+        declared = {n: self.platforms(raw_layers.get(n), ("layers", n)) or default for n in layers}
+        if not any(declared.values()):
+            return layers
+        out: dict[str, ImageLayer] = {}
+        for name, layer in layers.items():
+            plats = declared[name]
+            for platform in plats or (None,):
+                built = platform or DEFAULT_PLATFORM
+                node = platform_node(name, built, declared)
+                assert node is not None
+                parent = layer.parent and self._on(name, layer.parent, built, declared)
+                copies = tuple(
+                    replace(c, from_layer=self._on(name, c.from_layer, built, declared, i))
+                    if c.from_layer
+                    else c
+                    for i, c in enumerate(layer.copy)
+                )
+                out[node] = replace(
+                    layer,
+                    name=node,
+                    parent=parent,
+                    copy=copies,
+                    platform=platform,
+                    image=name if node != name else None,
+                )
+        return out
+
+    def _on(
+        self,
+        name: str,
+        other: str,
+        platform: str,
+        declared: Mapping[str, tuple[str, ...]],
+        copy: int | None = None,
+    ) -> str:
+        """The node of `other` that layer `name` builds on (or copies from) for `platform`."""
+        found = platform_node(other, platform, declared)
+        if found is not None:
+            return found
+        has = ", ".join(declared[other]) or DEFAULT_PLATFORM
+        what, at = ("parent", ("parent",)) if copy is None else ("copy source", ("copy", copy))
+        self.error(
+            f"is built for {platform}, but its {what} '{other}' is not (it is built for "
+            f"{has}): add the platform to '{other}', or take it out of this layer's",
+            ("layers", name, *at),
+        )
+        return other
+
     def _copy(self, c: dict[str, Any], at: tuple[Any, ...], all_layers: dict[str, Any]) -> CopySpec:
         src = _as_tuple(c.get("src")) if _is_strs(c.get("src")) else ()
         source_layer = _str_or_none(c.get("from_layer"))
@@ -683,6 +767,7 @@ class _Checker:
             target=_str_or_none(raw.get("target")),
             inputs=inputs,
             build_args_file=_str_or_none(raw.get("build_args_file")),
+            platforms=self.platforms(raw, at),
             where=self.where(at),
         )
 
@@ -709,6 +794,17 @@ class _Checker:
                 ("images", name, "tags", i),
             )
         return images
+
+
+def platform_node(
+    origin: str, platform: str, declared: Mapping[str, tuple[str, ...]]
+) -> str | None:
+    """The node that builds `origin` for `platform`, where `declared` gives each layer's
+    platforms (none: the default platform only); None when it is not built for it."""
+    plats = declared.get(origin, ())
+    if not plats:
+        return origin if platform == DEFAULT_PLATFORM else None
+    return node_name(origin, platform, len(plats)) if platform in plats else None
 
 
 def _str_or_none(value: Any) -> str | None:

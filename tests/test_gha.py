@@ -474,8 +474,11 @@ def test_a_stage_job_is_one_build_or_a_list_of_builds_never_a_blend(mono: GitRep
     single = [job for job in jobs if not job["packed"]]
     assert packed, "the monorepo's plan packed into one stage has multi-layer jobs"
     for job in packed:
-        assert set(job) == {"name", "stage", "job", "packed", "layers"}
+        assert set(job) == {"name", "stage", "job", "packed", "platform", "runner", "layers"}
         assert len(job["layers"]) > 1
+        assert {(x["platform"], x["runner"]) for x in job["layers"]} == {
+            (job["platform"], job["runner"])
+        }  # where the whole job runs: one runner, its layers' own
         assert job["name"] == f"{job['layers'][0]['name']} (+{len(job['layers']) - 1})"
     matrix = {e.pop("name"): e for e in json.loads(out["matrix"])["include"]}
     for job in single:
