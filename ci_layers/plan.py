@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,10 @@ from . import memo
 from .changes import ChangeSet, Comparison, GitHistory, changes_between, files_at_base
 from .discover import resolve_dockerfiles
 from .errors import SpecInvalid
+from .graph import ImageLayer, LayerGraph
 from .keys import LayerKey, compute_keys
 from .mapping import cache_break, definition_changes, paths_read_at_either_end
+from .platforms import DEFAULT_PLATFORM
 from .refs import pushed_as
 from .repo import RepoFiles, attach_reader, read_at, tree_dirs, tree_files, worktree_files
 from .resolver import DependencyResolver
@@ -111,6 +113,8 @@ def build_plan(
     """Decide every layer's status; `base_keys` None means everything is rebuilt."""
     graph = spec.graph
     order = graph.topological_order()
+    if base_spec is not None and base_keys is not None:
+        base_spec, base_keys = _same_builds(spec, base_spec, base_keys)
     rebuild: dict[str, tuple[list[str], list[str]]] = {}  # name -> (reasons, paths)
     at_base = _by_digest(base_keys) if base_keys is not None else {}
     if comparison.mode == "none":
@@ -168,6 +172,44 @@ def build_plan(
         changed_paths=tuple(sorted(changes.paths())) if changes else (),
         spec=spec,
     )
+
+
+def _same_builds(
+    spec: Spec, base_spec: Spec, base_keys: Mapping[str, LayerKey]
+) -> tuple[Spec, Mapping[str, LayerKey]]:
+    """Base's nodes under head's names where only the naming of platforms changed: an
+    image given a second platform has its default platform's build renamed `x
+    (linux/amd64)`, which is still the build base pushed (same image, same platform)."""
+    head = {(x.origin, x.platform or DEFAULT_PLATFORM): n for n, x in spec.layers.items()}
+    renamed = {
+        n: new
+        for n, x in base_spec.layers.items()
+        if (new := head.get((x.origin, x.platform or DEFAULT_PLATFORM), n)) != n
+        and new not in base_spec.layers
+    }
+    if not renamed:
+        return base_spec, base_keys
+
+    def r(name: str) -> str:
+        return renamed.get(name, name)
+
+    def moved(x: ImageLayer) -> ImageLayer:
+        node = x.dockerfile
+        if node is not None:
+            node = replace(node, bases=tuple((ref, r(dep)) for ref, dep in node.bases))
+        return replace(
+            x,
+            name=r(x.name),
+            parent=x.parent and r(x.parent),
+            copy=tuple(replace(c, from_layer=c.from_layer and r(c.from_layer)) for c in x.copy),
+            needs=tuple(r(n) for n in x.needs),
+            dockerfile=node,
+        )
+
+    layers = {r(n): moved(x) for n, x in base_spec.layers.items()}
+    graph = LayerGraph.from_layers(layers.values())
+    keys = {r(n): replace(k, name=r(n)) for n, k in base_keys.items()}
+    return replace(base_spec, layers=layers, graph=graph), keys
 
 
 def _by_digest(keys: Mapping[str, LayerKey]) -> dict[str, list[str]]:

@@ -216,3 +216,94 @@ def test_the_default_platform_keeps_its_key_when_platforms_are_declared(git_repo
     after = json.loads(out)["layers"]
     assert after[R + "base (linux/amd64)"] == before
     assert after[R + "base (linux/arm64)"] != before
+
+
+def test_adding_a_platform_builds_that_platform_only(git_repo: GitRepo) -> None:
+    """The default platform's build is the one base pushed (same image, same key), even
+    though its node is now named for its platform; the new platform's is built, and so
+    are the children that now exist for it."""
+    rule = f"dockerfiles:\n  - path: images/{{n}}/Dockerfile\n    image: {R}{{n}}\n"
+    git_repo.write("ci-layers.yaml", "version: 1\n" + rule)
+    git_repo.write("images/base/Dockerfile", BASE)
+    git_repo.write("images/app/Dockerfile", APP)
+    git_repo.write("images/app/app.txt", "v1\n")
+    before = git_repo.commit("amd64 only")
+    git_repo.write("ci-layers.yaml", "version: 1\nplatforms: [linux/amd64, linux/arm64]\n" + rule)
+    git_repo.commit("and arm64")
+    p = plan(git_repo, before)
+    assert [n.removeprefix(R) for n in p["affected"]] == ["base (linux/arm64)", "app (linux/arm64)"]
+    assert p["layers"][R + "app (linux/amd64)"]["status"] == "unchanged"
+    assert p["removed"] == []
+    # and back: the amd64 builds are named for the image again, still unchanged
+    after = git_repo.git("rev-parse", "HEAD")
+    git_repo.write("ci-layers.yaml", "version: 1\n" + rule)
+    git_repo.commit("amd64 only again")
+    p = plan(git_repo, after)
+    assert p["affected"] == []
+    assert sorted(p["removed"]) == [R + "app (linux/arm64)", R + "base (linux/arm64)"]
+
+
+def test_a_file_one_platform_reads_rebuilds_that_platform(multi: GitRepo) -> None:
+    before = multi.git("rev-parse", "HEAD")
+    multi.write("images/tool/bin/tool-arm64", "arm build 2\n")
+    multi.commit("arm64 binary")
+    p = plan(multi, before)
+    assert [n.removeprefix(R) for n in p["affected"]] == ["tool (linux/arm64)"]
+    assert p["layers"][R + "tool (linux/arm64)"]["reasons"] == [
+        "changed: images/tool/bin/tool-arm64",
+        "cache breaks at images/tool/Dockerfile:5 COPY bin/tool-${TARGETARCH} /usr/bin/tool",
+    ]
+
+
+def test_a_file_every_platform_reads_rebuilds_each(multi: GitRepo) -> None:
+    before = multi.git("rev-parse", "HEAD")
+    multi.write("images/app/app.txt", "v2\n")
+    multi.commit("app")
+    p = plan(multi, before)
+    assert sorted(n.removeprefix(R) for n in p["affected"]) == [
+        "app (linux/amd64)",
+        "app (linux/arm64)",
+    ]
+
+
+def test_a_change_to_a_multi_platform_parent_rebuilds_each_platforms_children(
+    multi: GitRepo,
+) -> None:
+    before = multi.git("rev-parse", "HEAD")
+    multi.write("images/base/Dockerfile", BASE + "RUN echo 2\n")
+    multi.commit("base")
+    p = plan(multi, before)
+    affected = [n.removeprefix(R) for n in p["affected"]]
+    assert sorted(affected) == sorted(
+        [
+            "base (linux/amd64)",
+            "base (linux/arm64)",
+            "tool (linux/amd64)",
+            "tool (linux/arm64)",
+            "app (linux/amd64)",
+            "app (linux/arm64)",
+            "single",
+        ]
+    )
+    layers = p["layers"]
+    assert layers[R + "app (linux/arm64)"]["reasons"] == [
+        f"parent '{R}base (linux/arm64)' is rebuilt"
+    ]
+
+
+def test_a_child_on_a_platform_its_parent_lacks_is_a_located_error(git_repo: GitRepo) -> None:
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\ndockerfiles:\n  - path: images/{{n}}/Dockerfile\n    image: {R}{{n}}\n"
+        f"image_overrides:\n  {R}app:\n    platforms: [linux/arm64]\n",
+    )
+    git_repo.write("images/base/Dockerfile", BASE)
+    git_repo.write("images/app/Dockerfile", APP)
+    git_repo.commit("app on arm64, base on amd64 only")
+    code, _out, err = run(git_repo, "validate")
+    assert code != 0
+    assert (
+        f"ci-layers.yaml:3:5: error: layer '{R}app': '{R}app' is built for linux/arm64 on "
+        f"'{R}base', but '{R}base' is not built for linux/arm64 (it is built for linux/amd64): "
+        "add linux/arm64 to its platforms"
+    ) in err
