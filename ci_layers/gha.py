@@ -130,6 +130,8 @@ def _runners(raw: str) -> dict[str, Any] | None:
             raise UsageError(
                 f"input runners: {platform}'s runner must be a label or a list of labels"
             )
+        if normal in runners:
+            raise UsageError(f"input runners: {normal} is given twice ('{platform}' is {normal})")
         runners[normal] = label
     return runners
 

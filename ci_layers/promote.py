@@ -1,14 +1,15 @@
 """`ci-layers promote`: release what is built already, without building it again.
 
-Every image at the planned commit is built under its content-addressed hand-off tag
-(a Dockerfile image: `<image>:ci-layers-<16 hex>`, a spec layer: `<cache>:ci-layers-<key>`).
-Promoting puts its release tags (the image's name and its extra tags, an `images:`
-entry's tags) on the very manifest that tag names: a manifest `PUT` in the same
-repository, blobs mounted into another repository of the same registry, only the
-missing blobs copied to another registry; each tag read back and checked to name that
-digest. A tag already there is left alone, so a second run changes nothing; a tag that
-named another image is moved, and said so. An image with no build is listed, and fails
-the command unless `allow_missing`.
+Every image at the planned commit is built under its content-addressed hand-off tag (a
+Dockerfile image: `<image>:ci-layers-<16 hex>`, a spec layer:
+`<cache>:ci-layers-<key>`). Promoting puts its release tags (the image's name and its extra tags, an
+`images:` entry's tags) on the very manifest that tag names (an image built for several
+platforms: on one index of every platform's build, each entry's platform read from its
+config): a manifest `PUT` in the same repository, blobs mounted into another repository
+of the same registry, only the missing blobs copied to another registry; each tag read
+back and checked to name that digest. A tag already there is left alone, so a second run
+changes nothing; a tag that named another image is moved, and said so. An image with no
+build is listed, and fails the command unless `allow_missing`.
 """
 
 from __future__ import annotations
@@ -54,13 +55,13 @@ def promote(
     from .oci.reference import key_tag as cache_tag
     from .oci.registry import Registry
     from .oci.store import OciStore
-    from .oci.transfer import TransferStats, copy_image
+    from .oci.transfer import PlatformBuild, TransferStats, copy_image, join_index
 
     sources: dict[str, str] = {}
     for name, lp in plan.layers.items():
         layer = spec.graph[name]
         if layer.dockerfile is not None:
-            sources[name] = key_tag(name, lp.key)
+            sources[name] = key_tag(layer.origin, lp.key)
         elif release_tags(spec, name):
             if cache is None:
                 raise UsageError(
@@ -77,8 +78,47 @@ def promote(
 
     stats = TransferStats()
     done: list[Promotion] = []
+    joined: dict[str, list[str]] = {}  # an image built for several platforms: its builds
+    for name in list(sources):
+        if spec.graph[name].image is not None:
+            joined.setdefault(spec.graph[name].origin, []).append(name)
     with tempfile.TemporaryDirectory(prefix="ci-layers-promote-") as tmp:
         staging = OciStore(Path(tmp))
+        for image, names in joined.items():
+            builds = []
+            for name in names:
+                src = Reference.parse(sources.pop(name), what=f"{name}'s hand-off tag")
+                builds.append(
+                    PlatformBuild(
+                        spec.graph[name].platform or "", registry(src.host), src.repository, src.ref
+                    )
+                )
+            missing = [
+                Promotion(name, f"{b.registry.host}/{b.repo}:{b.ref}", "", "missing")
+                for name, b in zip(names, builds, strict=True)
+                if b.registry.manifest_descriptor(b.repo, b.ref) is None
+            ]
+            if missing:
+                done += missing  # no index of some platforms: the release tags stay
+                continue
+            shown = f"{len(builds)} platforms' builds"
+            for target in release_tags(spec, names[0]):
+                dst = Reference.parse(target, what=f"{image}'s release tag")
+                try:
+                    digest, what = join_index(
+                        builds,
+                        registry(dst.host),
+                        dst.repository,
+                        dst.ref,
+                        stats=stats,
+                        staging=staging,
+                        dry_run=dry_run,
+                    )
+                except RegistryError as exc:
+                    raise RegistryError(f"{image}: {target}: {exc}") from None
+                if dry_run and what != "already":
+                    what = f"would be {what}"
+                done.append(Promotion(image, shown, target, what, str(digest)))
         for name, source in sources.items():
             src = Reference.parse(source, what=f"{name}'s hand-off tag")
             for target in release_tags(spec, name):

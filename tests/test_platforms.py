@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 
 import pytest
 
@@ -13,6 +14,7 @@ from ci_layers.errors import SpecInvalid
 from ci_layers.platforms import PlatformError, parse_platform, platform_args
 from ci_layers.spec import parse_spec
 
+from .conftest import require
 from .gitrepo import GitRepo
 
 R = "registry.example.com/acme/"
@@ -307,3 +309,275 @@ def test_a_child_on_a_platform_its_parent_lacks_is_a_located_error(git_repo: Git
         f"'{R}base', but '{R}base' is not built for linux/arm64 (it is built for linux/amd64): "
         "add linux/arm64 to its platforms"
     ) in err
+
+
+# --- the matrix, the bake file -------------------------------------------------------
+
+
+def test_matrix_entries_per_platform_on_their_runners(multi: GitRepo) -> None:
+    from .test_gha import run_gha
+
+    done, out, _ = run_gha(
+        multi,
+        "workflow_dispatch",
+        {},
+        runners="linux/arm64: [self-hosted, arm64]\nlinux/aarch64/v8: ignored-by-the-next",
+        publish="true",
+    )
+    assert done.returncode != 0  # written twice, once as an alias
+    done, out, _ = run_gha(
+        multi,
+        "workflow_dispatch",
+        {},
+        runners="linux/aarch64: [self-hosted, arm64]",
+        publish="true",
+    )
+    assert done.returncode == 0, done.stderr
+    matrix = {e["name"].removeprefix(R): e for e in json.loads(out["matrix"])["include"]}
+    arm, amd = matrix["app (linux/arm64)"], matrix["app (linux/amd64)"]
+    assert (arm["platform"], arm["runner"]) == ("linux/arm64", ["self-hosted", "arm64"])
+    assert (amd["platform"], amd["runner"]) == ("linux/amd64", "ubuntu-24.04")
+    assert matrix["single"]["platform"] == "linux/amd64"
+    assert "platforms" not in matrix["single"]["docker"]  # no platforms: as before
+    assert arm["docker"]["platforms"] == "linux/arm64"
+    assert arm["image"] == R + "app"
+    # each platform's build has its own hand-off tag; only promote puts the release tags
+    # on the index of both, so no platform's build pushes them, published or not
+    assert arm["hand-off-tag"] != amd["hand-off-tag"]
+    assert arm["tags"] == [arm["hand-off-tag"]]
+    assert amd["tags"] == [amd["hand-off-tag"]]
+    assert arm["release-tags"] == amd["release-tags"] == [R + "app"]
+    assert matrix["single"]["tags"] == [R + "single", matrix["single"]["hand-off-tag"]]
+    # the arm64 child is pointed at its parent's arm64 build
+    base_arm = matrix["base (linux/arm64)"]["hand-off-tag"]
+    assert arm["docker"]["build-contexts"] == f"{R}base=docker-image://{base_arm}"
+    stages = json.loads(out["stages"])
+    for stage in stages:
+        for job in stage:
+            assert (
+                len(
+                    {
+                        x["runner"] if isinstance(x["runner"], str) else tuple(x["runner"])
+                        for x in job["layers"]
+                    }
+                )
+                == 1
+            )
+
+
+def test_a_platform_no_runner_builds_fails_naming_the_input(git_repo: GitRepo) -> None:
+    from .test_gha import run_gha
+
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nplatforms: [linux/amd64, linux/s390x]\n"
+        f"dockerfiles:\n  - path: images/{{n}}/Dockerfile\n    image: {R}{{n}}\n",
+    )
+    git_repo.write("images/base/Dockerfile", BASE)
+    git_repo.commit("s390x")
+    done, out, _ = run_gha(git_repo, "workflow_dispatch", {})
+    assert done.returncode == 1
+    assert (
+        f"'{R}base' is built for linux/s390x, and no runner builds linux/s390x: add "
+        "'linux/s390x: <runner label>' to the runners input"
+    ) in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    done, out, _ = run_gha(git_repo, "workflow_dispatch", {}, runners="linux/s390x: z-runner")
+    assert done.returncode == 0, done.stderr
+    runners = {e["name"]: e["runner"] for e in json.loads(out["matrix"])["include"]}
+    assert runners == {
+        R + "base (linux/amd64)": "ubuntu-24.04",
+        R + "base (linux/s390x)": "z-runner",
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        ("[linux/arm64]", "must be a mapping"),
+        ("linux/arm65: x", "unknown architecture 'arm65'"),
+        ("linux/arm64: ''", "must be a label or a list of labels"),
+        ("linux/arm64: [a, 1]", "must be a label or a list of labels"),
+        ("{", "is not YAML"),
+    ],
+)
+def test_a_bad_runners_input_is_a_usage_error(raw: str, said: str) -> None:
+    from ci_layers.errors import UsageError
+    from ci_layers.gha import inputs_from_env
+
+    with pytest.raises(UsageError, match=said):
+        inputs_from_env({"INPUT_RUNNERS": raw})
+
+
+def test_bake_targets_one_per_platform_build(multi: GitRepo) -> None:
+    code, out, err = run(multi, "bake", "--base", "HEAD", "--head", "HEAD")
+    before = multi.git("rev-parse", "HEAD")
+    multi.write("images/base/Dockerfile", BASE + "RUN echo 2\n")
+    multi.commit("base")
+    code, out, err = run(multi, "bake", "--base", before, "--head", "HEAD")
+    assert code == 0, err
+    bake = json.loads(out)
+    targets = bake["target"]
+    by_platform = {t["platforms"][0] for t in targets.values() if "platforms" in t}
+    assert by_platform == {"linux/amd64", "linux/arm64"}
+    arm = next(
+        t
+        for t in targets.values()
+        if t.get("platforms") == ["linux/arm64"]
+        and t["dockerfile"] == "Dockerfile"
+        and t["context"] == "images/app"
+    )
+    base_arm = next(
+        n
+        for n, t in targets.items()
+        if t.get("platforms") == ["linux/arm64"] and t["context"] == "images/base"
+    )
+    assert arm["contexts"] == {f"{R}base": f"target:{base_arm}"}
+    single = next(t for t in targets.values() if t["context"] == "images/single")
+    assert "platforms" not in single
+
+
+# --- promote: one index of every platform's build ------------------------------------
+
+
+def _push_as(store, platform: str, host: str, tag: str) -> str:
+    """busybox's image, its config saying `platform` (standing in for a native build on
+    that platform's runner), pushed under `tag`; its manifest digest."""
+    from dataclasses import replace
+
+    from ci_layers.oci.manifest import ImageManifest
+    from ci_layers.oci.registry import Registry
+    from ci_layers.oci.transfer import TransferStats, push_image
+
+    image = ImageManifest.load(store, store.resolve("ci-layers.local/busybox:latest"))
+    os_name, arch, *variant = platform.split("/")
+    config = replace(image.config, os=os_name, architecture=arch, variant="".join(variant))
+    desc = replace(image, config=config).write(store)
+    repo, _, ref = tag.removeprefix(host + "/").rpartition(":")
+    push_image(store, desc, Registry(host), repo, [ref], stats=TransferStats())
+    return str(desc.digest)
+
+
+def _skopeo_raw(reference: str) -> dict:
+    done = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{reference}"],
+        capture_output=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def pushed(git_repo: GitRepo, registry, busybox_store):
+    """base for amd64 and arm64, app (on base) for both, pushed under their hand-off tags."""
+    host = registry.host
+    git_repo.write("README", "images\n")
+    first = git_repo.commit("readme")
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nplatforms: [linux/amd64, linux/arm64]\n"
+        f"dockerfiles:\n  - path: images/{{n}}/Dockerfile\n    image: {host}/acme/{{n}}\n"
+        f"image_overrides:\n  {host}/acme/app:\n    tags: [{host}/release/app:1]\n",
+    )
+    git_repo.write("images/base/Dockerfile", "FROM scratch\nCOPY motd /etc/motd\n")
+    git_repo.write("images/base/motd", "1\n")
+    git_repo.write("images/app/Dockerfile", f"FROM {host}/acme/base\nCOPY app /app\n")
+    git_repo.write("images/app/app", "1\n")
+    head = git_repo.commit("images")
+    code, out, err = run(git_repo, "plan", "--head", head, "--format", "json")
+    assert code == 0, err
+    from ci_layers.docker import key_tag
+
+    digests = {}
+    for name, lp in json.loads(out)["layers"].items():
+        image, _, platform = name.partition(" (")
+        platform = platform.rstrip(")")
+        digests[name] = _push_as(busybox_store, platform, host, key_tag(image, lp["key"]))
+    return git_repo, first, head, host, digests
+
+
+def test_promote_joins_each_platforms_build_into_one_index(pushed) -> None:
+    require("skopeo")
+    repo, _first, head, host, digests = pushed
+    code, out, err = run(repo, "promote", "--head", head)
+    assert code == 0, err
+    for target, image in (
+        (f"{host}/acme/base", "base"),
+        (f"{host}/acme/app", "app"),
+        (f"{host}/release/app:1", "app"),  # another repository: the manifests go along
+    ):
+        index = _skopeo_raw(target)
+        assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+        listed = {
+            f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"]
+            for m in index["manifests"]
+        }
+        assert listed == {
+            p: digests[f"{host}/acme/{image} ({p})"] for p in ("linux/amd64", "linux/arm64")
+        }
+        assert f"{target}: put (" in out
+    # each platform's manifest is there by digest, in the other repository too
+    arm = digests[f"{host}/acme/app (linux/arm64)"]
+    assert _skopeo_raw(f"{host}/release/app@{arm}")["config"]["mediaType"]
+    code, out, err = run(repo, "promote", "--head", head)
+    assert code == 0, err
+    assert "promoted 0 tags, 3 already there" in out
+
+
+def test_promote_reports_a_platform_not_built(pushed, busybox_store) -> None:
+    repo, _first, head, host, _digests = pushed
+    from ci_layers.oci.registry import Registry
+
+    reg = Registry(host)
+    code, out, _ = run(repo, "plan", "--head", head, "--format", "json")
+    key = json.loads(out)["layers"][f"{host}/acme/app (linux/arm64)"]["key"]
+    from ci_layers.docker import key_tag
+
+    tag = key_tag(f"{host}/acme/app", key).rpartition(":")[2]
+    found = reg.manifest_descriptor("acme/app", tag)
+    assert found is not None
+    assert reg.delete_manifest("acme/app", found.digest)
+    code, out, err = run(repo, "promote", "--head", head)
+    assert code == 1
+    assert f"{host}/acme/app (linux/arm64): not built: {host}/acme/app:{tag} does not exist" in out
+    assert reg.manifest_descriptor("acme/app", "latest") is None  # no index of one platform
+    assert reg.manifest_descriptor("acme/base", "latest") is not None  # the others are promoted
+    code, out, err = run(repo, "promote", "--head", head, "--allow-missing")
+    assert code == 0, err
+
+
+def test_promote_refuses_a_build_of_another_platform(pushed, busybox_store) -> None:
+    repo, _first, head, host, _digests = pushed
+    code, out, _ = run(repo, "plan", "--head", head, "--format", "json")
+    key = json.loads(out)["layers"][f"{host}/acme/base (linux/arm64)"]["key"]
+    from ci_layers.docker import key_tag
+
+    _push_as(busybox_store, "linux/amd64", host, key_tag(f"{host}/acme/base", key))
+    code, out, err = run(repo, "promote", "--head", head)
+    assert code != 0
+    assert "holds a linux/amd64 image, not linux/arm64: it was built on a linux/amd64 runner" in err
+    assert "Traceback" not in err
+
+
+def test_check_registry_looks_for_each_platforms_build(pushed) -> None:
+    repo, first, head, host, _digests = pushed
+    from ci_layers.docker import key_tag
+    from ci_layers.oci.registry import Registry
+
+    code, out, _ = run(repo, "plan", "--head", head, "--format", "json")
+    key = json.loads(out)["layers"][f"{host}/acme/app (linux/arm64)"]["key"]
+    tag = key_tag(f"{host}/acme/app", key).rpartition(":")[2]
+    reg = Registry(host)
+    found = reg.manifest_descriptor("acme/app", tag)
+    assert found is not None
+    assert reg.delete_manifest("acme/app", found.digest)
+    code, out, err = run(
+        repo, "plan", "--base", first, "--head", head, "--format", "json", "--check-registry"
+    )
+    assert code == 0, err
+    p = json.loads(out)
+    assert p["affected"] == [f"{host}/acme/app (linux/arm64)"]
+    assert sorted(p["cache"]["reused"]) == sorted(
+        f"{host}/acme/{i} ({pl})"
+        for i, pl in (("base", "linux/amd64"), ("base", "linux/arm64"), ("app", "linux/amd64"))
+    )

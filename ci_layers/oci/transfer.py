@@ -350,3 +350,129 @@ def _fetched(
         return cast(IO[bytes], staging.open(d.digest, size=d.size))
 
     return opener
+
+
+# --- join --------------------------------------------------------------------------------
+
+_UNKNOWN = "unknown/unknown"  # BuildKit's attestation manifests in an index
+_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformBuild:
+    """One platform's build of an image, where its hand-off tag put it."""
+
+    platform: str  # normalised, as `platforms:` says it
+    registry: Registry
+    repo: str
+    ref: str
+
+
+def join_index(
+    builds: list[PlatformBuild],
+    dst: Registry,
+    dst_repo: str,
+    tag: str,
+    *,
+    stats: TransferStats,
+    staging: OciStore,
+    dry_run: bool = False,
+) -> tuple[Digest, str]:
+    """One index of every platform's build under `dst_repo:tag`, as `docker buildx
+    imagetools create` makes it: each build's manifest (or the manifests of the index a
+    build pushed, its attestations included) listed with the platform its config says,
+    which must be the platform it was built for. Returns the digest and what was done,
+    as `copy_image` does."""
+    entries: dict[str, dict[str, Any]] = {}
+    sources: list[tuple[PlatformBuild, dict[str, Any], str, bytes, Digest]] = []
+    docker = True
+    for b in builds:
+        where = f"{b.registry.host}/{b.repo}:{b.ref}"
+        data, media, digest = b.registry.get_manifest(b.repo, b.ref)
+        manifest = _parse(data, where)
+        media = manifest.get("mediaType") or media
+        docker = docker and media.startswith("application/vnd.docker.")
+        sources.append((b, manifest, media, data, digest))
+        if media in _INDEX_TYPES or "manifests" in manifest:
+            children = [c for c in manifest.get("manifests") or [] if isinstance(c, dict)]
+            said = {_said(c.get("platform")) for c in children} - {_UNKNOWN}
+            if said != {b.platform}:
+                listed = ", ".join(sorted(said)) or "none"
+                raise RegistryError(
+                    f"{where} lists {listed}, not {b.platform} alone: it is not "
+                    f"{b.platform}'s build (was it built on another runner?)"
+                )
+            entries.update((str(c.get("digest")), c) for c in children)
+            continue
+        config = _config(b, manifest, where, staging)
+        found = _normal(
+            str(config.get("os")), str(config.get("architecture")), config.get("variant")
+        )
+        if found != b.platform:
+            raise RegistryError(
+                f"{where} holds a {found} image, not {b.platform}: it was built on a {found} runner"
+            )
+        platform = {"architecture": config.get("architecture"), "os": config.get("os")}
+        if config.get("variant"):
+            platform["variant"] = config["variant"]
+        entries[str(digest)] = {
+            "mediaType": media,
+            "digest": str(digest),
+            "size": len(data),
+            "platform": platform,
+        }
+    index_media = _DOCKER_LIST if docker else _OCI_INDEX
+    index = {"schemaVersion": 2, "mediaType": index_media, "manifests": list(entries.values())}
+    body = json.dumps(index, separators=(",", ":")).encode()
+    digest = Digest.of(body)
+    current = dst.manifest_descriptor(dst_repo, tag)
+    if current is not None and current.digest == digest:
+        return digest, "already"
+    done = "put" if current is None else f"moved from {current.digest}"
+    if dry_run:
+        return digest, done
+    for b, manifest, media, data, child in sources:
+        if (b.registry.host, b.repo) == (dst.host, dst_repo):
+            continue  # the manifests are there, by digest
+        where = f"{b.registry.host}/{b.repo}:{b.ref}"
+        _copy_tree(b.registry, b.repo, dst, dst_repo, manifest, media, where, stats, staging)
+        if dst.manifest_descriptor(dst_repo, str(child)) is None:
+            dst.put_manifest(dst_repo, str(child), data, media)
+            stats.add(manifests=1)
+    dst.put_manifest(dst_repo, tag, body, index_media)
+    stats.add(manifests=1)
+    now = dst.manifest_descriptor(dst_repo, tag)
+    if now is None or now.digest != digest:
+        got = now.digest if now is not None else "nothing"
+        raise RegistryError(f"{dst.host}/{dst_repo}:{tag}: names {got} after the PUT, not {digest}")
+    return digest, done
+
+
+def _said(platform: Any) -> str:
+    """The platform an index entry names, normalised; BuildKit's attestations name none."""
+    if not isinstance(platform, dict) or platform.get("os") in (None, "unknown"):
+        return _UNKNOWN
+    return _normal(
+        str(platform.get("os")), str(platform.get("architecture")), platform.get("variant")
+    )
+
+
+def _normal(os_name: str, arch: str, variant: Any = None) -> str:
+    from ..platforms import PlatformError, parse_platform
+
+    written = "/".join(str(x) for x in (os_name, arch, variant) if x)
+    try:
+        return parse_platform(written)
+    except PlatformError:
+        return written
+
+
+def _config(b: PlatformBuild, manifest: dict[str, Any], where: str, staging: OciStore) -> Any:
+    desc = image_blobs(manifest, where)[0]
+    if not staging.has(desc.digest):
+        b.registry.fetch_blob(b.repo, desc, staging.writer)
+    try:
+        return json.loads(staging.read_bytes(desc.digest))
+    except ValueError:
+        raise RegistryError(f"{where}: its config is not JSON") from None
