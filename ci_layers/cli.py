@@ -32,6 +32,7 @@ from .errors import CiLayersError, SpecError, SpecInvalid, Terminated, UsageErro
 from .explain import explain_layer
 from .keys import KEY_VERSION, compute_keys
 from .plan import make_plan
+from .platforms import PlatformError, parse_platform
 from .repo import RepoFiles, find_repo_root, read_at, source_of, tree_files, worktree_files
 from .report import (
     annotation,
@@ -44,7 +45,15 @@ from .report import (
 )
 from .resolver import DependencyResolver
 from .sources import broken_links
-from .spec import DEFAULT_SPEC, Spec, load_spec, parse_duration, parse_spec, schema
+from .spec import (
+    DEFAULT_SPEC,
+    Spec,
+    built_for,
+    load_spec,
+    parse_duration,
+    parse_spec,
+    schema,
+)
 
 __all__ = ["main"]
 
@@ -489,6 +498,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("targets", nargs="*", metavar="TARGET", help="layers (default: all)")
     b.add_argument("--job", metavar="JSON", help="a matrix job's entry ($JOB): its layers")
     b.add_argument(
+        "--platform",
+        metavar="OS/ARCH",
+        help="build the layers' builds for this platform, which must be this machine's "
+        "(RUN runs natively; default: this machine's)",
+    )
+    b.add_argument(
         "--compression",
         choices=["gzip", "zstd", "none"],
         default="gzip",
@@ -754,7 +769,10 @@ def _transfer_command(
             files = worktree_files(root)
             if spec.dockerfile_rules:
                 spec = resolve_dockerfiles(spec, files)
-            keys = {n: k.digest for n, k in compute_keys(spec, files).items()}
+            keys = {
+                n: k.digest
+                for n, k in compute_keys(built_for(spec, _host_platform()), files).items()
+            }
     store = Path(args.store) if args.store else root / ".ci-layers" / "store"
     if args.command == "pull":
         return cmd_pull(
@@ -778,6 +796,7 @@ def _build_commands(
     from .build.run import DEFAULT_RUN_TIMEOUT
 
     store = Path(args.store) if args.store else root / ".ci-layers" / "store"
+    spec = built_for(spec, _host_platform())
     if args.command in ("squash", "export"):
         args.image = spec.image_named(args.image)
     if args.command == "squash":
@@ -842,7 +861,8 @@ def _build_commands(
         spec=spec,
         root=root,
         files=files(),
-        targets=[spec.layer_named(t) or t for t in args.targets],
+        targets=args.targets,
+        platform=_build_platform(args.platform),
         job=args.job,
         store=store,
         compression=args.compression,
@@ -859,6 +879,35 @@ def _build_commands(
         run_timeout=run_timeout,
         max_root_bytes=max_root,
     )
+
+
+def _host_platform() -> str:
+    """This machine's platform, as `platforms:` writes it."""
+    from .oci.manifest import host_platform
+
+    written = "/".join(host_platform())
+    try:
+        return parse_platform(written)
+    except PlatformError:
+        return written
+
+
+def _build_platform(asked: str | None) -> str:
+    """`build --platform`: this machine's platform only, as runc runs RUN natively."""
+    host = _host_platform()
+    if asked is None:
+        return host
+    try:
+        platform = parse_platform(asked)
+    except PlatformError as exc:
+        raise UsageError(f"--platform: {exc}") from None
+    if platform != host:
+        raise UsageError(
+            f"--platform {platform}: this machine is {host}, and `run` runs natively under "
+            f"runc (no emulation): build {platform} on a {platform} machine (the matrix "
+            "entry's runner)"
+        )
+    return platform
 
 
 def _bytes(text: str) -> int:

@@ -36,7 +36,14 @@ from .platforms import DEFAULT_PLATFORM, node_name, platform_args
 from .refs import image_key, pushed_twice
 from .repo import GITLINK, RepoFiles
 from .sources import follow_symlinks, literal_pattern, resolve_path
-from .spec import PATH_PLACEHOLDER, PLACEHOLDER, DockerfileRule, Spec, platform_node
+from .spec import (
+    PATH_PLACEHOLDER,
+    PLACEHOLDER,
+    DockerfileRule,
+    Spec,
+    declared_platforms,
+    platform_node,
+)
 
 __all__ = ["InRepoImages", "resolve_dockerfiles"]
 
@@ -250,7 +257,7 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
     for published in spec.images.values():  # a spec layer pushed by an `images:` entry
         for tag in published.tags:
             by_key.add(tag, published.layer)
-    declared = _own_platforms(own)
+    declared = declared_platforms(own)
     for image, (_path, rule, _values) in nodes.items():
         declared[image] = rule.platforms or spec.platforms
     builds = {  # graph node -> (image, platform); one node per platform where declared
@@ -358,16 +365,6 @@ def _merge(rule: DockerfileRule, override: DockerfileRule) -> DockerfileRule:
 
 def _tags(rule: DockerfileRule, values: Mapping[str, str]) -> list[str]:
     return [_fill(t, values) for t in rule.tags]
-
-
-def _own_platforms(own: Mapping[str, ImageLayer]) -> dict[str, tuple[str, ...]]:
-    """The platforms each spec layer is built for (none declared: the default only)."""
-    out: dict[str, list[str]] = {}
-    for layer in own.values():
-        plats = out.setdefault(layer.origin, [])
-        if layer.platform:
-            plats.append(layer.platform)
-    return {origin: tuple(plats) for origin, plats in out.items()}
 
 
 @dataclass(frozen=True)

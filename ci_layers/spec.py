@@ -40,6 +40,8 @@ __all__ = [
     "DockerfileRule",
     "PublishedImage",
     "Spec",
+    "built_for",
+    "declared_platforms",
     "load_spec",
     "parse_duration",
     "parse_spec",
@@ -794,6 +796,27 @@ class _Checker:
                 ("images", name, "tags", i),
             )
         return images
+
+
+def built_for(spec: Spec, platform: str) -> Spec:
+    """`spec` as a build on a `platform` machine sees it: a layer with no `platforms:`
+    is built for the machine's own platform, and keyed for it when that is not the
+    default (so an arm64 machine's build has a tag of its own in a shared cache)."""
+    if platform == DEFAULT_PLATFORM:
+        return spec
+    layers = {n: replace(x, platform=x.platform or platform) for n, x in spec.layers.items()}
+    return replace(spec, layers=layers, graph=LayerGraph.from_layers(layers.values()))
+
+
+def declared_platforms(layers: Mapping[str, ImageLayer]) -> dict[str, tuple[str, ...]]:
+    """Each layer's or image's platforms, by the name it is written with (none: only
+    the default platform)."""
+    out: dict[str, list[str]] = {}
+    for x in layers.values():
+        plats = out.setdefault(x.origin, [])
+        if x.image is not None or x.platform is not None:
+            plats.append(x.platform or DEFAULT_PLATFORM)
+    return {origin: tuple(p) for origin, p in out.items()}
 
 
 def platform_node(

@@ -581,3 +581,78 @@ def test_check_registry_looks_for_each_platforms_build(pushed) -> None:
         f"{host}/acme/{i} ({pl})"
         for i, pl in (("base", "linux/amd64"), ("base", "linux/arm64"), ("app", "linux/amd64"))
     )
+
+
+# --- spec layers: build --platform --------------------------------------------------
+
+
+def _spec_layers(git_repo: GitRepo) -> GitRepo:
+    from .buildhelp import BASE
+
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n"
+        f"  os:\n    from: {BASE}\n    copy: [{{src: etc/, dest: /etc/}}]\n"
+        f"  app:\n    parent: os\n    copy: [{{src: app/, dest: /app/}}]\n"
+        f"    run: [echo built > /built]\n"
+        f'  tools:\n    parent: os\n    platforms: [linux/amd64]\n    run: ["true"]\n'
+        f"images:\n  app:\n    layer: app\n    tags: [registry.example.com/app:1]\n",
+    )
+    git_repo.write("etc/motd", "hi\n")
+    git_repo.write("app/main.sh", "echo app\n")
+    git_repo.commit("spec layers for two platforms")
+    return git_repo
+
+
+def test_spec_layers_get_a_node_per_platform_and_keys_that_name_it(git_repo: GitRepo) -> None:
+    repo = _spec_layers(git_repo)
+    nodes = graph(repo)
+    assert nodes["app (linux/arm64)"]["parents"] == ["os (linux/arm64)"]
+    assert nodes["tools"]["parents"] == ["os (linux/amd64)"]
+    code, out, err = run(repo, "keys", "--format", "json", "--recipe")
+    assert code == 0, err
+    keys = json.loads(out)["layers"]
+    assert keys["app (linux/arm64)"]["recipe"]["platform"] == "linux/arm64"
+    assert "platform" not in keys["app (linux/amd64)"]["recipe"]
+    assert keys["app (linux/arm64)"]["key"] != keys["app (linux/amd64)"]["key"]
+
+
+def test_build_builds_this_machines_platform_and_says_it_cannot_build_another(
+    git_repo: GitRepo, busybox_store
+) -> None:
+    from ci_layers.oci.manifest import host_platform
+
+    from .test_cli_build import run as run_cli
+
+    require("runc", root=True)
+    repo = _spec_layers(git_repo)
+    host = "/".join(host_platform())
+    other = "linux/arm64" if host == "linux/amd64" else "linux/amd64"
+    store = str(busybox_store.path)
+    root = str(repo.root)
+    code, out, err = run_cli("build", "-C", root, "--store", store, "--platform", other)
+    assert code == 2
+    assert f"--platform {other}: this machine is {host}" in err
+    assert "runs natively under runc (no emulation)" in err
+    code, out, err = run_cli("build", "-C", root, "--store", store, "--platform", "linux/amd46")
+    assert code == 2
+    assert "--platform: unknown architecture 'amd46'" in err
+    code, out, err = run_cli("build", "app", "-C", root, "--store", store)
+    assert code == 0, err
+    assert f"app ({host})" in out
+    assert "2 built" in out
+    code, out, err = run_cli("build", f"app ({other})", "-C", root, "--store", store)
+    assert code == 2
+    assert f"'app ({other})' is built for {other}, and this machine builds {host}" in err
+    code, out, err = run_cli("build", "-C", root, "--store", store, "--platform", host)
+    assert code == 0, err
+    assert "1 built, 2 reused" in out  # tools (this platform's only), os and app again
+    code, out, err = run_cli("keys", "-C", root, "--format", "json")
+    key = json.loads(out)["layers"][f"app ({host})"]["key"]
+    from ci_layers.oci.reference import key_tag
+    from ci_layers.oci.store import OciStore
+
+    built = OciStore(busybox_store.path).resolve(key_tag(key))
+    assert built is not None
+    # a layer built for several platforms gets no release tag from one platform's build
+    assert OciStore(busybox_store.path).resolve("registry.example.com/app:1") is None

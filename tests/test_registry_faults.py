@@ -143,28 +143,54 @@ def test_a_change_to_global_inputs_is_never_cut_off(git_repo, tmp_path, registry
     assert "cut off" not in out.split("\n\n")[0]
 
 
-def test_another_platforms_image_in_the_cache_is_neither_used_nor_replaced(
-    git_repo, tmp_path, registry, monkeypatch
-):
+def _as_riscv(monkeypatch) -> None:
     import ci_layers.build.builder as builder_module
     import ci_layers.build.remote as remote_module
     import ci_layers.oci.manifest as manifest_module
 
-    repo = _repo(git_repo)
-    cache = f"{registry.host}/acme/cache"
-    _build(repo.root, tmp_path / "amd", cache, "--push")
-    before = {
-        t: Registry(registry.host).manifest_descriptor("acme/cache", t)
-        for t in Registry(registry.host).tags("acme/cache")
-    }
     other = lambda: ("linux", "riscv64")  # noqa: E731
     for module in (builder_module, remote_module, manifest_module):
         monkeypatch.setattr(module, "host_platform", other)
+
+
+def test_another_platforms_builds_have_tags_of_their_own_in_one_cache(
+    git_repo, tmp_path, registry, monkeypatch
+):
+    """A key names its platform (but the default's): an riscv64 machine's builds go
+    beside the amd64 ones in one cache repository, neither taking nor moving them."""
+    repo = _repo(git_repo)
+    cache = f"{registry.host}/acme/cache"
+    _build(repo.root, tmp_path / "amd", cache, "--push")
+    reg = Registry(registry.host)
+    before = {t: reg.manifest_descriptor("acme/cache", t) for t in reg.tags("acme/cache")}
+    _as_riscv(monkeypatch)
     out = _build(repo.root, tmp_path / "riscv", cache, "--push")
     assert "3 built" in out
-    assert "holds another platform's image; not replaced" in out
-    after = {t: Registry(registry.host).manifest_descriptor("acme/cache", t) for t in before}
-    assert after == before
+    assert "another platform" not in out
+    assert {t: reg.manifest_descriptor("acme/cache", t) for t in before} == before
+    assert len(set(reg.tags("acme/cache")) - set(before)) >= 3  # its own key tags
+    out = _build(repo.root, tmp_path / "riscv2", cache)  # another riscv64 machine takes them
+    assert "0 built, 3 reused (3 from the registry)" in out
+
+
+def test_another_platforms_image_under_a_key_is_neither_used_nor_replaced(
+    git_repo, tmp_path, registry, monkeypatch
+):
+    """A cache an older ci-layers filled keyed no platform: an amd64 build there under
+    the key an riscv64 build would have had is neither taken nor overwritten."""
+    import ci_layers.keys as keys_module
+
+    repo = _repo(git_repo)
+    cache = f"{registry.host}/acme/cache"
+    _build(repo.root, tmp_path / "amd", cache, "--push")
+    reg = Registry(registry.host)
+    before = {t: reg.manifest_descriptor("acme/cache", t) for t in reg.tags("acme/cache")}
+    _as_riscv(monkeypatch)
+    monkeypatch.setattr(keys_module, "DEFAULT_PLATFORM", "linux/riscv64")  # its old keys
+    out = _build(repo.root, tmp_path / "riscv", cache, "--push")
+    assert "3 built" in out
+    assert "holds another platform's image (a key names its platform now" in out
+    assert {t: reg.manifest_descriptor("acme/cache", t) for t in before} == before
 
 
 SLOW = {

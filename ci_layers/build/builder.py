@@ -272,8 +272,8 @@ class LayerBuilder:
                 tags.append(cutoff_tag(cutoff))
             for tag in self.cache.push(desc, tags):
                 self.warn(
-                    f"{self.cache}:{tag} holds another platform's image; not replaced. "
-                    "Give each platform its own --cache repository"
+                    f"{self.cache}:{tag} holds another platform's image (a key names its "
+                    "platform now; an older ci-layers' did not); not replaced"
                 )
         self._publish(name, desc)
         took = time.monotonic() - start if status in ("built", "cut off") else 0.0

@@ -16,8 +16,9 @@ from ..oci.reference import Reference
 from ..oci.registry import Registry
 from ..oci.store import OciStore
 from ..oci.transfer import TransferStats, pull_image, push_image
+from ..platforms import DEFAULT_PLATFORM
 from ..repo import RepoFiles
-from ..spec import Spec
+from ..spec import Spec, declared_platforms, platform_node
 from .builder import LayerBuilder, key_tag
 from .progress import BuildProgress, human_bytes, summary_table
 from .remote import RemoteCache
@@ -64,6 +65,24 @@ def job_layers(job: str) -> list[tuple[str, str | None]]:
     return [(e["name"], e.get("key")) for e in entries]
 
 
+def _target(spec: Spec, written: str, platform: str) -> str:
+    """The layer a `build` target names, for `platform`: a layer, an `images:` entry or
+    a tag, and of a layer built for several platforms, its build for this one."""
+    name = spec.layer_named(written) or written
+    if name in spec.layers:
+        return name
+    declared = declared_platforms(spec.layers)
+    if name not in declared:
+        return name  # the builder says it is unknown
+    node = platform_node(name, platform, declared)
+    if node is None:
+        raise UsageError(
+            f"'{name}' is not built for {platform} (its platforms: "
+            f"{', '.join(declared[name])}): build it on a machine of one of them"
+        )
+    return node
+
+
 def cmd_build(
     *,
     spec: Spec,
@@ -72,6 +91,7 @@ def cmd_build(
     targets: Sequence[str],
     job: str | None,
     store: Path,
+    platform: str = DEFAULT_PLATFORM,
     compression: str,
     epoch: int,
     runtime: str | None,
@@ -92,7 +112,7 @@ def cmd_build(
     if compression not in COMPRESSIONS:
         raise UsageError(f"--compression {compression}: one of {', '.join(COMPRESSIONS)}")
     keys = compute_keys(spec, files)
-    names = list(targets)
+    names = [_target(spec, t, platform) for t in targets]
     if job is not None:
         planned = job_layers(job)
         for name, key in planned:
@@ -103,8 +123,21 @@ def cmd_build(
                     layer=name,
                 )
         names += [n for n, _key in planned]
-    if not names:  # everything the spec builds itself
-        names = [n for n in spec.graph.topological_order() if spec.graph[n].dockerfile is None]
+    if not names:  # everything the spec builds itself, for this machine's platform
+        names = [
+            n
+            for n in spec.graph.topological_order()
+            if spec.graph[n].dockerfile is None
+            and (spec.graph[n].platform or DEFAULT_PLATFORM) == platform
+        ]
+    for name in names:
+        layer = spec.layers.get(name)
+        built = (layer.platform if layer else None) or DEFAULT_PLATFORM
+        if layer is not None and built != platform:
+            raise UsageError(
+                f"'{name}' is built for {built}, and this machine builds {platform} (`run` "
+                f"runs natively): build it on a {built} machine (its matrix entry's runner)"
+            )
     oci = OciStore(store)
     remote = RemoteCache(cache, oci, push=push) if cache else None
     builder = LayerBuilder(

@@ -71,9 +71,9 @@ class RemoteCache:
         return self._found[tag]
 
     def usable(self, tag: str) -> bool:
-        """Whether the tag holds an image for this machine's platform. A key does not say
-        the platform (a spec layer keys the same on amd64 and arm64), so an image built
-        on another platform is not taken, and is never overwritten (`push`)."""
+        """Whether the tag holds an image for this machine's platform. A key names its
+        platform (but the default's), yet a cache an older ci-layers filled may hold an
+        arm64 build under an amd64 key: such an image is not taken, nor overwritten."""
         return self.find(tag) is not None and self.platform(tag) == host_platform()
 
     def platform(self, tag: str) -> tuple[str, str] | None:
