@@ -656,3 +656,53 @@ def test_build_builds_this_machines_platform_and_says_it_cannot_build_another(
     assert built is not None
     # a layer built for several platforms gets no release tag from one platform's build
     assert OciStore(busybox_store.path).resolve("registry.example.com/app:1") is None
+
+
+def test_the_image_build_script_passes_each_images_docker_inputs_to_buildx(
+    multi: GitRepo, tmp_path
+) -> None:
+    """scripts/build-images-from-matrix, as example-images' stage jobs run it, under a
+    `docker` that records its argv (no Docker here): each image of a packed job in order,
+    its platform, tags, args and contexts as buildx flags."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from .test_gha import run_gha
+
+    done, out, _ = run_gha(multi, "workflow_dispatch", {}, max_stages="1")
+    assert done.returncode == 0, done.stderr
+    jobs = [job for stage in json.loads(out["stages"]) for job in stage]
+    arm = next(j for j in jobs if j["platform"] == "linux/arm64" and len(j["layers"]) > 1)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    record = tmp_path / "argv"
+    (fake / "docker").write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(record)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    (fake / "docker").chmod(0o755)
+    script = Path(__file__).resolve().parents[1] / "scripts/build-images-from-matrix"
+    subprocess.run(
+        [str(script), "--push"],
+        env={**os.environ, "JOB": json.dumps(arm), "PATH": f"{fake}:{os.environ['PATH']}"},
+        cwd=multi.root,
+        check=True,
+        capture_output=True,
+    )
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(calls) == len(arm["layers"])
+    for argv, layer in zip(calls, arm["layers"], strict=True):
+        docker = layer["docker"]
+        assert argv[:4] == ["buildx", "build", "--file", docker["file"]]
+        assert argv[argv.index("--platform") + 1] == "linux/arm64"
+        tags = [argv[i + 1] for i, a in enumerate(argv) if a == "--tag"]
+        assert tags == docker["tags"].splitlines() == [layer["hand-off-tag"]]
+        contexts = [argv[i + 1] for i, a in enumerate(argv) if a == "--build-context"]
+        assert contexts == docker["build-contexts"].splitlines()
+        assert argv[-2:] == ["--push", docker["context"]]
+    base, *children = arm["layers"]
+    assert base["name"] == R + "base (linux/arm64)"
+    assert all(
+        f"docker-image://{base['hand-off-tag']}" in c["docker"]["build-contexts"] for c in children
+    )
