@@ -210,7 +210,11 @@ def causes(plan: Plan) -> list[Cause]:
 
 
 def _changes(plan: Plan, name: str) -> list[str]:
-    """What changed in `name` itself, each said once: a path, or the layer's own change."""
+    """What changed in `name` itself, each said once: a path, or the layer's own change,
+    said of its image (one change to an image is one cause, whatever its platforms)."""
+    said = name
+    if plan.spec is not None and name in plan.spec.graph:
+        said = plan.spec.graph[name].origin
     out = []
     for reason in plan.layers[name].reasons:
         if _AFTER_PARENT.match(reason) or reason.startswith(_NOT_A_CAUSE):
@@ -221,8 +225,8 @@ def _changes(plan: Plan, name: str) -> list[str]:
             path = reason.removeprefix("global input changed: ")
             out.append(f"`{_code(path)}` (a global input) changed")
         else:
-            out.append(f"`{_code(_plain(plan, name))}`: {_md(reason)}")
-    return out or [f"`{_code(_plain(plan, name))}` changed"]
+            out.append(f"`{_code(_plain(plan, said))}`: {_md(reason)}")
+    return out or [f"`{_code(_plain(plan, said))}` changed"]
 
 
 def _plain(plan: Plan, name: str) -> str:

@@ -32,7 +32,7 @@ from .dockerfile import (
 from .dockerignore import DockerIgnore, DockerignoreError, read_dockerignore
 from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
-from .platforms import DEFAULT_PLATFORM, node_name, platform_args
+from .platforms import DEFAULT_PLATFORM, PlatformError, node_name, parse_platform, platform_args
 from .refs import image_key, pushed_twice
 from .repo import GITLINK, RepoFiles
 from .sources import follow_symlinks, literal_pattern, resolve_path
@@ -435,25 +435,37 @@ def _layer(
     except DockerfileError as exc:
         errors.append(SpecError(str(exc), where=Location(path, exc.line, 1), layer=name))
         return None
-    found = {b: seen.by_key.find(b, user=image) for b in parsed.bases}
-    for ref, origin in found.items():  # the same platform's build of each in-repo image
+    origins = {b: seen.by_key.find(b, user=image) for b in parsed.bases}
+    built = platform or DEFAULT_PLATFORM
+    found: dict[str, str | None] = dict.fromkeys(origins)
+    deps: list[str] = []
+    parent = None
+    uses = [*parsed.base_platforms, (parsed.final_base or "", parsed.final_platform)]
+    for i, (ref, asked) in enumerate(uses):  # each in-repo image's build for the platform
+        origin = origins.get(ref)
         if origin is None:
             continue
-        built = platform or DEFAULT_PLATFORM
-        found[ref] = platform_node(origin, built, seen.declared)
-        if found[ref] is None:
+        wanted = _asked(asked, built)
+        built_on = platform_node(origin, wanted, seen.declared)
+        if built_on is None:
             has = ", ".join(seen.declared.get(origin, ())) or DEFAULT_PLATFORM
             errors.append(
                 SpecError(
-                    f"'{image}' is built for {built} on '{ref}', but '{origin}' is not built "
-                    f"for {built} (it is built for {has}): add {built} to its platforms",
+                    f"'{image}' is built for {built} on '{ref}' for {wanted}, but '{origin}' "
+                    f"is not built for {wanted} (it is built for {has}): add {wanted} to its "
+                    "platforms",
                     where=rule.where or Location(path),
                     layer=name,
                 )
             )
             return None
-    deps = list(dict.fromkeys(d for d in found.values() if d is not None))
-    parent = found.get(parsed.final_base) if parsed.final_base else None
+        if i == len(uses) - 1:
+            parent = built_on
+        else:
+            deps.append(built_on)
+            if found[ref] is None or wanted == built:  # a build context names one build:
+                found[ref] = built_on  # the build's own platform's, where it is used so
+    deps = list(dict.fromkeys(deps))
     externals = tuple(b for b, d in found.items() if d is None)
     ignore_file = _ignore_file(path, context, files)
     ignore: tuple[str, ...] = ()
@@ -495,6 +507,17 @@ def _layer(
         platform=platform,
         image=image if image != name else None,
     )
+
+
+def _asked(asked: str, built: str) -> str:
+    """The platform a `FROM --platform=` asks for (normalised), else the build's own: a
+    value that is no platform (a build arg unset here) is the build's own too."""
+    if not asked:
+        return built
+    try:
+        return parse_platform(asked)
+    except PlatformError:
+        return built
 
 
 def _args_file(

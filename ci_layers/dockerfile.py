@@ -140,6 +140,9 @@ class ParsedDockerfile:
     final_onbuild: tuple[str, ...] = ()  # the ONBUILD triggers the built image carries
     warnings: tuple[tuple[int, str], ...] = ()  # (line, message)
     declared: frozenset[str] = frozenset()  # build args it can see: its ARGs, platform ARGs
+    # (image, the platform a `FROM --platform=` asks it for, or "": the build's own)
+    base_platforms: tuple[tuple[str, str], ...] = ()
+    final_platform: str = ""  # the platform the built stage's image is asked for ("": own)
 
 
 # Bytes that are not UTF-8 arrive as lone surrogates (surrogateescape), as file names do;
@@ -334,6 +337,10 @@ def parse_dockerfile(
         final_onbuild=tuple(state.onbuilds[built]),
         warnings=tuple(state.warnings),
         declared=frozenset(declared),
+        base_platforms=tuple(
+            dict.fromkeys((b, p) for b, p, o in state.base_platforms if o in keep)
+        ),
+        final_platform=state.root_platforms[built],
     )
 
 
@@ -376,6 +383,8 @@ class _State:
     stages: list[str] = field(default_factory=list)  # names, lower case ("" if unnamed)
     env: dict[str, str] = field(default_factory=dict)  # this stage's ARGs and ENVs
     bases: list[tuple[str, int]] = field(default_factory=list)  # (image, stage using it)
+    base_platforms: list[tuple[str, str, int]] = field(default_factory=list)  # + platform
+    root_platforms: list[str] = field(default_factory=list)  # stage -> FROM --platform
     reads: list[tuple[ContextRead, int]] = field(default_factory=list)
     notes: list[tuple[str, int]] = field(default_factory=list)
     uses: dict[int, set[int]] = field(default_factory=dict)  # stage -> stages it needs
@@ -413,6 +422,7 @@ class _State:
                 self.uses.setdefault(self.current, set()).add(index)
         else:
             self.bases.append((ref, self.current))
+            self.base_platforms.append((ref, "", self.current))
 
     def reached(self, stage: int) -> set[int]:
         seen, todo = {stage}, [stage]
@@ -486,14 +496,20 @@ class _State:
         name = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else ""
         if name and name in self.stages:
             raise DockerfileError(f"duplicate stage name '{words[2]}'", ins.line)
+        asked = flags.get("platform", [""])[-1]
+        asked = expand_word(asked, self.global_args, escape=self.escape) if asked else ""
+        if parent is not None and not asked:
+            asked = self.root_platforms[parent]  # a stage built on a stage: its platform
         self.stages.append(name)
         self.roots.append(self.final_base)
+        self.root_platforms.append(asked)
         self.envs.append(self.persisted)
         self.onbuilds.append(self.onbuild)
         if parent is not None:
             self.uses.setdefault(self.current, set()).add(parent)
         else:
             self.bases.append((image, self.current))
+            self.base_platforms.append((image, asked, self.current))
         for trigger in known.onbuild if known else ():
             self._trigger(ins, trigger)
 

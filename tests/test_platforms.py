@@ -411,11 +411,20 @@ def test_a_bad_runners_input_is_a_usage_error(raw: str, said: str) -> None:
 
 def test_bake_targets_one_per_platform_build(multi: GitRepo) -> None:
     code, out, err = run(multi, "bake", "--base", "HEAD", "--head", "HEAD")
+    assert code == 0, err
+    assert json.loads(out)["target"] == {}  # nothing changed: no platform's build
     before = multi.git("rev-parse", "HEAD")
     multi.write("images/base/Dockerfile", BASE + "RUN echo 2\n")
     multi.commit("base")
-    code, out, err = run(multi, "bake", "--base", before, "--head", "HEAD")
-    assert code == 0, err
+    from .test_gha import run_gha
+
+    done, out, _ = run_gha(multi, "push", {"before": before, "after": "HEAD"})
+    assert done.returncode == 0, done.stderr
+    matrix = {e["name"].removeprefix(R): e for e in json.loads(out["matrix"])["include"]}
+    contexts = matrix["app (linux/arm64)"]["docker"]["build-contexts"].splitlines()
+    # one name, one build: the arm64 build's own parent
+    base_arm = matrix["base (linux/arm64)"]["hand-off-tag"]
+    assert f"{R}base=docker-image://{base_arm}" in contexts
     bake = json.loads(out)
     targets = bake["target"]
     by_platform = {t["platforms"][0] for t in targets.values() if "platforms" in t}
@@ -706,3 +715,48 @@ def test_the_image_build_script_passes_each_images_docker_inputs_to_buildx(
     assert all(
         f"docker-image://{base['hand-off-tag']}" in c["docker"]["build-contexts"] for c in children
     )
+
+
+def test_the_comment_says_one_cause_per_image_whatever_its_platforms(multi: GitRepo) -> None:
+    before = multi.git("rev-parse", "HEAD")
+    multi.write("images/base/Dockerfile", "FROM debian:trixie-slim\n")
+    multi.commit("base on trixie")
+    code, out, err = run(multi, "plan", "--base", before, "--head", "HEAD", "--format", "markdown")
+    assert code == 0, err
+    why = out.split("**Why:**\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert why == [
+        "- `base`: spec: externals changed, `images/base/Dockerfile` changed "
+        "→ **7** images to rebuild"
+    ]
+
+
+def test_from_platform_names_that_platforms_build_of_an_in_repo_image(multi: GitRepo) -> None:
+    """`FROM --platform=$BUILDPLATFORM` is the build's own platform; a literal one is
+    that platform's build, also in an arm64 build: its change rebuilds the arm64 child."""
+    multi.write(
+        "images/app/Dockerfile",
+        f"FROM --platform=linux/amd64 {R}base AS gen\nRUN echo gen > /gen\n"
+        f"FROM --platform=$BUILDPLATFORM {R}tool AS native\n"
+        f"FROM {R}base\nCOPY --from=gen /gen /gen\nCOPY --from=native /x /x\n",
+    )
+    multi.commit("app generates on amd64")
+    nodes = graph(multi)
+    assert nodes["app (linux/arm64)"]["parents"] == [
+        R + "base (linux/arm64)",
+        R + "base (linux/amd64)",
+        R + "tool (linux/arm64)",
+    ]
+    before = multi.git("rev-parse", "HEAD")
+    multi.write("images/base/Dockerfile", BASE + "RUN echo 2\n")
+    multi.commit("base")
+    affected = {n.removeprefix(R) for n in plan(multi, before)["affected"]}
+    assert {"app (linux/arm64)", "app (linux/amd64)"} <= affected
+    from .test_gha import run_gha
+
+    done, out, _ = run_gha(multi, "push", {"before": before, "after": "HEAD"})
+    assert done.returncode == 0, done.stderr
+    matrix = {e["name"].removeprefix(R): e for e in json.loads(out["matrix"])["include"]}
+    contexts = matrix["app (linux/arm64)"]["docker"]["build-contexts"].splitlines()
+    # one name, one build: the arm64 build's own parent
+    base_arm = matrix["base (linux/arm64)"]["hand-off-tag"]
+    assert f"{R}base=docker-image://{base_arm}" in contexts

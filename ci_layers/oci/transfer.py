@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
 from ..errors import RegistryError, StoreError
+from ..platforms import PlatformError, parse_platform
 from .digest import Descriptor, Digest
 from .manifest import host_platform
 from .registry import Registry
@@ -459,8 +460,6 @@ def _said(platform: Any) -> str:
 
 
 def _normal(os_name: str, arch: str, variant: Any = None) -> str:
-    from ..platforms import PlatformError, parse_platform
-
     written = "/".join(str(x) for x in (os_name, arch, variant) if x)
     try:
         return parse_platform(written)
