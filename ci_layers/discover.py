@@ -451,9 +451,10 @@ def _layer(
             has = ", ".join(seen.declared.get(origin, ())) or DEFAULT_PLATFORM
             errors.append(
                 SpecError(
-                    f"'{image}' is built for {built} on '{ref}' for {wanted}, but '{origin}' "
-                    f"is not built for {wanted} (it is built for {has}): add {wanted} to its "
-                    "platforms",
+                    f"'{image}' is built for {built} on '{ref}'"
+                    + (f" (FROM --platform={wanted})" if wanted != built else "")
+                    + f", but '{origin}' is not built for {wanted} (it is built for {has}): "
+                    f"add {wanted} to its platforms",
                     where=rule.where or Location(path),
                     layer=name,
                 )
