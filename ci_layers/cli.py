@@ -32,7 +32,7 @@ from .errors import CiLayersError, SpecError, SpecInvalid, Terminated, UsageErro
 from .explain import explain_layer
 from .keys import KEY_VERSION, compute_keys
 from .plan import make_plan
-from .platforms import PlatformError, parse_platform
+from .platforms import DEFAULT_PLATFORM, PlatformError, parse_platform
 from .repo import RepoFiles, find_repo_root, read_at, source_of, tree_files, worktree_files
 from .report import (
     annotation,
@@ -796,7 +796,7 @@ def _build_commands(
     from .build.run import DEFAULT_RUN_TIMEOUT
 
     store = Path(args.store) if args.store else root / ".ci-layers" / "store"
-    spec = built_for(spec, _host_platform())
+    planned, spec = spec, built_for(spec, _host_platform())
     if args.command in ("squash", "export"):
         args.image = spec.image_named(args.image)
     if args.command == "squash":
@@ -817,9 +817,17 @@ def _build_commands(
     if args.command == "gc":
         from .build.command import cmd_gc
 
+        # a cache is shared by every platform's machines: each one's keys are current
+        platforms = {DEFAULT_PLATFORM, _host_platform()}
+        platforms |= {p for x in planned.layers.values() if x.platform for p in [x.platform]}
+        current = {
+            k.digest
+            for p in sorted(platforms)
+            for k in compute_keys(built_for(planned, p), files()).values()
+        }
         return cmd_gc(
             store=store,
-            keys=[k.digest for k in compute_keys(spec, files()).values()],
+            keys=sorted(current),
             keep_last=args.keep_last,
             keep_days=args.keep_days,
             cache=args.cache,

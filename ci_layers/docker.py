@@ -61,11 +61,12 @@ def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[
     contexts: dict[str, str] = {}
     args: dict[str, str] = {}
     for ref, dep in node.bases:
-        current = plan.layers[dep].status not in ("rebuild", "reused")
-        if current or spec.graph[dep].dockerfile is None:
-            continue  # the published image it names is current, or a spec layer's tag
+        if plan.layers[dep].status not in ("rebuild", "reused"):
+            continue  # the published image it names is current
         # rebuilt in this run, or found built by an earlier one: its hand-off tag either way
         built = handoff_tag(spec, plan, dep)
+        if built is None:
+            continue  # a spec layer with no cache: its `images:` tag, as the build pushes it
         contexts[context_name(ref)] = f"docker-image://{built}"
         for written, arg in node.base_args:
             if written == ref:
@@ -73,10 +74,14 @@ def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[
     return contexts, args
 
 
-def handoff_tag(spec: Spec, plan: Plan, name: str) -> str:
-    """A Dockerfile image's hand-off tag, in its image's repository: one per platform,
-    as each platform's build has a key of its own."""
-    return key_tag(spec.graph[name].origin, plan.layers[name].key)
+def handoff_tag(spec: Spec, plan: Plan, name: str) -> str | None:
+    """Where a build is handed to later stages: a Dockerfile image's key tag in its
+    image's repository (one per platform: each build has a key of its own), a spec
+    layer's in the cache repository (`build --push`), if the plan knows one."""
+    key = plan.layers[name].key
+    if spec.graph[name].dockerfile is None:
+        return f"{plan.cache}:ci-layers-{key.removeprefix('sha256:')}" if plan.cache else None
+    return key_tag(spec.graph[name].origin, key)
 
 
 def release_tags(spec: Spec, name: str) -> list[str]:
@@ -102,7 +107,9 @@ def _image_tags(plan: Plan, spec: Spec, name: str, publish: bool) -> list[str]:
     build for one of several platforms never pushes the release tags (they name the
     index `promote` makes of every platform's build)."""
     release = release_tags(spec, name) if spec.graph[name].image is None else []
-    return pushed_tags(release, handoff_tag(spec, plan, name), publish=publish)
+    return pushed_tags(
+        release, key_tag(spec.graph[name].origin, plan.layers[name].key), publish=publish
+    )
 
 
 def docker_inputs(plan: Plan, spec: Spec, name: str, *, publish: bool = False) -> dict[str, Any]:
@@ -161,10 +168,12 @@ def bake_file(plan: Plan, spec: Spec, *, publish: bool = False) -> dict[str, Any
         contexts = {
             context_name(ref): f"target:{targets[dep]}" for ref, dep in node.bases if dep in targets
         }
-        contexts.update(  # found built by an earlier run (plan --check-registry)
-            (context_name(ref), f"docker-image://{handoff_tag(spec, plan, dep)}")
+        contexts.update(  # found built by an earlier run, or a spec layer built by its job
+            (context_name(ref), f"docker-image://{built}")
             for ref, dep in node.bases
-            if dep in plan.layers and plan.layers[dep].status == "reused"
+            if dep not in targets
+            and plan.layers[dep].status in ("rebuild", "reused")
+            and (built := handoff_tag(spec, plan, dep)) is not None
         )
         if contexts:
             entry["contexts"] = contexts

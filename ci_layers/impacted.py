@@ -47,18 +47,21 @@ def _impact(spec: Spec, query: str, direct: list[str]) -> Impact:
     graph = spec.graph
     layers = DependencyResolver(graph).rebuild_affected_layers(direct) if direct else []
     images: list[str] = []
-    for name in layers:
-        node = graph[name].dockerfile
-        if node is not None:
-            images += [name, *node.tags]
-        images += [t for img in spec.images.values() if img.layer == name for t in img.tags]
+    for name in layers:  # a build for one of several platforms: its image's references
+        layer = graph[name]
+        if layer.dockerfile is not None:
+            images += [layer.origin, *layer.dockerfile.tags]
+        images += [t for img in spec.images.values() if img.layer == layer.origin for t in img.tags]
     return Impact(query, tuple(graph.sort(direct)), tuple(layers), tuple(dict.fromkeys(images)))
 
 
 def impacted_by_layer(spec: Spec, name: str) -> Impact:
-    if name not in spec.graph:
+    """What a change to layer `name` rebuilds: of a layer built for several platforms,
+    every platform's build."""
+    builds = [n for n, x in spec.layers.items() if x.origin == name]
+    if name not in spec.graph and not builds:
         raise UsageError(f"--layer {name}: no such layer in the spec")
-    return _impact(spec, name, [name])
+    return _impact(spec, name, [name] if name in spec.graph else builds)
 
 
 def _base_matches(written: str, query: str) -> bool:

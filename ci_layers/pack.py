@@ -38,6 +38,11 @@ def pack_stages(
         depth[n] = 1 + max((depth[d] for d in deps[n]), default=-1)
     waves = 1 + max(depth.values(), default=-1)
     stage_of = {n: _fold(d, waves, max_stages) for n, d in depth.items()}
+    if runner is not None:  # an edge between runners (FROM --platform) crosses a stage
+        for n in order:
+            for d in deps[n]:
+                step = 1 if runner(d) != runner(n) else 0
+                stage_of[n] = max(stage_of[n], stage_of[d] + step)
     stages: list[list[tuple[str, ...]]] = []
     for s in sorted(set(stage_of.values())):
         members = [n for n in order if stage_of[n] == s]

@@ -255,8 +255,8 @@ def _published(
 def _pushed_tags(spec: Spec, name: str) -> set[str]:
     """The tags a layer is pushed as: a Dockerfile image's own, a spec layer's `images:`."""
     layer = spec.layers.get(name)
-    if layer is None:
-        return set()
+    if layer is None or layer.image is not None:
+        return set()  # one of several platforms' builds: promote tags their index
     if layer.dockerfile is not None:
         return set(layer.dockerfile.tags)
     return {t for img in spec.images.values() if img.layer == name for t in img.tags}

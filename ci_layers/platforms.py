@@ -88,6 +88,8 @@ def parse_platform(text: str) -> str:
         variant = variant or implied
     if arch not in _ARCH:
         raise PlatformError(f"unknown architecture '{arch}' in '{text}'{_near(arch, _ARCH)}")
+    if arch in ("arm", "arm64") and variant.isdigit():
+        variant = f"v{variant}"  # containerd: arm/7 is arm/v7, arm64/8 is arm64/v8
     if arch == "arm" and not variant:
         variant = "v7"  # containerd: arm alone is arm/v7
     if variant and variant not in _VARIANTS.get(arch, set()):

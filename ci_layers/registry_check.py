@@ -44,7 +44,8 @@ class RegistryCheck:
 def with_registry(plan: Plan, spec: Spec, *, env: Mapping[str, str] | None = None) -> Plan:
     """`plan` with the affected Dockerfile images that are built already `reused`."""
     images = [n for n in plan.affected if spec.graph[n].dockerfile is not None]
-    check = check_registry({n: handoff_tag(spec, plan, n) for n in images}, env=env)
+    handoff = {n: tag for n in images if (tag := handoff_tag(spec, plan, n)) is not None}
+    check = check_registry(handoff, env=env)
     layers = dict(plan.layers)
     for name, tag in check.found.items():
         why = f"built before: {tag} exists"

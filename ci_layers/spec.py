@@ -804,7 +804,24 @@ def built_for(spec: Spec, platform: str) -> Spec:
     default (so an arm64 machine's build has a tag of its own in a shared cache)."""
     if platform == DEFAULT_PLATFORM:
         return spec
-    layers = {n: replace(x, platform=x.platform or platform) for n, x in spec.layers.items()}
+    declared = declared_platforms(spec.layers)
+
+    def on(dep: str) -> str:  # the machine's platform's build of a layer built on
+        if spec.layers[dep].platform is None:
+            return dep
+        return platform_node(spec.layers[dep].origin, platform, declared) or dep
+
+    layers = {
+        n: x
+        if x.platform is not None or x.dockerfile is not None
+        else replace(
+            x,
+            platform=platform,
+            parent=x.parent and on(x.parent),
+            copy=tuple(replace(c, from_layer=c.from_layer and on(c.from_layer)) for c in x.copy),
+        )
+        for n, x in spec.layers.items()
+    }
     return replace(spec, layers=layers, graph=LayerGraph.from_layers(layers.values()))
 
 

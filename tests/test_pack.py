@@ -82,3 +82,24 @@ def test_a_wide_fan_out_is_not_chained_to_its_root() -> None:
     stages = pack_stages(order, parents.__getitem__, max_stages=4, max_parallel=256)
     assert stages[0] == [("root",)]
     assert max(len(job) for stage in stages for job in stage) < 20
+
+
+@given(dags(max_layers=40), st.data(), st.integers(1, 6), st.integers(2, 5))
+def test_packed_jobs_never_mix_runners_and_still_respect_every_edge(
+    layers: list[ImageLayer], data: st.DataObject, k: int, p: int
+) -> None:
+    """Each layer's runner drawn at random (an edge may join two runners, as FROM
+    --platform can): a job holds one runner's layers, an edge between runners crosses a
+    stage, every edge is kept. Only such edges may need more than `k` stages."""
+    graph = LayerGraph.from_layers(layers)
+    runner = {x.name: data.draw(st.sampled_from(["amd64", "arm64"])) for x in layers}
+    changed = data.draw(st.lists(st.sampled_from([x.name for x in layers]), min_size=1, max_size=3))
+    affected = DependencyResolver(graph).rebuild_affected_layers(changed)
+    stages = pack_stages(
+        affected, graph.parents, max_stages=k, max_parallel=p, runner=runner.__getitem__
+    )
+    crossing = any(runner[d] != runner[n] for n in affected for d in graph.parents(n))
+    check(graph, affected, stages, len(stages) if crossing else k, p)
+    for stage in stages:
+        for job in stage:
+            assert len({runner[n] for n in job}) == 1, job

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -753,3 +754,102 @@ def test_from_platform_names_that_platforms_build_of_an_in_repo_image(multi: Git
     # one name, one build: the arm64 build's own parent
     base_arm = matrix["base (linux/arm64)"]["hand-off-tag"]
     assert f"{R}base=docker-image://{base_arm}" in contexts
+
+
+# --- what the review found ----------------------------------------------------------
+
+
+def test_a_dockerfile_child_of_a_spec_layer_is_pointed_at_its_platforms_cache_build(
+    git_repo: GitRepo,
+) -> None:
+    """No platform's build pushes a multi-platform layer's `images:` tag (promote puts
+    it, after every stage): the child's build context names the parent's key tag in the
+    cache, the one its own platform's job pushed."""
+    from .buildhelp import BASE as BUSYBOX
+    from .test_gha import run_gha
+
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n"
+        f"  base:\n    from: {BUSYBOX}\n    copy: [{{src: etc/, dest: /etc/}}]\n"
+        f"images:\n  basei:\n    layer: base\n    tags: [{R}base:1]\n"
+        f"dockerfiles:\n  - path: images/{{n}}/Dockerfile\n    image: {R}{{n}}\n",
+    )
+    git_repo.write("etc/motd", "1\n")
+    git_repo.write("images/app/Dockerfile", f"FROM {R}base:1\nRUN true\n")
+    before = git_repo.commit("spec base, Dockerfile app")
+    git_repo.write("etc/motd", "2\n")
+    git_repo.commit("motd")
+    cache = "127.0.0.1:9/acme/cache"  # nothing listens: the plan says so and goes on
+    done, out, _ = run_gha(
+        git_repo, "push", {"before": before, "after": "HEAD"}, cache=cache, publish="true"
+    )
+    assert done.returncode == 0, done.stderr
+    matrix = {e["name"].removeprefix(R): e for e in json.loads(out["matrix"])["include"]}
+    for platform in ("linux/amd64", "linux/arm64"):
+        base = matrix[f"base ({platform})"]
+        assert base["tags"] == [base["hand-off-tag"]]  # never the release tag alone
+        app = matrix[f"app ({platform})"]
+        assert app["docker"]["build-contexts"] == (
+            f"{R}base:1=docker-image://{base['hand-off-tag']}"
+        )
+    bake = json.loads(Path(out["bake-file"]).read_text())
+    contexts = [t.get("contexts") for t in bake["target"].values()]
+    assert {f"{R}base:1": f"docker-image://{matrix['base (linux/arm64)']['hand-off-tag']}"} in (
+        contexts
+    )
+
+
+def test_a_new_tag_on_a_multi_platform_image_rebuilds_nothing(multi: GitRepo) -> None:
+    """Promote puts release tags on the index; no platform's build pushes them."""
+    before = multi.git("rev-parse", "HEAD")
+    multi.write("ci-layers.yaml", SPEC + f"    tags: [{R}app:stable]\n")
+    multi.commit("app:stable")
+    assert plan(multi, before)["affected"] == []
+
+
+def test_impacted_names_images_not_their_builds(multi: GitRepo) -> None:
+    code, out, err = run(multi, "impacted", "--layer", R + "base", "--format", "json")
+    assert code == 0, err
+    found = json.loads(out)
+    assert R + "base" in found["images"]
+    assert not [i for i in found["images"] if "(" in i]
+    assert R + "app (linux/arm64)" in found["layers"]
+
+
+def test_an_arm64_machine_builds_a_layer_without_platforms_on_its_parents_arm64_build(
+    git_repo: GitRepo, monkeypatch
+) -> None:
+    """On a machine of another platform a layer with no `platforms:` is built for it,
+    on its parent's build for it; a parent not built for it is an error, not a build of
+    another platform's image."""
+    import ci_layers.cli as cli_module
+
+    from .buildhelp import BASE as BUSYBOX
+    from .test_cli_build import run as run_cli
+
+    git_repo.write(
+        "ci-layers.yaml",
+        f"version: 1\nlayers:\n"
+        f"  p:\n    from: {BUSYBOX}\n    platforms: [linux/amd64, linux/arm64]\n"
+        f"  c:\n    parent: p\n"
+        f"  q:\n    from: {BUSYBOX}\n    platforms: [linux/amd64]\n"
+        f"  d:\n    parent: q\n",
+    )
+    git_repo.commit("p for both, c for the machine's")
+    spec = cli_module.load_spec(git_repo.root / "ci-layers.yaml")
+    on_arm = cli_module.built_for(spec, "linux/arm64")
+    assert on_arm.layers["c"].parent == "p (linux/arm64)"
+    assert on_arm.layers["c"].platform == "linux/arm64"
+    assert on_arm.layers["d"].parent == "q"  # q has no arm64 build: left for build to say
+    monkeypatch.setattr(cli_module, "_host_platform", lambda: "linux/arm64")
+    code, _out, err = run_cli("build", "d", "-C", str(git_repo.root), "--platform", "linux/arm64")
+    assert code == 2
+    assert "'q' (a layer it builds on) is built for linux/amd64, and this machine builds " in err
+
+
+@pytest.mark.parametrize(
+    ("written", "normal"), [("linux/arm64/8", "linux/arm64"), ("linux/arm/7", "linux/arm/v7")]
+)
+def test_numeric_arm_variants_are_containerds(written: str, normal: str) -> None:
+    assert parse_platform(written) == normal

@@ -83,6 +83,18 @@ def _target(spec: Spec, written: str, platform: str) -> str:
     return node
 
 
+def _needed(spec: Spec, names: Sequence[str]) -> list[str]:
+    """Every layer the named ones are built on or copy from, transitively."""
+    seen: list[str] = []
+    todo = [n for n in names if n in spec.layers]
+    while todo:
+        for dep in spec.layers[todo.pop()].dependencies:
+            if dep not in seen:
+                seen.append(dep)
+                todo.append(dep)
+    return seen
+
+
 def cmd_build(
     *,
     spec: Spec,
@@ -130,13 +142,15 @@ def cmd_build(
             if spec.graph[n].dockerfile is None
             and (spec.graph[n].platform or DEFAULT_PLATFORM) == platform
         ]
-    for name in names:
+    for name in [*names, *(n for n in _needed(spec, names) if n not in names)]:
         layer = spec.layers.get(name)
         built = (layer.platform if layer else None) or DEFAULT_PLATFORM
-        if layer is not None and built != platform:
+        if layer is not None and layer.dockerfile is None and built != platform:
+            needed = "" if name in names else " (a layer it builds on)"
             raise UsageError(
-                f"'{name}' is built for {built}, and this machine builds {platform} (`run` "
-                f"runs natively): build it on a {built} machine (its matrix entry's runner)"
+                f"'{name}'{needed} is built for {built}, and this machine builds {platform} "
+                f"(`run` runs natively): build it on a {built} machine (its matrix entry's "
+                "runner)"
             )
     oci = OciStore(store)
     remote = RemoteCache(cache, oci, push=push) if cache else None
