@@ -105,6 +105,23 @@ def inputs_from_env(env: Mapping[str, str]) -> ActionInputs:
     )
 
 
+def _runs_on(value: Any) -> bool:
+    """Whether `value` is what a job's `runs-on` takes: a label, labels, or a group."""
+
+    def labels(x: Any) -> bool:
+        items = x if isinstance(x, list) else [x]
+        return bool(items) and all(isinstance(i, str) and i.strip() for i in items)
+
+    if isinstance(value, dict):
+        return (
+            bool(value)
+            and set(value) <= {"group", "labels"}
+            and all(labels(v) for v in value.values())
+            and not isinstance(value.get("group", ""), list)
+        )
+    return labels(value)
+
+
 def _runners(raw: str) -> dict[str, Any] | None:
     """The `runners` input: a YAML mapping of platform to a `runs-on` label (or a list
     of labels), over the defaults; each platform normalised as `platforms:` are."""
@@ -125,10 +142,10 @@ def _runners(raw: str) -> dict[str, Any] | None:
             normal = parse_platform(str(platform))
         except PlatformError as exc:
             raise UsageError(f"input runners: {exc}") from None
-        labels = label if isinstance(label, list) else [label]
-        if not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+        if not _runs_on(label):
             raise UsageError(
-                f"input runners: {platform}'s runner must be a label or a list of labels"
+                f"input runners: {platform}'s runner must be what runs-on takes: a label, a "
+                "list of labels, or {group: …, labels: …}"
             )
         if normal in runners:
             raise UsageError(f"input runners: {normal} is given twice ('{platform}' is {normal})")

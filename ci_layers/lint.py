@@ -334,10 +334,12 @@ def lint_spec(spec: Spec, spec_file: tuple[str, str] | None, read: Any) -> list[
     out: list[Finding] = []
     if spec_file is not None:
         out += _lint_spec_layers(spec, _Source(*spec_file))
-    for name, layer in spec.graph.layers.items():
-        node = layer.dockerfile
-        if node is None:
+    seen: set[str] = set()  # an image built for several platforms: its file once
+    for layer in spec.graph.layers.values():
+        node, name = layer.dockerfile, layer.origin
+        if node is None or name in seen:
             continue
+        seen.add(name)
         text = read(node.file)
         if text is None:
             continue
@@ -367,10 +369,13 @@ def _lint_spec_layers(spec: Spec, src: _Source) -> list[Finding]:
     out: list[Finding] = []
     if not isinstance(layers, Map):
         return out
-    for name, layer in spec.graph.layers.items():
+    seen: set[str] = set()  # a layer built for several platforms: its entry once
+    for layer in spec.graph.layers.values():
+        name = layer.origin
         entry = layers.get(name)
-        if layer.dockerfile is not None or not isinstance(entry, Map):
+        if layer.dockerfile is not None or not isinstance(entry, Map) or name in seen:
             continue
+        seen.add(name)
         if layer.base and "from" in entry:
             line = entry.value_marks["from"].line + 1
             for rule, message in _base_findings(layer.base):

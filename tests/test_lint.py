@@ -242,3 +242,22 @@ def test_the_action_annotates_findings_on_their_lines(git_repo):
     assert "::error file=ci-layers.yaml,line=9,col=11::base-latest: tool:" in done.stdout
     quiet, _o, _s = run_gha(git_repo, "push", event, comment="never")
     assert "apt-unpinned" not in quiet.stdout
+
+
+def test_a_layer_built_for_several_platforms_is_linted_once_under_its_own_name(git_repo):
+    git_repo.write("ci-layers.yaml", "platforms: [linux/amd64, linux/arm64]\n" + SPEC)
+    git_repo.write("images/app/Dockerfile", DOCKERFILE)
+    git_repo.write(
+        "ci-layers.yaml",
+        git_repo.root.joinpath("ci-layers.yaml").read_text()
+        + 'dockerfiles:\n  - path: "images/{n}/Dockerfile"\n    image: "acme/{n}"\n',
+    )
+    git_repo.commit()
+    code, out, err = run("lint", "-C", str(git_repo.root), "--format", "json")
+    assert code == 1, err
+    findings = json.loads(out)["findings"]
+    found = [(f["rule"], f["layer"], f["file"], f["line"], f["col"]) for f in findings]
+    assert ("apt-unpinned", "os", "ci-layers.yaml", 7, 27) in found
+    assert len(found) == len(set(found))  # not once per platform
+    assert {f["layer"] for f in findings} <= {"os", "tool", "ok", "acme/app"}
+    assert any(f["layer"] == "acme/app" for f in findings)

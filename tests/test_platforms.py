@@ -397,8 +397,10 @@ def test_a_platform_no_runner_builds_fails_naming_the_input(git_repo: GitRepo) -
     [
         ("[linux/arm64]", "must be a mapping"),
         ("linux/arm65: x", "unknown architecture 'arm65'"),
-        ("linux/arm64: ''", "must be a label or a list of labels"),
-        ("linux/arm64: [a, 1]", "must be a label or a list of labels"),
+        ("linux/arm64: ''", "must be what runs-on takes"),
+        ("linux/arm64: [a, 1]", "must be what runs-on takes"),
+        ("linux/arm64: {group: g, os: x}", "must be what runs-on takes"),
+        ("linux/arm64: {}", "must be what runs-on takes"),
         ("{", "is not YAML"),
     ],
 )
@@ -853,3 +855,10 @@ def test_an_arm64_machine_builds_a_layer_without_platforms_on_its_parents_arm64_
 )
 def test_numeric_arm_variants_are_containerds(written: str, normal: str) -> None:
     assert parse_platform(written) == normal
+
+
+def test_a_runner_may_be_a_group_as_runs_on_takes_it() -> None:
+    from ci_layers.gha import inputs_from_env
+
+    inputs = inputs_from_env({"INPUT_RUNNERS": "linux/arm64: {group: arm, labels: [big]}"})
+    assert inputs.runners == {"linux/arm64": {"group": "arm", "labels": ["big"]}}
