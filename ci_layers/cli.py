@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import io
 import json
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from . import __version__
+from .bakefile import DEFAULT_FILES as DEFAULT_BAKE_FILES
 from .changes import Comparison, GitHistory, changes_between, choose_comparison, read_event
 from .comment import plan_report
 from .discover import resolve_dockerfiles
@@ -344,7 +346,7 @@ def cmd_gha(args: argparse.Namespace, *, out: TextIO) -> int:
     from .gha import run_action  # PyGithub takes 0.2 s to import; only the action needs it
 
     root, spec_path, spec_rel = _locate(repo, spec_arg)
-    shown = spec_rel if spec_rel is not None else str(spec_path)
+    shown = _shown(spec_path, spec_rel)
     try:
         spec, problem = load_spec(spec_path, display=shown), None
     except SpecInvalid as exc:
@@ -639,6 +641,8 @@ def _locate(repo: str, spec: str | None) -> tuple[Path, Path, str | None]:
         rel: str | None = spec_path.relative_to(root).as_posix()
     except ValueError:
         rel = None
+    if not spec and not spec_path.exists() and (bake := _zero_config(root)) is not None:
+        return root, bake, None
     if rel is None and given.is_relative_to(root):
         # a link a pull request commits must not make ci-layers read a file of the runner
         raise UsageError(
@@ -646,6 +650,36 @@ def _locate(repo: str, spec: str | None) -> tuple[Path, Path, str | None]:
             "inside it is read inside it (pass --spec with the outside path to mean it)"
         )
     return root, spec_path, rel
+
+
+_ZERO_CONFIG: dict[Path, str] = {}  # a spec written for bake files: what it is said to be
+
+
+def _zero_config(root: Path) -> Path | None:
+    """With no ci-layers.yaml, the bake files Docker itself would read at the root, as
+    a spec of one `bake:` entry (kept outside the repository: the same at both ends of
+    a comparison; each end reads its own bake files)."""
+    found = [name for name in DEFAULT_BAKE_FILES if (root / name).is_file()]
+    if not found:
+        return None
+    text = "version: 1\nbake:\n  - files: [" + ", ".join(json.dumps(f) for f in found) + "]\n"
+    folder = (
+        Path(tempfile.gettempdir())
+        / "ci-layers-bake"
+        / hashlib.sha256(text.encode()).hexdigest()[:16]
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / DEFAULT_SPEC
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    _ZERO_CONFIG[path] = f"{', '.join(found)} (no {DEFAULT_SPEC}: the bake files are the spec)"
+    return path
+
+
+def _shown(spec_path: Path, spec_rel: str | None) -> str:
+    if spec_path in _ZERO_CONFIG:
+        return _ZERO_CONFIG[spec_path]
+    return spec_rel if spec_rel is not None else str(spec_path)
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -667,7 +701,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out=out,
         )
     root, spec_path, spec_rel = _locate(args.repo, args.spec)
-    shown = spec_rel if spec_rel is not None else str(spec_path)
+    shown = _shown(spec_path, spec_rel)
     if args.command in ("pull", "push"):
         return _transfer_command(args, root=root, spec_path=spec_path, shown=shown, out=out)
     if args.command == "promote":
@@ -704,7 +738,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         # one snapshot per command: writing the working tree as a git tree is not cheap
         return worktree_files(root)
 
-    if spec.dockerfile_rules:
+    if spec.dockerfile_rules or spec.bake:
         spec = resolve_dockerfiles(spec, working_tree())
     for warning in spec.warnings:
         _report(warning, err)
@@ -767,7 +801,7 @@ def _transfer_command(
         args.image = spec.image_named(args.image)
         if args.image in spec.layers:
             files = worktree_files(root)
-            if spec.dockerfile_rules:
+            if spec.dockerfile_rules or spec.bake:
                 spec = resolve_dockerfiles(spec, files)
             keys = {
                 n: k.digest

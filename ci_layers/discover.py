@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from cachetools import LRUCache
 
 from . import memo
+from .bakerules import bake_images
 from .dockerfile import (
     BaseImage,
     DockerfileError,
@@ -33,7 +34,7 @@ from .dockerignore import DockerIgnore, DockerignoreError, read_dockerignore
 from .errors import Location, SpecError, SpecInvalid
 from .graph import DockerfileNode, ImageLayer, LayerGraph, find_cycles
 from .platforms import DEFAULT_PLATFORM, PlatformError, node_name, parse_platform, platform_args
-from .refs import image_key, pushed_twice
+from .refs import context_name, image_key, pushed_twice
 from .repo import GITLINK, RepoFiles
 from .sources import follow_symlinks, literal_pattern, resolve_path
 from .spec import (
@@ -208,7 +209,7 @@ def _fill_glob(template: str, values: Mapping[str, str]) -> str:
 
 def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
     """`spec` with a layer for every Dockerfile its rules find in `files`."""
-    if not spec.dockerfile_rules:
+    if not spec.dockerfile_rules and not spec.bake:
         return spec
     # A spec resolved before (over another snapshot) starts again from its own layers.
     own = {n: layer for n, layer in spec.layers.items() if layer.dockerfile is None}
@@ -247,6 +248,22 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
             continue
         rule = c.rule if override is None else _merge(c.rule, override)
         nodes[image] = (path, rule, values)
+    baked, problems = bake_images(spec, files) if spec.bake else ([], [])
+    errors += problems
+    for b in baked:  # a bake target: an image of its own, as a rule's is
+        if b.image in nodes or b.image in own:
+            other = nodes[b.image][0] if b.image in nodes else "a layer of the spec"
+            errors.append(
+                SpecError(
+                    f"bake target '{b.target}' builds image '{b.image}', which {other} builds too",
+                    where=b.rule.where or Location(spec.path),
+                )
+            )
+            continue
+        override = spec.image_overrides.get(b.image)
+        rule = b.rule if override is None else _merge(b.rule, override)
+        nodes[b.image] = (b.path, rule, {})
+    files.prefetch([b.path for b in baked if b.rule.inline is None])
     by_key = InRepoImages()
     for name in nodes:
         by_key.add(name, name)
@@ -388,8 +405,11 @@ def _layer(
 ) -> ImageLayer | None:
     image, platform = build
     path, rule, values = seen.nodes[image]
-    real = follow_symlinks(files, path)  # a symlinked Dockerfile is read through the link
-    raw = files.read(real) if real else None
+    if rule.inline is not None:  # a bake target's dockerfile-inline
+        raw: bytes | None = rule.inline.encode("utf-8", errors="surrogateescape")
+    else:
+        real = follow_symlinks(files, path)  # a symlinked Dockerfile is read through the link
+        raw = files.read(real) if real else None
     if raw is None:
         errors.append(SpecError("cannot read the Dockerfile", where=Location(path), layer=name))
         return None
@@ -435,7 +455,13 @@ def _layer(
     except DockerfileError as exc:
         errors.append(SpecError(str(exc), where=Location(path, exc.line, 1), layer=name))
         return None
-    origins = {b: seen.by_key.find(b, user=image) for b in parsed.bases}
+    named = _named_contexts(rule, parsed.bases)
+    origins = {
+        b: named.linked.get(b) or seen.by_key.find(named.alias.get(b, b), user=image)
+        for b in parsed.bases
+        if b not in named.local
+    }
+    inputs += tuple(named.local.values())
     built = platform or DEFAULT_PLATFORM
     found: dict[str, str | None] = dict.fromkeys(origins)
     deps: list[str] = []
@@ -467,7 +493,7 @@ def _layer(
             if found[ref] is None or wanted == built:  # a build context names one build:
                 found[ref] = built_on  # the build's own platform's, where it is used so
     deps = list(dict.fromkeys(deps))
-    externals = tuple(b for b, d in found.items() if d is None)
+    externals = tuple(named.alias.get(b, b) for b, d in found.items() if d is None)
     ignore_file = _ignore_file(path, context, files)
     ignore: tuple[str, ...] = ()
     if ignore_file is not None:
@@ -495,12 +521,15 @@ def _layer(
         warnings=parsed.warnings,
         target=rule.target,
         declared=parsed.declared,
+        contexts=rule.contexts,
+        inline=rule.inline,
     )
     return ImageLayer(
         name=name,
         parent=parent,
         base=None if parent else (parsed.final_base or "scratch"),
         build_args=tuple(sorted(args.items())),
+        labels=rule.labels,
         inputs=inputs,
         needs=tuple(d for d in deps if d != parent),
         dockerfile=node,
@@ -508,6 +537,34 @@ def _layer(
         platform=platform,
         image=image if image != name else None,
     )
+
+
+@dataclass(frozen=True)
+class _Named:
+    """What a bake target's named contexts make of the images its Dockerfile names."""
+
+    linked: dict[str, str]  # reference as written -> in-repo image (`target:`)
+    alias: dict[str, str]  # reference as written -> the reference it is (`docker-image://`)
+    local: dict[str, str]  # reference as written -> input pattern of a repository folder
+
+
+def _named_contexts(rule: DockerfileRule, bases: tuple[str, ...]) -> _Named:
+    named = _Named({}, {}, {})
+    if not rule.contexts:
+        return named
+    by_name = {context_name(k): v for k, v in rule.contexts}
+    for b in bases:
+        value = dict(rule.contexts).get(b) or by_name.get(context_name(b))
+        if value is None:
+            continue
+        if value.startswith("target:"):
+            named.linked[b] = value.removeprefix("target:")
+        elif value.startswith("docker-image://"):
+            named.alias[b] = value.removeprefix("docker-image://")
+        elif "://" not in value and not value.startswith("git@"):
+            folder = posixpath.normpath(value.lstrip("/"))
+            named.local[b] = "/" + literal_pattern(folder) + "/**"
+    return named
 
 
 def _asked(asked: str, built: str) -> str:

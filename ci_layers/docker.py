@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from .plan import Plan
+from .refs import context_name
 from .spec import Spec
 
 __all__ = [
@@ -27,23 +28,6 @@ __all__ = [
     "pushed_tags",
     "release_tags",
 ]
-
-
-def context_name(ref: str) -> str:
-    """The name BuildKit looks a named build context up by: the reference normalised and
-    shown in its familiar form, without `:latest` (dockerui's NamedContext). `buildx build
-    --build-context` normalises its names, `bake` does not (docker/buildx#2328)."""
-    name, at, digest = ref.partition("@")
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        host, path = ("docker.io" if first == "index.docker.io" else first), rest
-    else:
-        host, path = "docker.io", name
-    if host == "docker.io":
-        familiar = path.removeprefix("library/") if path.count("/") == 1 else path
-    else:
-        familiar = f"{host}/{path}"
-    return f"{familiar}{at}{digest}".removesuffix(":latest")
 
 
 def key_tag(image: str, key: str) -> str:
@@ -58,7 +42,14 @@ def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[
     """(build contexts, build args) that send a child to its rebuilt parents."""
     node = spec.graph[name].dockerfile
     assert node is not None
-    contexts: dict[str, str] = {}
+    # a bake target's own named contexts; a `target:` link to an image not rebuilt is
+    # that image as published (one rebuilt is pointed at its hand-off tag below)
+    contexts: dict[str, str] = {
+        name: f"docker-image://{value.removeprefix('target:')}"
+        if value.startswith("target:")
+        else value
+        for name, value in node.contexts
+    }
     args: dict[str, str] = {}
     for ref, dep in node.bases:
         if plan.layers[dep].status not in ("rebuild", "reused"):
@@ -121,7 +112,7 @@ def docker_inputs(plan: Plan, spec: Spec, name: str, *, publish: bool = False) -
     tags = _image_tags(plan, spec, name, publish)
     inputs = {
         "context": node.context or ".",
-        "file": node.file,
+        "file": node.file if node.inline is None else "",  # inline: the bake file builds it
         "target": node.target or "",
         "tags": "\n".join(dict.fromkeys(tags)),
         "build-args": "\n".join(f"{k}={v}" for k, v in args.items()),
@@ -129,6 +120,8 @@ def docker_inputs(plan: Plan, spec: Spec, name: str, *, publish: bool = False) -
     }
     if (platform := spec.graph[name].platform) is not None:
         inputs["platforms"] = platform
+    if spec.graph[name].labels:
+        inputs["labels"] = "\n".join(f"{k}={v}" for k, v in spec.graph[name].labels)
     return inputs
 
 
@@ -159,15 +152,26 @@ def bake_file(plan: Plan, spec: Spec, *, publish: bool = False) -> dict[str, Any
             "dockerfile": dockerfile,
             "tags": _image_tags(plan, spec, name, publish),
         }
+        if node.inline is not None:  # a bake target's dockerfile-inline
+            del entry["dockerfile"]
+            entry["dockerfile-inline"] = node.inline
+        if spec.graph[name].labels:
+            entry["labels"] = dict(spec.graph[name].labels)
         if node.target:
             entry["target"] = node.target
         if (platform := spec.graph[name].platform) is not None:
             entry["platforms"] = [platform]
         if spec.graph[name].build_args:
             entry["args"] = dict(spec.graph[name].build_args)
-        contexts = {
-            context_name(ref): f"target:{targets[dep]}" for ref, dep in node.bases if dep in targets
+        contexts = {  # a bake target's own, then its rebuilt parents
+            n: f"docker-image://{v.removeprefix('target:')}" if v.startswith("target:") else v
+            for n, v in node.contexts
         }
+        contexts.update(
+            (context_name(ref), f"target:{targets[dep]}")
+            for ref, dep in node.bases
+            if dep in targets
+        )
         contexts.update(  # found built by an earlier run, or a spec layer built by its job
             (context_name(ref), f"docker-image://{built}")
             for ref, dep in node.bases

@@ -51,6 +51,8 @@ class DockerfileNode:
     warnings: tuple[tuple[int, str], ...] = ()  # (line, message) found while reading it
     target: str | None = None  # the stage built; None: the last
     declared: frozenset[str] = frozenset()  # the build args an ARG (or BuildKit) declares
+    contexts: tuple[tuple[str, str], ...] = ()  # a bake target's named contexts
+    inline: str | None = None  # a bake target's dockerfile-inline text
 
 
 @dataclass(frozen=True, slots=True)

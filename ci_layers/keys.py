@@ -109,6 +109,8 @@ def _definition(
             built["inputs"] = found
         if global_files:
             built["global_inputs"] = dict(global_files)
+        if layer.labels:  # a bake target's labels: left out when none, as the others
+            built["labels"] = dict(layer.labels)
         return built
     recipe: dict[str, Any] = {"version": KEY_VERSION}
     if layer.parent:

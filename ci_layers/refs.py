@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["image_key", "pushed_as", "pushed_twice", "same_image"]
+__all__ = ["context_name", "image_key", "pushed_as", "pushed_twice", "same_image"]
 
 
 def image_key(ref: str) -> tuple[str | None, str, str]:
@@ -54,3 +54,20 @@ def pushed_twice(pushes: Sequence[tuple[str, str]]) -> list[tuple[int, str]]:
         if other != image:
             twice.append((i, other))
     return twice
+
+
+def context_name(ref: str) -> str:
+    """The name BuildKit looks a named build context up by: the reference normalised and
+    shown in its familiar form, without `:latest` (dockerui's NamedContext). `buildx build
+    --build-context` normalises its names, `bake` does not (docker/buildx#2328)."""
+    name, at, digest = ref.partition("@")
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        host, path = ("docker.io" if first == "index.docker.io" else first), rest
+    else:
+        host, path = "docker.io", name
+    if host == "docker.io":
+        familiar = path.removeprefix("library/") if path.count("/") == 1 else path
+    else:
+        familiar = f"{host}/{path}"
+    return f"{familiar}{at}{digest}".removesuffix(":latest")

@@ -37,6 +37,7 @@ from .yamlpos import Map, Seq, load_located, location
 
 __all__ = [
     "DEFAULT_SPEC",
+    "BakeSource",
     "DockerfileRule",
     "PublishedImage",
     "Spec",
@@ -61,6 +62,18 @@ class PublishedImage:
 
 
 @dataclass(frozen=True, slots=True)
+class BakeSource:
+    """A `bake:` entry: bake files read as one definition (`files`), or each file a glob
+    matches as a definition of its own."""
+
+    files: tuple[str, ...] = ()
+    glob: str | None = None
+    targets: tuple[str, ...] = ()
+    variables: tuple[tuple[str, str], ...] = ()
+    where: Location | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class DockerfileRule:
     """A `dockerfiles:` entry (or an `image_overrides:` one, with path and image empty)."""
 
@@ -74,6 +87,10 @@ class DockerfileRule:
     build_args_file: str | None = None  # KEY=value lines, an input too
     platforms: tuple[str, ...] = ()  # normalised; () inherits (the spec's, else the default)
     where: Location | None = field(default=None, compare=False)
+    # a bake target's: its Dockerfile's text, its named contexts, its labels
+    inline: str | None = None
+    contexts: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,7 @@ class Spec:
     dockerfile_rules: tuple[DockerfileRule, ...] = ()
     image_overrides: Mapping[str, DockerfileRule] = field(default_factory=dict)
     platforms: tuple[str, ...] = ()  # the spec-wide default of `platforms:`
+    bake: tuple[BakeSource, ...] = ()
 
     def layer_named(self, name: str) -> str | None:
         """The layer a name on the command line means: a layer, an `images:` entry (its
@@ -205,14 +223,15 @@ def _parse(text: str, filename: str) -> Spec:
     checker.check_schema()
     if not isinstance(data, dict):
         raise SpecInvalid(checker.errors, checker.warnings)
-    if "layers" not in data and "dockerfiles" not in data:
-        checker.error("the spec needs 'layers', 'dockerfiles' or both", ())
+    if "layers" not in data and "dockerfiles" not in data and "bake" not in data:
+        checker.error("the spec needs 'layers', 'dockerfiles' or 'bake'", ())
     if not isinstance(data.get("layers", {}), dict):
         raise SpecInvalid(checker.errors, checker.warnings)
     data.setdefault("layers", Map())
     default_platforms = checker.platforms(data, ())
     layers = checker.build_layers()
     rules, overrides = checker.build_dockerfile_rules()
+    bake = checker.build_bake()
     images = checker.build_images(layers)
     layers = checker.expand_platforms(layers, default_platforms)
     raw_globals = data.get("global_inputs")
@@ -231,6 +250,7 @@ def _parse(text: str, filename: str) -> Spec:
         dockerfile_rules=rules,
         image_overrides=overrides,
         platforms=default_platforms,
+        bake=bake,
     )
 
 
@@ -773,6 +793,39 @@ class _Checker:
             where=self.where(at),
         )
 
+    def build_bake(self) -> tuple[BakeSource, ...]:
+        out = []
+        raw = self.data.get("bake")
+        for i, entry in enumerate(raw if isinstance(raw, list) else []):
+            if not isinstance(entry, dict):
+                continue
+            at = ("bake", i)
+            files = _as_tuple(entry.get("files")) if _is_strs(entry.get("files")) else ()
+            glob = _str_or_none(entry.get("glob"))
+            if bool(files) == bool(glob):
+                self.error("a bake entry takes `files` or `glob`, one of the two", at, key=True)
+            for j, path in enumerate(files):
+                if problem := _bake_path(path):
+                    self.error(f"bake file '{path}' {problem}", (*at, "files", j))
+            if glob and (problem := _bake_path(glob)):
+                self.error(f"bake glob '{glob}' {problem}", (*at, "glob"))
+            variables = entry.get("variables")
+            out.append(
+                BakeSource(
+                    files=files,
+                    glob=glob,
+                    targets=_as_tuple(entry.get("targets"))
+                    if _is_strs(entry.get("targets"))
+                    else (),
+                    variables=tuple(
+                        (str(k), _scalar(v))
+                        for k, v in (variables.items() if isinstance(variables, dict) else ())
+                    ),
+                    where=self.where(at),
+                )
+            )
+        return tuple(out)
+
     def build_images(self, layers: Mapping[str, ImageLayer]) -> dict[str, PublishedImage]:
         images: dict[str, PublishedImage] = {}
         raw_layers = self.data["layers"]
@@ -845,6 +898,19 @@ def platform_node(
     if not plats:
         return origin if platform == DEFAULT_PLATFORM else None
     return node_name(origin, platform, len(plats)) if platform in plats else None
+
+
+def _bake_path(path: str) -> str | None:
+    if path.startswith("/") or posixpath.normpath(path).split("/")[0] == "..":
+        return "must be inside the repository (a path from its root)"
+    return None
+
+
+def _scalar(value: Any) -> str:
+    """A variable's value as the environment would pass it (true, 3, text)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _str_or_none(value: Any) -> str | None:
