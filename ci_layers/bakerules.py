@@ -136,5 +136,6 @@ def _rule(t: BakeTarget, names: Mapping[str, str], errors: list[SpecError]) -> B
         inline=t.dockerfile_inline,
         contexts=tuple(contexts),
         labels=t.labels,
+        bake_target=t.name,
     )
     return BakeImage(_image(t), path, rule, t.name)

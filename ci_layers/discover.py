@@ -410,6 +410,15 @@ def _layer(
     else:
         real = follow_symlinks(files, path)  # a symlinked Dockerfile is read through the link
         raw = files.read(real) if real else None
+    if raw is None and rule.bake_target is not None:
+        errors.append(
+            SpecError(
+                f"bake target '{rule.bake_target}': its Dockerfile {path} does not exist",
+                where=rule.where or Location(path),
+                layer=name,
+            )
+        )
+        return None
     if raw is None:
         errors.append(SpecError("cannot read the Dockerfile", where=Location(path), layer=name))
         return None

@@ -91,6 +91,7 @@ class DockerfileRule:
     inline: str | None = None
     contexts: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
+    bake_target: str | None = None  # the bake target it is, if one
 
 
 @dataclass(frozen=True)
