@@ -8,12 +8,17 @@ tags, target stage, platforms, labels and named contexts are the rule's.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cachetools import LRUCache
+
+from . import memo
 from .bakefile import BakeError, BakeTarget, read_bake
 from .errors import Location, SpecError
 from .platforms import PlatformError, parse_platform
@@ -50,12 +55,7 @@ def bake_images(
             if not texts:
                 continue  # not there at this commit: it builds nothing here
             try:
-                targets = read_bake(
-                    texts,
-                    targets=source.targets,
-                    variables=dict(source.variables),
-                    env=environ,
-                )
+                targets = _read(texts, source, environ)
             except BakeError as exc:
                 errors.append(SpecError(exc.message, where=Location(exc.file, exc.line or 1, 1)))
                 continue
@@ -65,6 +65,47 @@ def bake_images(
                 if made is not None:
                     images.append(made)
     return images, errors
+
+
+# Parsing is most of the cost (a pure-Python LALR parser): base and head mostly hold the
+# same files, so each definition is read once per process, and kept between runs.
+_READ: LRUCache[str, tuple[BakeTarget, ...]] = LRUCache(maxsize=256)
+_VARIABLE = re.compile(r'^\s*variable\s+"([^"]+)"', re.M)
+
+
+def _read(
+    texts: list[tuple[str, str]], source: BakeSource, env: Mapping[str, str]
+) -> list[BakeTarget]:
+    """read_bake, remembered by everything its answer depends on: the texts, the entry's
+    targets and variables, and the environment's value of each variable the files name."""
+    names: set[str] = set()
+    for path, text in texts:
+        if path.endswith(".json"):
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError:
+                data = {}
+            if isinstance(data, dict) and isinstance(data.get("variable"), dict):
+                names |= set(data["variable"])
+        else:
+            names |= set(_VARIABLE.findall(text))
+    key = hashlib.sha256(
+        json.dumps(
+            [texts, source.targets, source.variables, sorted((n, env.get(n)) for n in names)]
+        ).encode("utf-8", "surrogateescape")
+    ).hexdigest()
+    hit = _READ.get(key)
+    if hit is None:
+        kept = memo.load("bake", key)
+        if isinstance(kept, tuple) and all(isinstance(t, BakeTarget) for t in kept):
+            hit = kept
+        else:
+            hit = tuple(
+                read_bake(texts, targets=source.targets, variables=dict(source.variables), env=env)
+            )
+            memo.store("bake", hit, key)
+        _READ[key] = hit
+    return list(hit)
 
 
 def _definitions(source: BakeSource, files: RepoFiles) -> list[list[str]]:

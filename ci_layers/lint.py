@@ -337,8 +337,8 @@ def lint_spec(spec: Spec, spec_file: tuple[str, str] | None, read: Any) -> list[
     seen: set[str] = set()  # an image built for several platforms: its file once
     for layer in spec.graph.layers.values():
         node, name = layer.dockerfile, layer.origin
-        if node is None or name in seen:
-            continue
+        if node is None or name in seen or node.inline is not None:
+            continue  # (a bake target's dockerfile-inline has no file of its own to point at)
         seen.add(name)
         text = read(node.file)
         if text is None:

@@ -431,3 +431,40 @@ def test_the_bake_output_keeps_what_bake_would_build(baked: GitRepo) -> None:
     assert app["platforms"] == ["linux/amd64"]
     assert app["contexts"] == {"base": f"docker-image://{R}/base:latest"}  # not rebuilt
     assert app["context"] == "images/app"
+
+
+def test_a_variable_set_in_the_environment_is_read_each_time(baked: GitRepo, monkeypatch) -> None:
+    """As `docker buildx bake` reads REG from the environment; kept results are keyed by it."""
+    code, out, err = run(baked, "graph", "--format", "json")
+    assert code == 0, err
+    assert f"{R}/app:1" in {x["name"] for x in json.loads(out)["layers"]}
+    monkeypatch.setenv("REG", "registry.example.com/other")
+    code, out, err = run(baked, "graph", "--format", "json")
+    assert code == 0, err
+    names = {x["name"] for x in json.loads(out)["layers"]}
+    assert "registry.example.com/other/app:1" in names
+
+
+def test_matrix_entries_of_bake_images_carry_their_named_contexts_and_labels(
+    baked: GitRepo,
+) -> None:
+    from .test_gha import run_gha
+
+    before = baked.git("rev-parse", "HEAD")
+    baked.write(
+        "docker-bake.hcl",
+        BAKE.replace(
+            'tags = ["${REG}/app:1"]', 'tags = ["${REG}/app:1"]\n  labels = { team = "x" }'
+        ),
+    )
+    baked.write("images/app/a", "2\n")
+    after = baked.commit("app")
+    event = {"ref": "refs/heads/main", "before": before, "after": after}
+    done, out, _ = run_gha(baked, "push", event)
+    assert done.returncode == 0, done.stderr
+    entries = {e["name"]: e for e in json.loads(out["matrix"])["include"]}
+    assert sorted(entries) == [f"{R}/app:1"], sorted(entries)
+    app = entries[f"{R}/app:1"]
+    assert app["docker"]["build-contexts"] == f"base=docker-image://{R}/base:latest"
+    assert app["docker"]["labels"] == "team=x"
+    assert app["docker"]["context"] == "images/app"

@@ -749,7 +749,9 @@ def test_from_platform_names_that_platforms_build_of_an_in_repo_image(multi: Git
     assert {"app (linux/arm64)", "app (linux/amd64)"} <= affected
     from .test_gha import run_gha
 
-    done, out, _ = run_gha(multi, "push", {"before": before, "after": "HEAD"})
+    after = multi.git("rev-parse", "HEAD")
+    event = {"ref": "refs/heads/main", "before": before, "after": after}
+    done, out, _ = run_gha(multi, "push", event)
     assert done.returncode == 0, done.stderr
     matrix = {e["name"].removeprefix(R): e for e in json.loads(out["matrix"])["include"]}
     contexts = matrix["app (linux/arm64)"]["docker"]["build-contexts"].splitlines()
@@ -784,7 +786,11 @@ def test_a_dockerfile_child_of_a_spec_layer_is_pointed_at_its_platforms_cache_bu
     git_repo.commit("motd")
     cache = "127.0.0.1:9/acme/cache"  # nothing listens: the plan says so and goes on
     done, out, _ = run_gha(
-        git_repo, "push", {"before": before, "after": "HEAD"}, cache=cache, publish="true"
+        git_repo,
+        "push",
+        {"ref": "refs/heads/main", "before": before, "after": git_repo.git("rev-parse", "HEAD")},
+        cache=cache,
+        publish="true",
     )
     assert done.returncode == 0, done.stderr
     matrix = {e["name"].removeprefix(R): e for e in json.loads(out["matrix"])["include"]}
