@@ -59,6 +59,8 @@ IGNORED = {
     "entitlements": "permissions of the build",
     "call": "what the build runs (build, check, outline)",
     "policy": "a build policy",
+    "extra-hosts": "RUN's /etc/hosts",
+    "resources": "RUN resources",
 }
 _KNOWN = {*_REPLACED, *_MERGED, "inherits", "matrix", "name", *IGNORED}
 
@@ -125,7 +127,11 @@ def read_bake(
         else:
             _read_hcl(d, path, text)
     resolver = _Resolver(d, dict(variables or {}), dict(env or {}))
-    return resolver.resolve(list(targets))
+    try:
+        return resolver.resolve(list(targets))
+    except HclError as exc:  # a value of the wrong type, met while resolving a target
+        file, line = resolver.at
+        raise BakeError(exc.message, file, exc.line or line) from None
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -208,12 +214,13 @@ def _read_json(d: _Def, path: str, text: str) -> None:
             if not isinstance(value, dict):
                 raise BakeError(f"'{kind}' must be an object of names", path, line_of(kind))
             for label, attrs in value.items():
-                if not isinstance(attrs, dict):
-                    raise BakeError(f"{kind} '{label}' must be an object", path, line_of(label))
                 at = line_of(label)
-                d.blocks.append(
-                    _Block(kind, label, {k: (v, at) for k, v in attrs.items()}, path, at, True)
-                )
+                for one in attrs if isinstance(attrs, list) else [attrs]:  # blocks, or one
+                    if not isinstance(one, dict):
+                        raise BakeError(f"{kind} '{label}' must be an object", path, at)
+                    d.blocks.append(
+                        _Block(kind, label, {k: (v, at) for k, v in one.items()}, path, at, True)
+                    )
         else:
             d.top[kind] = (value, path, line_of(kind), True)
 
@@ -229,9 +236,17 @@ class _Resolver:
         self.d = d
         self.given = given
         self.env = env
+        self.at: tuple[str, int] = (d.blocks[0].file if d.blocks else "", 0)  # being read
         self.values: dict[str, Any] = {}
         self.variables = {b.label: b for b in d.blocks if b.kind == "variable"}  # last wins
-        self.scope = Scope({}, self._functions(), lazy=self._lookup)
+        # bake's built-in variables: the working directory (the repository root, where CI
+        # runs bake) and the platform of the machine (a GitHub-hosted runner's)
+        builtins = {"BAKE_CMD_CONTEXT": ".", "BAKE_LOCAL_PLATFORM": "linux/amd64"}
+        try:
+            functions = self._functions()
+        except HclError as exc:
+            raise BakeError(exc.message, d.blocks[0].file if d.blocks else "", exc.line) from None
+        self.scope = Scope(builtins, functions, lazy=self._lookup)
 
     # variables and functions
 
@@ -274,7 +289,7 @@ class _Resolver:
         if block is None:
             expr, file, line, is_json = top
             return self._value(expr, file, line, is_json)
-        default = None
+        default: Any = ""  # bake: a variable with no default is the empty string
         if "default" in block.attrs:
             expr, line = block.attrs["default"]
             default = self._value(expr, block.file, line, block.json)
@@ -325,6 +340,7 @@ class _Resolver:
         for b in self.d.blocks:
             if b.kind != "target":
                 continue
+            self.at = (b.file, b.line)
             for scope in self._matrix(b):
                 name = b.label
                 if "name" in b.attrs:
@@ -384,16 +400,26 @@ class _Resolver:
             value = [] if expr is None else self._value(expr, b.file, line, b.json)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise BakeError(f"group '{b.label}': targets must be a list of names", b.file, line)
-            before = groups.get(b.label, ([], b.file, b.line))[0]
-            groups[b.label] = (list(dict.fromkeys([*before, *value])), b.file, line)
+            groups[b.label] = (list(dict.fromkeys(value)), b.file, line)  # the last one wins
         return groups
 
     def _selected(self, wanted: list[str]) -> list[str]:
         if not wanted:
             if "default" in self.groups or "default" in self.partial:
                 wanted = ["default"]
-            else:
-                return list(self.partial)
+            else:  # every target but those only inherited from, with no tags (abstract)
+                inherited = {
+                    p
+                    for blocks in self.partial.values()
+                    for attrs in blocks
+                    if isinstance(attrs.get("inherits", ([],))[0], list)
+                    for p in attrs.get("inherits", ([],))[0]
+                }
+                return [
+                    n
+                    for n, blocks in self.partial.items()
+                    if n not in inherited or any(a.get("tags", (None,))[0] for a in blocks)
+                ]
         out: list[str] = []
         for name in wanted:
             out += self._expand(name, [])
@@ -461,6 +487,7 @@ class _Resolver:
 
     def _finish(self, name: str, attrs: dict[str, Any]) -> BakeTarget:
         file, line = self.where[name]
+        self.at = (file, line)
 
         def text(key: str, default: str | None) -> str | None:
             if key not in attrs or attrs[key][0] is None:
@@ -512,7 +539,10 @@ def _merge(into: dict[str, Any], attrs: Mapping[str, Any]) -> None:
     """bake's Target.Merge: maps merge key by key (a null value is no override), the
     rest is replaced when set."""
     for key, (value, file, line) in attrs.items():
-        if key in _MERGED and isinstance(value, dict):
+        if key == "inherits" and isinstance(value, list) and key in into:
+            before = into[key][0] if isinstance(into[key][0], list) else []
+            into[key] = ([*before, *value], file, line)  # bake appends them
+        elif key in _MERGED and isinstance(value, dict):
             before = into[key][0] if key in into and isinstance(into[key][0], dict) else {}
             kept = {**before, **{k: v for k, v in value.items() if v is not None}}
             into[key] = (kept, file, line)
@@ -574,6 +604,8 @@ def _typed(written: str, default: Any, block: _Block) -> Any:
         try:
             return json.loads(written)
         except json.JSONDecodeError:
+            if isinstance(default, list):
+                return [x.strip() for x in written.split(",")]  # bake reads a list as CSV
             raise BakeError(
                 f"variable '{block.label}': {written!r} is not JSON", block.file, block.line
             ) from None

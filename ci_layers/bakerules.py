@@ -21,6 +21,7 @@ from cachetools import LRUCache
 from . import memo
 from .bakefile import BakeError, BakeTarget, read_bake
 from .errors import Location, SpecError
+from .hcleval import HclError
 from .platforms import PlatformError, parse_platform
 from .repo import RepoFiles
 from .spec import BakeSource, DockerfileRule, Spec
@@ -59,6 +60,9 @@ def bake_images(
             except BakeError as exc:
                 errors.append(SpecError(exc.message, where=Location(exc.file, exc.line or 1, 1)))
                 continue
+            except HclError as exc:  # met outside a block (cannot say which file better)
+                errors.append(SpecError(exc.message, where=Location(texts[0][0], exc.line or 1, 1)))
+                continue
             names = {t.name: _image(t) for t in targets}
             for t in targets:
                 made = _rule(t, names, errors)
@@ -70,7 +74,7 @@ def bake_images(
 # Parsing is most of the cost (a pure-Python LALR parser): base and head mostly hold the
 # same files, so each definition is read once per process, and kept between runs.
 _READ: LRUCache[str, tuple[BakeTarget, ...]] = LRUCache(maxsize=256)
-_VARIABLE = re.compile(r'^\s*variable\s+"([^"]+)"', re.M)
+_VARIABLE = re.compile(r'^\s*variable\s+"?([^"\s{]+)"?', re.M)
 
 
 def _read(
@@ -161,6 +165,14 @@ def _rule(t: BakeTarget, names: Mapping[str, str], errors: list[SpecError]) -> B
             return None
     contexts = []
     for name, value in t.contexts:
+        if not value.startswith(("target:", "docker-image://")) and (
+            "://" in value or value.startswith("git@")
+        ):
+            refuse(
+                f"its context {name} = '{value}' is not in the repository: ci-layers plans "
+                "target:, docker-image:// and repository folders only"
+            )
+            return None
         if value.startswith("target:"):
             other = value.removeprefix("target:")
             value = f"target:{names.get(other, other)}"  # the image it names

@@ -265,8 +265,9 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
         nodes[b.image] = (b.path, rule, {})
     files.prefetch([b.path for b in baked if b.rule.inline is None])
     by_key = InRepoImages()
-    for name in nodes:
-        by_key.add(name, name)
+    for name, (_path, rule, _values) in nodes.items():
+        if rule.bake_target is None or rule.tags:  # an untagged target has no reference
+            by_key.add(name, name)
     for name, (_path, rule, values) in nodes.items():
         for tag in _tags(rule, values):
             by_key.add(tag, name)
@@ -532,6 +533,7 @@ def _layer(
         declared=parsed.declared,
         contexts=rule.contexts,
         inline=rule.inline,
+        local=rule.bake_target is not None and not rule.tags,
     )
     return ImageLayer(
         name=name,

@@ -49,6 +49,7 @@ def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[
         if value.startswith("target:")
         else value
         for name, value in node.contexts
+        if not _local(spec, value)  # an untagged target: only a bake run builds it
     }
     args: dict[str, str] = {}
     for ref, dep in node.bases:
@@ -70,8 +71,11 @@ def handoff_tag(spec: Spec, plan: Plan, name: str) -> str | None:
     image's repository (one per platform: each build has a key of its own), a spec
     layer's in the cache repository (`build --push`), if the plan knows one."""
     key = plan.layers[name].key
-    if spec.graph[name].dockerfile is None:
+    node = spec.graph[name].dockerfile
+    if node is None:
         return f"{plan.cache}:ci-layers-{key.removeprefix('sha256:')}" if plan.cache else None
+    if node.local:
+        return None  # an untagged bake target has no repository to hand it off in
     return key_tag(spec.graph[name].origin, key)
 
 
@@ -81,6 +85,8 @@ def release_tags(spec: Spec, name: str) -> list[str]:
     its image's tags, with the other platforms' builds, as one index (`promote`)."""
     layer = spec.graph[name]
     if layer.dockerfile is not None:
+        if layer.dockerfile.local:
+            return []
         return list(dict.fromkeys([layer.origin, *layer.dockerfile.tags]))
     return [t for img in spec.images.values() if img.layer == layer.origin for t in img.tags]
 
@@ -98,9 +104,7 @@ def _image_tags(plan: Plan, spec: Spec, name: str, publish: bool) -> list[str]:
     build for one of several platforms never pushes the release tags (they name the
     index `promote` makes of every platform's build)."""
     release = release_tags(spec, name) if spec.graph[name].image is None else []
-    return pushed_tags(
-        release, key_tag(spec.graph[name].origin, plan.layers[name].key), publish=publish
-    )
+    return pushed_tags(release, handoff_tag(spec, plan, name), publish=publish)
 
 
 def docker_inputs(plan: Plan, spec: Spec, name: str, *, publish: bool = False) -> dict[str, Any]:
@@ -125,6 +129,17 @@ def docker_inputs(plan: Plan, spec: Spec, name: str, *, publish: bool = False) -
     return inputs
 
 
+def _local(spec: Spec, context: str) -> bool:
+    """Whether a named context links an untagged bake target."""
+    linked = context.removeprefix("target:")
+    return (
+        context.startswith("target:")
+        and linked in spec.layers
+        and (node := spec.layers[linked].dockerfile) is not None
+        and node.local
+    )
+
+
 def _target(name: str, taken: set[str]) -> str:
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "image"
     target, n = base, 2
@@ -139,6 +154,16 @@ def bake_file(plan: Plan, spec: Spec, *, publish: bool = False) -> dict[str, Any
     parents through `contexts` ("<reference>": "target:<parent>"), so one `docker buildx
     bake` builds the affected DAG in order. Tags as `pushed_tags`."""
     images = [n for n in plan.affected if spec.graph[n].dockerfile is not None]
+    # untagged bake targets the images are built on: built by this bake run too, as bake
+    # builds a linked target (nothing else could hand them over)
+    todo = list(images)
+    while todo:
+        for _ref, dep in spec.graph[todo.pop()].dockerfile.bases:  # type: ignore[union-attr]
+            node = spec.graph[dep].dockerfile
+            if node is not None and node.local and dep not in images:
+                images.append(dep)
+                todo.append(dep)
+    images = [n for n in spec.graph.topological_order() if n in set(images)]
     taken: set[str] = set()
     targets = {n: _target(n, taken) for n in images}
     out: dict[str, Any] = {}
@@ -166,6 +191,7 @@ def bake_file(plan: Plan, spec: Spec, *, publish: bool = False) -> dict[str, Any
         contexts = {  # a bake target's own, then its rebuilt parents
             n: f"docker-image://{v.removeprefix('target:')}" if v.startswith("target:") else v
             for n, v in node.contexts
+            if not _local(spec, v)
         }
         contexts.update(
             (context_name(ref), f"target:{targets[dep]}")
@@ -182,4 +208,19 @@ def bake_file(plan: Plan, spec: Spec, *, publish: bool = False) -> dict[str, Any
         if contexts:
             entry["contexts"] = contexts
         out[targets[name]] = entry
-    return {"group": {"default": {"targets": [targets[n] for n in images]}}, "target": out}
+    bake = {"group": {"default": {"targets": [targets[n] for n in images]}}, "target": out}
+    escaped: dict[str, Any] = _escaped(bake)
+    return escaped
+
+
+def _escaped(value: Any) -> Any:
+    """Every string as bake's JSON reads it literally: bake evaluates `${…}` and `%{…}`
+    in a JSON file's strings, so they are written `$${…}` and `%%{…}` (as buildx's own
+    --print writes them)."""
+    if isinstance(value, str):
+        return value.replace("${", "$${").replace("%{", "%%{")
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    return value

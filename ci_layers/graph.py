@@ -53,6 +53,7 @@ class DockerfileNode:
     declared: frozenset[str] = frozenset()  # the build args an ARG (or BuildKit) declares
     contexts: tuple[tuple[str, str], ...] = ()  # a bake target's named contexts
     inline: str | None = None  # a bake target's dockerfile-inline text
+    local: bool = False  # a bake target with no tags: built where it is used, never pushed
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import hcl2
@@ -115,9 +116,11 @@ def to_text(value: Any, line: int = 0) -> str:
 
 
 def _number(value: float) -> str:
-    if value.is_integer() and abs(value) < 2**63:
+    """As cty prints a number: plain decimals, never an exponent."""
+    if value.is_integer():
         return str(int(value))
-    return repr(value)
+    text = format(Decimal(repr(value)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _type(value: Any) -> str:
@@ -269,16 +272,14 @@ def template(text: str, scope: Scope, line: int = 0) -> Any:
     while i < len(text):
         j = text.find("${", i)
         if j < 0:
-            parts.append(text[i:])
+            parts.append(_template_text(text[i:], line + text.count("\n", 0, i)))
             break
         at = line + text.count("\n", 0, j)
         if j > 0 and text[j - 1] == "$":
-            parts.append(text[i : j - 1] + "${")
+            parts.append(_template_text(text[i : j - 1], at) + "${")
             i = j + 2
             continue
-        if re.search(r"(?<!%)%\{", text[i:j]):
-            raise HclError("template directives (%{ … }) are not evaluated by ci-layers", at)
-        parts.append(text[i:j])
+        parts.append(_template_text(text[i:j], at))
         end = _closing(text, j + 2, at)
         parts.append((evaluate(_expression(text[j + 2 : end], at), scope), at))
         i = end + 1
@@ -286,6 +287,13 @@ def template(text: str, scope: Scope, line: int = 0) -> Any:
     if len(kept) == 1 and isinstance(kept[0], tuple):
         return kept[0][0]
     return "".join(p if isinstance(p, str) else to_text(p[0], p[1]) for p in parts)
+
+
+def _template_text(text: str, line: int) -> str:
+    """Literal template text: `%%{` is `%{`; a `%{` directive is not evaluated here."""
+    if re.search(r"(?<!%)%\{", text.replace("%%{", "")):
+        raise HclError("template directives (%{ … }) are not evaluated by ci-layers", line)
+    return text.replace("%%{", "%{")
 
 
 def _closing(text: str, start: int, line: int) -> int:
@@ -516,7 +524,7 @@ def _for(node: Node, scope: Scope) -> Any:
     cond = rest[-1] if rest and rest[-1].data == "for_cond" else None
     exprs = rest[:-1] if cond is not None else rest
     grouping = any(isinstance(c, Token) and c.type == "ELLIPSIS" for c in node.children)
-    pairs = list(source.items()) if isinstance(source, dict) else list(enumerate(source or []))
+    pairs = sorted(source.items()) if isinstance(source, dict) else list(enumerate(source or []))
     tuple_out: list[Any] = []
     object_out: dict[str, Any] = {}
     for k, v in pairs:
@@ -561,7 +569,10 @@ def _call(node: Node, scope: Scope) -> Any:
             raise HclError(f"{name}(…...): the last argument must be a list to expand", line)
         args = [*args[:-1], *args[-1]]
     if name in scope.functions:
-        return _user(name, scope.functions[name], args, scope, line)
+        try:
+            return _user(name, scope.functions[name], args, scope, line)
+        except RecursionError:
+            raise HclError(f"{name}() calls itself without end", line) from None
     fn = FUNCTIONS.get(name)
     if fn is None:
         if name in _REFUSED:
@@ -573,8 +584,12 @@ def _call(node: Node, scope: Scope) -> Any:
         return fn(*args)
     except HclError as exc:
         raise HclError(f"{name}(): {exc.message}", line) from None
-    except (TypeError, ValueError, KeyError, IndexError, re.error) as exc:
-        raise HclError(f"{name}(): {exc}", line) from None
+    except (TypeError, ValueError, KeyError, IndexError, re.error, ArithmeticError) as exc:
+        raise HclError(f"{name}(): {exc or type(exc).__name__}", line) from None
+    except StopIteration:
+        raise HclError(f"{name}(): too few arguments for the format", line) from None
+    except RecursionError:
+        raise HclError(f"{name}() calls itself without end", line) from None
 
 
 def _try(name: str, arg_nodes: list[Any], scope: Scope, line: int) -> Any:
@@ -688,6 +703,13 @@ def _format(fmt: Any, *args: Any) -> str:
         raise HclError(f"format verb %{verb} is not evaluated by ci-layers")
 
     return re.sub(r"%([-+# 0]*\d*(?:\.\d+)?)([a-zA-Z%])", one, fmt)
+
+
+def _jsonencode(value: Any) -> str:
+    """As Go's encoding/json writes cty's value: object keys sorted, `<`, `>` and `&`
+    escaped, other characters as they are."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _sanitize(s: Any) -> str:
@@ -858,7 +880,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "int": _int_of,
     "join": _join,
     "jsondecode": lambda s: json.loads(_str(s)),
-    "jsonencode": lambda v: json.dumps(v, separators=(",", ":")),
+    "jsonencode": lambda v: _jsonencode(v),
     "keys": lambda m: sorted(m) if isinstance(m, dict) else _bad_num(m, 0),
     "length": _length,
     "lessthan": lambda a, b: _num(a, 0) < _num(b, 0),

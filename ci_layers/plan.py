@@ -10,6 +10,7 @@ and from the definition fields its key recipe differs in.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -419,6 +420,8 @@ class _End:
     def _parts(self) -> tuple[str, ...] | None:
         if self.text is None or self.spec_rel is None or not self.tree:
             return None
+        if re.search(r"^bake\s*:", self.text, re.M):
+            return None  # bake files read the environment: their reading is kept instead
         digest = hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()
         return (digest, self.spec_rel, self.tree)
 

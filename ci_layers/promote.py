@@ -60,6 +60,8 @@ def promote(
     sources: dict[str, str] = {}
     for name, lp in plan.layers.items():
         layer = spec.graph[name]
+        if layer.dockerfile is not None and layer.dockerfile.local:
+            continue  # an untagged bake target: nothing to release
         if layer.dockerfile is not None:
             sources[name] = key_tag(layer.origin, lp.key)
         elif release_tags(spec, name):

@@ -189,8 +189,9 @@ def test_files_merge_as_dash_f_a_dash_f_b() -> None:
         ('target "a" {\n  tags = [uper("x")]\n}\n', 2, "did you mean upper()?"),
         ('target "a" {\n  tags = [timestamp()]\n}\n', 2, "changes every second"),
         (
-            'target "a" {\n  inherits = ["b"]\n}\ntarget "b" {\n  inherits = ["a"]\n}\n',
-            4,
+            'target "a" {\n  inherits = ["b"]\n  tags = ["a"]\n}\n'
+            'target "b" {\n  inherits = ["a"]\n}\n',
+            5,
             "inherits cycle",
         ),
         ('target "a" {\n  tags = [NOPE]\n}\n', 2, "unknown variable 'NOPE'"),
@@ -468,3 +469,161 @@ def test_matrix_entries_of_bake_images_carry_their_named_contexts_and_labels(
     assert app["docker"]["build-contexts"] == f"base=docker-image://{R}/base:latest"
     assert app["docker"]["labels"] == "team=x"
     assert app["docker"]["context"] == "images/app"
+
+
+# --- what the review found ----------------------------------------------------------
+
+
+def test_a_plan_reads_the_environment_of_its_run(baked: GitRepo, monkeypatch) -> None:
+    """Each end of a comparison with bake files is computed again (not taken from what
+    a run under another environment kept)."""
+    before = baked.git("rev-parse", "HEAD")
+    baked.write("images/app/a", "2\n")
+    baked.commit("app")
+    code, out, err = run(baked, "bake", "--base", before, "--head", "HEAD")
+    assert code == 0, err
+    assert next(t["tags"] for t in json.loads(out)["target"].values())[0].startswith(R)
+    monkeypatch.setenv("REG", "registry.example.com/other")
+    code, out, err = run(baked, "bake", "--base", before, "--head", "HEAD")
+    assert code == 0, err
+    (tags,) = [t["tags"] for t in json.loads(out)["target"].values()]
+    assert tags[0].startswith("registry.example.com/other/app:ci-layers-")
+
+
+def test_inherits_of_blocks_of_one_name_are_joined_as_bake_appends_them() -> None:
+    a = 'target "x" {\n  args = { A = "1" }\n}\ntarget "y" {\n  args = { B = "2" }\n}\n'
+    a += 'target "app" {\n  inherits = ["x"]\n  tags = ["r/app"]\n}\n'
+    b = 'target "app" {\n  inherits = ["y"]\n}\n'
+    targets = {t.name: t for t in read_bake([("a.hcl", a), ("b.hcl", b)], targets=["app"])}
+    assert dict(targets["app"].args) == {"A": "1", "B": "2"}
+
+
+def test_the_last_group_of_a_name_wins_and_abstract_targets_are_no_images() -> None:
+    a = 'group "default" {\n  targets = ["a", "b"]\n}\ntarget "a" {}\ntarget "b" {}\n'
+    b = 'group "default" {\n  targets = ["b"]\n}\n'
+    assert [t.name for t in read_bake([("a.hcl", a), ("b.hcl", b)])] == ["b"]
+    text = 'target "_common" {\n  args = { A = "1" }\n}\n'
+    text += 'target "app" {\n  inherits = ["_common"]\n}\n'
+    assert [t.name for t in read_bake([("x.hcl", text)])] == ["app"]  # no default group
+
+
+def test_values_as_bake_has_them() -> None:
+    text = """
+variable "EMPTY" {}
+variable "LIST" { default = ["a"] }
+target "t" {
+  args = {
+    E = "[${EMPTY}]"
+    IS = equal(EMPTY, "")
+    BIG = 1e21
+    SMALL = 1.5e-7
+    J = jsonencode({ b = 1, a = "<" })
+    L = join(",", LIST)
+    CTX = BAKE_CMD_CONTEXT
+  }
+}
+"""
+    (t,) = read_bake([("d.hcl", text)], env={"LIST": "x, y"})
+    assert dict(t.args) == {
+        "E": "[]",
+        "IS": "true",
+        "BIG": "1000000000000000000000",
+        "SMALL": "0.00000015",
+        "J": '{"a":"\\u003c","b":1}',
+        "L": "x,y",
+        "CTX": ".",
+    }
+    data = {"target": {"t": [{"tags": ["r/t"]}, {"args": {"A": "1"}}]}}  # blocks as a list
+    (t,) = read_bake([("d.json", json.dumps(data))])
+    assert (t.tags, dict(t.args)) == (("r/t",), {"A": "1"})
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            'target "a" {\n  dockerfile-inline = <<EOT\nRUN %{ if true }x%{ endif }\nEOT\n}\n',
+            "directives",
+        ),
+        ('target "a" {\n  args = { A = [1] }\n}\n', "cannot be interpolated"),
+        ('target "a" {\n  args = { A = divide(1, 0) }\n}\n', "divide()"),
+        ('target "a" {\n  args = { A = format("%s %s", "x") }\n}\n', "format()"),
+        ('target "a" {\n  args = { A = pow(10, 400) }\n}\n', "pow()"),
+        (
+            'function "f" {\n  params = [x]\n  result = f(x)\n}\ntarget "a" {\n  args = { A = f(1) }\n}\n',
+            "calls itself",
+        ),
+        ('function "f" {\n  params = ["x"]\n  result = x\n}\ntarget "a" {}\n', "bare name"),
+        ('target "p" {\n  name = { a = 1 }\n  matrix = { v = [1] }\n}\n', "string"),
+    ],
+)
+def test_odd_values_are_located_errors_never_a_crash(text: str, said: str) -> None:
+    with pytest.raises(BakeError) as err:
+        read_bake([("d.hcl", text)])
+    assert said in err.value.message
+    assert err.value.file == "d.hcl"
+    assert err.value.line > 0
+
+
+def test_the_bake_output_writes_literal_dollars_as_bake_reads_them(git_repo: GitRepo) -> None:
+    git_repo.write("README", "images\n")
+    before = git_repo.commit("nothing yet")
+    git_repo.write("ci-layers.yaml", "version: 1\nbake:\n  - files: [docker-bake.hcl]\n")
+    git_repo.write(
+        "docker-bake.hcl",
+        'target "a" {\n  tags = ["r/a"]\n  labels = { home = "$${HOME}" }\n'
+        '  dockerfile-inline = "FROM busybox\\nRUN echo $${GREETING}\\n"\n}\n',
+    )
+    git_repo.commit("literal dollars")
+    code, out, err = run(git_repo, "bake", "--base", before, "--head", "HEAD")
+    assert code == 0, err
+    bake = json.loads(out)
+    (entry,) = bake["target"].values()
+    assert entry["labels"] == {"home": "$${HOME}"}
+    assert entry["dockerfile-inline"] == "FROM busybox\nRUN echo $${GREETING}\n"
+    # read back as bake reads it: the literal text again
+    (t,) = read_bake([("docker-bake.json", json.dumps(bake))])
+    assert dict(t.labels) == {"home": "${HOME}"}
+    assert t.dockerfile_inline == "FROM busybox\nRUN echo ${GREETING}\n"
+
+
+def test_a_remote_named_context_is_a_located_error(baked: GitRepo) -> None:
+    baked.write(
+        "docker-bake.hcl",
+        BAKE.replace(
+            'contexts = { base = "target:base" }',
+            'contexts = { src = "https://example.com/x.git#v1" }',
+        ),
+    )
+    baked.commit("remote context")
+    code, _out, err = run(baked, "validate")
+    assert code != 0
+    assert "docker-bake.hcl:21:1: error" in err
+    assert "its context src = 'https://example.com/x.git#v1' is not in the repository" in err
+
+
+def test_an_untagged_target_is_built_where_it_is_used_and_never_pushed(git_repo: GitRepo) -> None:
+    git_repo.write("ci-layers.yaml", "version: 1\nbake:\n  - files: [docker-bake.hcl]\n")
+    git_repo.write(
+        "docker-bake.hcl",
+        'group "default" {\n  targets = ["app"]\n}\n'
+        'target "base" {\n  context = "base"\n}\n'
+        'target "app" {\n  context = "app"\n  tags = ["r/app:1"]\n'
+        '  contexts = { base = "target:base" }\n}\n',
+    )
+    git_repo.write("base/Dockerfile", "FROM busybox\nCOPY f /f\n")
+    git_repo.write("base/f", "1\n")
+    git_repo.write("app/Dockerfile", "FROM base\nCOPY a /a\n")
+    git_repo.write("app/a", "1\n")
+    before = git_repo.commit("untagged base")
+    git_repo.write("app/a", "2\n")
+    git_repo.commit("app")
+    code, out, err = run(git_repo, "bake", "--base", before, "--head", "HEAD", "--publish")
+    assert code == 0, err
+    targets = json.loads(out)["target"]
+    assert targets["base"]["tags"] == []  # built by the same bake run, pushed nowhere
+    assert targets["r-app-1"]["contexts"] == {"base": "target:base"}
+    assert targets["r-app-1"]["tags"][0] == "r/app:1"
+    # a FROM base elsewhere is Docker Hub's base, not this target
+    code, out, err = run(git_repo, "graph", "--format", "json")
+    assert {x["name"] for x in json.loads(out)["layers"]} == {"base", "r/app:1"}
