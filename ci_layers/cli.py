@@ -16,6 +16,7 @@ import io
 import json
 import os
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from . import __version__
+from .atomic import write_atomic
 from .bakefile import DEFAULT_FILES as DEFAULT_BAKE_FILES
 from .changes import Comparison, GitHistory, changes_between, choose_comparison, read_event
 from .comment import plan_report
@@ -663,17 +665,27 @@ def _zero_config(root: Path) -> Path | None:
     if not found:
         return None
     text = "version: 1\nbake:\n  - files: [" + ", ".join(json.dumps(f) for f in found) + "]\n"
-    folder = (
-        Path(tempfile.gettempdir())
-        / "ci-layers-bake"
-        / hashlib.sha256(text.encode()).hexdigest()[:16]
-    )
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _private_dir() / hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder.mkdir(mode=0o700, exist_ok=True)
     path = folder / DEFAULT_SPEC
     if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
+        write_atomic(path, text.encode(), durable=False)
     _ZERO_CONFIG[path] = f"{', '.join(found)} (no {DEFAULT_SPEC}: the bake files are the spec)"
     return path
+
+
+def _private_dir() -> Path:
+    """This user's own folder in the shared temporary folder: made by us, not a link,
+    readable by nobody else; else a fresh one."""
+    folder = Path(tempfile.gettempdir()) / f"ci-layers-bake-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(folder)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+            return folder
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="ci-layers-bake-"))
 
 
 def _shown(spec_path: Path, spec_rel: str | None) -> str:
