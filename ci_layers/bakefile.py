@@ -27,15 +27,8 @@ from lark import Token, Tree
 
 from .hcleval import Function, HclError, Scope, evaluate, parse_hcl, template, to_text
 
-__all__ = ["DEFAULT_FILES", "BakeError", "BakeTarget", "read_bake"]
+__all__ = ["BakeError", "BakeTarget", "read_bake"]
 
-# What `docker buildx bake` reads with no -f (compose files aside), in its order.
-DEFAULT_FILES = (
-    "docker-bake.json",
-    "docker-bake.hcl",
-    "docker-bake.override.json",
-    "docker-bake.override.hcl",
-)
 
 # Attributes of a target that change what is built, and how bake merges each.
 _REPLACED = ("context", "dockerfile", "dockerfile-inline", "target", "tags", "platforms")

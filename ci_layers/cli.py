@@ -27,7 +27,6 @@ from typing import IO, Any, TextIO
 
 from . import __version__
 from .atomic import write_atomic
-from .bakefile import DEFAULT_FILES as DEFAULT_BAKE_FILES
 from .changes import Comparison, GitHistory, changes_between, choose_comparison, read_event
 from .comment import plan_report
 from .discover import resolve_dockerfiles
@@ -50,6 +49,7 @@ from .report import (
 from .resolver import DependencyResolver
 from .sources import broken_links
 from .spec import (
+    DEFAULT_BAKE_FILES,
     DEFAULT_SPEC,
     Spec,
     built_for,

@@ -18,11 +18,11 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from cachetools import LRUCache
 
 from . import memo
-from .bakerules import bake_images
 from .dockerfile import (
     BaseImage,
     DockerfileError,
@@ -248,7 +248,7 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
             continue
         rule = c.rule if override is None else _merge(c.rule, override)
         nodes[image] = (path, rule, values)
-    baked, problems = bake_images(spec, files) if spec.bake else ([], [])
+    baked, problems = _bake_images(spec, files) if spec.bake else ([], [])
     errors += problems
     for b in baked:  # a bake target: an image of its own, as a rule's is
         if b.image in nodes or b.image in own:
@@ -548,6 +548,13 @@ def _layer(
         platform=platform,
         image=image if image != name else None,
     )
+
+
+def _bake_images(spec: Spec, files: RepoFiles) -> tuple[list[Any], list[SpecError]]:
+    """The spec's bake targets; the HCL parser loads only for a spec that has some."""
+    from .bakerules import bake_images
+
+    return bake_images(spec, files)
 
 
 @dataclass(frozen=True)

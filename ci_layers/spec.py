@@ -51,6 +51,14 @@ __all__ = [
 ]
 
 DEFAULT_SPEC = "ci-layers.yaml"
+# What `docker buildx bake` reads with no -f (compose files aside), in its order: the spec
+# when there is no ci-layers.yaml.
+DEFAULT_BAKE_FILES = (
+    "docker-bake.json",
+    "docker-bake.hcl",
+    "docker-bake.override.json",
+    "docker-bake.override.hcl",
+)
 _SHELL = ("/bin/sh", "-c")
 
 

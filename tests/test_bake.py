@@ -627,3 +627,13 @@ def test_an_untagged_target_is_built_where_it_is_used_and_never_pushed(git_repo:
     # a FROM base elsewhere is Docker Hub's base, not this target
     code, out, err = run(git_repo, "graph", "--format", "json")
     assert {x["name"] for x in json.loads(out)["layers"]} == {"base", "r/app:1"}
+
+
+def test_the_hcl_parser_loads_only_for_bake_files() -> None:
+    """A plan without bake files pays nothing for them (lark's import is 45 ms)."""
+    import subprocess
+    import sys
+
+    code = "import sys, ci_layers.cli, ci_layers.plan; print('lark' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
