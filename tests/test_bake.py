@@ -637,3 +637,27 @@ def test_the_hcl_parser_loads_only_for_bake_files() -> None:
     code = "import sys, ci_layers.cli, ci_layers.plan; print('lark' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_action_plans_a_repository_that_has_only_bake_files(git_repo: GitRepo) -> None:
+    from .test_gha import run_gha
+
+    git_repo.write(
+        "docker-bake.hcl",
+        'group "default" {\n  targets = ["app"]\n}\n'
+        'target "app" {\n  context = "app"\n  tags = ["r/app:1"]\n  platforms = ["linux/amd64", "linux/arm64"]\n}\n',
+    )
+    git_repo.write("app/Dockerfile", "FROM busybox\nCOPY a /a\n")
+    git_repo.write("app/a", "1\n")
+    before = git_repo.commit("bake only")
+    git_repo.write("app/a", "2\n")
+    after = git_repo.commit("app")
+    event = {"ref": "refs/heads/main", "before": before, "after": after}
+    done, out, summary = run_gha(git_repo, "push", event)
+    assert done.returncode == 0, done.stdout + done.stderr
+    matrix = json.loads(out["matrix"])["include"]
+    assert sorted((e["name"], e["runner"]) for e in matrix) == [
+        ("r/app:1 (linux/amd64)", "ubuntu-24.04"),
+        ("r/app:1 (linux/arm64)", "ubuntu-24.04-arm"),
+    ]
+    assert "2 of 2" in summary
