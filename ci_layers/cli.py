@@ -140,6 +140,14 @@ def cmd_explain(
     against: str,
     out: TextIO,
 ) -> int:
+    builds = _builds(spec, layer)
+    if len(builds) > 1:
+        raise UsageError(
+            f"'{layer}' is built for several platforms: explain one build of it ("
+            + ", ".join(f"'{b}'" for b in builds)
+            + ")"
+        )
+    layer = builds[0]
     DependencyResolver(spec.graph).build_order(layer)  # an unknown name fails here, clearly
     old_files = tree_files(root, against)
     if spec_rel is None:
@@ -769,9 +777,11 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         case "graph":
             return cmd_graph(spec=spec, fmt=fmt, out=out)
         case "order":
-            return cmd_order(spec=spec, targets=args.targets, fmt=fmt, out=out)
+            targets = [b for t in args.targets for b in _builds(spec, t)]
+            return cmd_order(spec=spec, targets=targets, fmt=fmt, out=out)
         case "affected":
-            return cmd_affected(spec=spec, changed=args.changed, fmt=fmt, out=out)
+            changed = [b for t in args.changed for b in _builds(spec, t)]
+            return cmd_affected(spec=spec, changed=changed, fmt=fmt, out=out)
         case "lint":
             return cmd_lint(
                 spec=spec,
@@ -933,6 +943,16 @@ def _build_commands(
         run_timeout=run_timeout,
         max_root_bytes=max_root,
     )
+
+
+def _builds(spec: Spec, name: str) -> list[str]:
+    """What a name on the command line means in the graph: a layer, an image or tag of
+    one, or every platform's build of a layer or image built for several."""
+    found = spec.layer_named(name) or name
+    if found in spec.layers:
+        return [found]
+    builds = [n for n, x in spec.layers.items() if x.origin == found]
+    return builds or [name]  # an unknown name: the resolver says so
 
 
 def _host_platform() -> str:

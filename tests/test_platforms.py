@@ -868,3 +868,23 @@ def test_a_runner_may_be_a_group_as_runs_on_takes_it() -> None:
 
     inputs = inputs_from_env({"INPUT_RUNNERS": "linux/arm64: {group: arm, labels: [big]}"})
     assert inputs.runners == {"linux/arm64": {"group": "arm", "labels": ["big"]}}
+
+
+def test_order_and_affected_take_an_image_built_for_several_platforms(multi: GitRepo) -> None:
+    code, out, err = run(multi, "affected", R + "base", "--format", "json")
+    assert code == 0, err
+    found = json.loads(out)
+    assert found["changed"] == [R + "base (linux/amd64)", R + "base (linux/arm64)"]
+    assert R + "app (linux/arm64)" in found["affected"]
+    code, out, err = run(multi, "order", R + "app", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["order"][-2:] == [R + "app (linux/amd64)", R + "app (linux/arm64)"]
+
+
+def test_explain_asks_which_build_of_a_multi_platform_image(multi: GitRepo) -> None:
+    code, _out, err = run(multi, "explain", R + "app", "--against", "HEAD")
+    assert code == 2
+    assert f"'{R}app (linux/amd64)', '{R}app (linux/arm64)'" in err
+    code, out, err = run(multi, "explain", R + "app (linux/arm64)", "--against", "HEAD")
+    assert code == 0, err
+    assert "app (linux/arm64)" in out
