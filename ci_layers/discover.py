@@ -411,17 +411,17 @@ def _layer(
     else:
         real = follow_symlinks(files, path)  # a symlinked Dockerfile is read through the link
         raw = files.read(real) if real else None
-    if raw is None and rule.bake_target is not None:
+    if raw is None:  # a bake target says so where the target is written
+        baked = rule.bake_target is not None
         errors.append(
             SpecError(
-                f"bake target '{rule.bake_target}': its Dockerfile {path} does not exist",
-                where=rule.where or Location(path),
+                f"bake target '{rule.bake_target}': its Dockerfile {path} does not exist"
+                if baked
+                else "cannot read the Dockerfile",
+                where=(rule.where if baked else None) or Location(path),
                 layer=name,
             )
         )
-        return None
-    if raw is None:
-        errors.append(SpecError("cannot read the Dockerfile", where=Location(path), layer=name))
         return None
     written = _fill(rule.context, values) if rule.context else posixpath.dirname(path)
     context = posixpath.normpath("/" + written).lstrip("/")  # `/images/x` is the repo's

@@ -14,11 +14,12 @@ build is listed, and fails the command unless `allow_missing`.
 
 from __future__ import annotations
 
+import functools
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .docker import key_tag, release_tags
 from .errors import RegistryError, UsageError
@@ -26,6 +27,8 @@ from .plan import Plan
 from .spec import Spec
 
 if TYPE_CHECKING:
+    from .oci.registry import Registry
+    from .oci.store import OciStore
     from .oci.transfer import TransferStats
 
 __all__ = ["Promotion", "promote"]
@@ -86,6 +89,7 @@ def promote(
             joined.setdefault(spec.graph[name].origin, []).append(name)
     with tempfile.TemporaryDirectory(prefix="ci-layers-promote-") as tmp:
         staging = OciStore(Path(tmp))
+        how: dict[str, Any] = {"registry": registry, "stats": stats, "staging": staging}
         for image, names in joined.items():
             builds = []
             for name in names:
@@ -105,47 +109,50 @@ def promote(
                 continue
             shown = f"{len(builds)} platforms' builds"
             for target in release_tags(spec, names[0]):
-                dst = Reference.parse(target, what=f"{image}'s release tag")
-                try:
-                    digest, what = join_index(
-                        builds,
-                        registry(dst.host),
-                        dst.repository,
-                        dst.ref,
-                        stats=stats,
-                        staging=staging,
-                        dry_run=dry_run,
-                    )
-                except RegistryError as exc:
-                    raise RegistryError(f"{image}: {target}: {exc}") from None
-                if dry_run and what != "already":
-                    what = f"would be {what}"
-                done.append(Promotion(image, shown, target, what, str(digest)))
+                put = functools.partial(join_index, builds)
+                done.append(_one(image, shown, target, put, dry_run=dry_run, **how))
         for name, source in sources.items():
             src = Reference.parse(source, what=f"{name}'s hand-off tag")
+            put = functools.partial(copy_image, registry(src.host), src.repository, src.ref)
             for target in release_tags(spec, name):
-                dst = Reference.parse(target, what=f"{name}'s release tag")
-                try:
-                    digest, what = copy_image(
-                        registry(src.host),
-                        src.repository,
-                        src.ref,
-                        registry(dst.host),
-                        dst.repository,
-                        dst.ref,
-                        stats=stats,
-                        staging=staging,
-                        dry_run=dry_run,
-                    )
-                except RegistryError as exc:
-                    if exc.status != 404 or "no such manifest" not in str(exc):
-                        raise RegistryError(f"{name}: {target}: {exc}") from None
-                    done.append(Promotion(name, source, target, "missing"))
+                done.append(_one(name, source, target, put, dry_run=dry_run, **how))
+                if done[-1].done == "missing":
                     break  # no build: its other tags say nothing more
-                if dry_run and what != "already":
-                    what = f"would be {what}"
-                done.append(Promotion(name, source, target, what, str(digest)))
     return _report(done, stats, allow_missing=allow_missing, dry_run=dry_run, out=out)
+
+
+def _one(
+    image: str,
+    shown: str,
+    target: str,
+    put: Callable[..., tuple[Any, str]],
+    *,
+    registry: Callable[[str], Registry],
+    stats: TransferStats,
+    staging: OciStore,
+    dry_run: bool,
+) -> Promotion:
+    """One release tag put (`put(dst registry, repository, tag, …)`): what was done, or
+    "missing" when the build it comes from is not there."""
+    from .oci.reference import Reference
+
+    dst = Reference.parse(target, what=f"{image}'s release tag")
+    try:
+        digest, what = put(
+            registry(dst.host),
+            dst.repository,
+            dst.ref,
+            stats=stats,
+            staging=staging,
+            dry_run=dry_run,
+        )
+    except RegistryError as exc:
+        if exc.status == 404 and "no such manifest" in str(exc):
+            return Promotion(image, shown, target, "missing")
+        raise RegistryError(f"{image}: {target}: {exc}") from None
+    if dry_run and what != "already":
+        what = f"would be {what}"
+    return Promotion(image, shown, target, what, str(digest))
 
 
 def _report(

@@ -279,15 +279,36 @@ def copy_image(
     digest and what was done: "already", "moved from sha256:…", or "put"."""
     data, media, digest = src.get_manifest(src_repo, ref)
     where = f"{src.host}/{src_repo}:{ref}"
+
+    def first() -> None:  # what the manifest references, where the tag goes
+        if src.host != dst.host or src_repo != dst_repo:
+            tree = _parse(data, where)
+            _copy_tree(src, src_repo, dst, dst_repo, tree, media, where, stats, staging)
+
+    return _tag(dst, dst_repo, tag, (data, media, digest), first, stats=stats, dry_run=dry_run)
+
+
+def _tag(
+    dst: Registry,
+    dst_repo: str,
+    tag: str,
+    manifest: tuple[bytes, str, Digest],
+    first: Callable[[], None],
+    *,
+    stats: TransferStats,
+    dry_run: bool,
+) -> tuple[Digest, str]:
+    """Put `manifest` (bytes, media type, digest) under `dst_repo:tag` after `first()`
+    copied what it references; a tag naming it already is left alone, and the tag is
+    read back. Returns the digest and "already", "put" or "moved from sha256:…"."""
+    data, media, digest = manifest
     current = dst.manifest_descriptor(dst_repo, tag)
     if current is not None and current.digest == digest:
         return digest, "already"
     done = "put" if current is None else f"moved from {current.digest}"
     if dry_run:
         return digest, done
-    same_repo = src.host == dst.host and src_repo == dst_repo
-    if not same_repo:
-        _copy_tree(src, src_repo, dst, dst_repo, _parse(data, where), media, where, stats, staging)
+    first()
     dst.put_manifest(dst_repo, tag, data, media)
     stats.add(manifests=1)
     now = dst.manifest_descriptor(dst_repo, tag)
@@ -426,28 +447,19 @@ def join_index(
     index_media = _DOCKER_LIST if docker else _OCI_INDEX
     index = {"schemaVersion": 2, "mediaType": index_media, "manifests": list(entries.values())}
     body = json.dumps(index, separators=(",", ":")).encode()
-    digest = Digest.of(body)
-    current = dst.manifest_descriptor(dst_repo, tag)
-    if current is not None and current.digest == digest:
-        return digest, "already"
-    done = "put" if current is None else f"moved from {current.digest}"
-    if dry_run:
-        return digest, done
-    for b, manifest, media, data, child in sources:
-        if (b.registry.host, b.repo) == (dst.host, dst_repo):
-            continue  # the manifests are there, by digest
-        where = f"{b.registry.host}/{b.repo}:{b.ref}"
-        _copy_tree(b.registry, b.repo, dst, dst_repo, manifest, media, where, stats, staging)
-        if dst.manifest_descriptor(dst_repo, str(child)) is None:
-            dst.put_manifest(dst_repo, str(child), data, media)
-            stats.add(manifests=1)
-    dst.put_manifest(dst_repo, tag, body, index_media)
-    stats.add(manifests=1)
-    now = dst.manifest_descriptor(dst_repo, tag)
-    if now is None or now.digest != digest:
-        got = now.digest if now is not None else "nothing"
-        raise RegistryError(f"{dst.host}/{dst_repo}:{tag}: names {got} after the PUT, not {digest}")
-    return digest, done
+
+    def first() -> None:  # every build's manifest, by digest, where the index goes
+        for b, manifest, media, data, child in sources:
+            if (b.registry.host, b.repo) == (dst.host, dst_repo):
+                continue  # the manifests are there, by digest
+            where = f"{b.registry.host}/{b.repo}:{b.ref}"
+            _copy_tree(b.registry, b.repo, dst, dst_repo, manifest, media, where, stats, staging)
+            if dst.manifest_descriptor(dst_repo, str(child)) is None:
+                dst.put_manifest(dst_repo, str(child), data, media)
+                stats.add(manifests=1)
+
+    made = (body, index_media, Digest.of(body))
+    return _tag(dst, dst_repo, tag, made, first, stats=stats, dry_run=dry_run)
 
 
 def _said(platform: Any) -> str:
