@@ -3,29 +3,16 @@ them, planned over real git histories, read at each end of the comparison."""
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
 
 from ci_layers.bakefile import BakeError, read_bake
-from ci_layers.cli import main
 
 from .gitrepo import GitRepo
+from .test_dockerfiles import plan, run
 
 R = "ghcr.io/acme"
-
-
-def run(repo: GitRepo, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main([*args, "-C", str(repo.root)], out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-def plan(repo: GitRepo, base: str) -> dict:
-    code, out, err = run(repo, "plan", "--format", "json", "--base", base, "--head", "HEAD")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def affected(repo: GitRepo, base: str) -> list[str]:

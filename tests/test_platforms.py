@@ -3,20 +3,19 @@ BuildKit's platform args make of it, each on its platform's runner, joined by pr
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from ci_layers.cli import main
 from ci_layers.errors import SpecInvalid
 from ci_layers.platforms import PlatformError, parse_platform, platform_args
 from ci_layers.spec import parse_spec
 
 from .conftest import require
 from .gitrepo import GitRepo
+from .test_dockerfiles import plan, run
 
 R = "registry.example.com/acme/"
 
@@ -46,18 +45,6 @@ TOOL = (
     "RUN echo built for $TARGETARCH\n"
 )
 APP = f"FROM {R}base\nCOPY app.txt /app.txt\n"  # never names the platform
-
-
-def run(repo: GitRepo, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main([*args, "-C", str(repo.root)], out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-def plan(repo: GitRepo, base: str, *extra: str) -> dict:
-    code, out, err = run(repo, "plan", "--format", "json", "--base", base, "--head", "HEAD", *extra)
-    assert code == 0, err
-    return json.loads(out)
 
 
 @pytest.fixture
