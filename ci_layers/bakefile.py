@@ -25,7 +25,7 @@ from typing import Any
 
 from lark import Token, Tree
 
-from .hcleval import Function, HclError, Scope, evaluate, parse_hcl, template, to_text
+from .hcleval import MISSING, Function, HclError, Scope, evaluate, parse_hcl, template, to_text
 
 __all__ = ["BakeError", "BakeTarget", "read_bake"]
 
@@ -260,8 +260,6 @@ class _Resolver:
         return out
 
     def _lookup(self, name: str) -> Any:
-        from .hcleval import _MISSING
-
         if name in self.values:
             if self.values[name] is _STARTED:
                 raise HclError(f"variable '{name}' refers to itself")
@@ -269,7 +267,7 @@ class _Resolver:
         block = self.variables.get(name)
         top = self.d.top.get(name)
         if block is None and top is None:
-            return _MISSING
+            return MISSING
         self.values[name] = _STARTED
         try:
             value = self._variable(name, block, top)

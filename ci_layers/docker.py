@@ -15,6 +15,7 @@ import posixpath
 import re
 from typing import Any
 
+from .graph import DockerfileNode
 from .plan import Plan
 from .refs import context_name
 from .spec import Spec
@@ -42,15 +43,7 @@ def _redirects(plan: Plan, spec: Spec, name: str) -> tuple[dict[str, str], dict[
     """(build contexts, build args) that send a child to its rebuilt parents."""
     node = spec.graph[name].dockerfile
     assert node is not None
-    # a bake target's own named contexts; a `target:` link to an image not rebuilt is
-    # that image as published (one rebuilt is pointed at its hand-off tag below)
-    contexts: dict[str, str] = {
-        name: f"docker-image://{value.removeprefix('target:')}"
-        if value.startswith("target:")
-        else value
-        for name, value in node.contexts
-        if not _local(spec, value)  # an untagged target: only a bake run builds it
-    }
+    contexts = _own_contexts(spec, node)  # a rebuilt parent is redirected below
     args: dict[str, str] = {}
     for ref, dep in node.bases:
         if plan.layers[dep].status not in ("rebuild", "reused"):
@@ -129,6 +122,19 @@ def docker_inputs(plan: Plan, spec: Spec, name: str, *, publish: bool = False) -
     return inputs
 
 
+def _own_contexts(spec: Spec, node: DockerfileNode) -> dict[str, str]:
+    """A bake target's own named contexts: a `target:` link is that image as published
+    (a rebuilt one is redirected by the caller); a link to an untagged target is left
+    out, as only a bake run builds it."""
+    return {
+        name: f"docker-image://{value.removeprefix('target:')}"
+        if value.startswith("target:")
+        else value
+        for name, value in node.contexts
+        if not _local(spec, value)
+    }
+
+
 def _local(spec: Spec, context: str) -> bool:
     """Whether a named context links an untagged bake target."""
     linked = context.removeprefix("target:")
@@ -188,11 +194,7 @@ def bake_file(plan: Plan, spec: Spec, *, publish: bool = False) -> dict[str, Any
             entry["platforms"] = [platform]
         if spec.graph[name].build_args:
             entry["args"] = dict(spec.graph[name].build_args)
-        contexts = {  # a bake target's own, then its rebuilt parents
-            n: f"docker-image://{v.removeprefix('target:')}" if v.startswith("target:") else v
-            for n, v in node.contexts
-            if not _local(spec, v)
-        }
+        contexts = _own_contexts(spec, node)  # then its rebuilt parents
         contexts.update(
             (context_name(ref), f"target:{targets[dep]}")
             for ref, dep in node.bases

@@ -160,7 +160,7 @@ def _variable(name: str, scope: Scope, line: int) -> Any:
         return scope.variables[name]
     if scope.lazy is not None:
         found = scope.lazy(name)
-        if found is not _MISSING:
+        if found is not MISSING:
             return found
     if name in ("target", "group", "variable", "function"):
         raise HclError(
@@ -171,7 +171,7 @@ def _variable(name: str, scope: Scope, line: int) -> Any:
     raise HclError(f"unknown variable '{name}'{hint}", line)
 
 
-_MISSING = object()
+MISSING = object()  # what a Scope's `lazy` returns for a name it does not know
 
 
 def _expr_term(node: Node, scope: Scope) -> Any:
@@ -839,10 +839,6 @@ def _indent(n: Any, s: Any) -> str:
     return _str(s).replace("\n", "\n" + pad)
 
 
-def _semvercmp(version: Any, constraint: Any) -> bool:
-    raise HclError("semvercmp() is not evaluated by ci-layers")
-
-
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "absolute": lambda n: _tidy(abs(_num(n, 0))),
     "add": lambda a, b: _tidy(_num(a, 0) + _num(b, 0)),
@@ -908,7 +904,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "reverse": lambda s: _str(s)[::-1],
     "reverselist": lambda lst: _list(lst)[::-1],
     "sanitize": _sanitize,
-    "semvercmp": _semvercmp,
     "sethaselement": lambda s, v: any(_equal(x, v) for x in _list(s)),
     "setintersection": lambda a, *bs: [
         x for x in _distinct(a) if all(any(_equal(x, y) for y in _list(b)) for b in bs)
@@ -936,7 +931,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "urlencode": lambda s: __import__("urllib.parse").parse.quote(_str(s), safe=""),
     "values": lambda m: [m[k] for k in sorted(m)] if isinstance(m, dict) else _bad_num(m, 0),
 }
-FUNCTIONS.pop("semvercmp")
 
 _REFUSED = {
     "timestamp": "changes every second: a key cannot depend on it",
