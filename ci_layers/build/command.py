@@ -83,18 +83,6 @@ def _target(spec: Spec, written: str, platform: str) -> str:
     return node
 
 
-def _needed(spec: Spec, names: Sequence[str]) -> list[str]:
-    """Every layer the named ones are built on or copy from, transitively."""
-    seen: list[str] = []
-    todo = [n for n in names if n in spec.layers]
-    while todo:
-        for dep in spec.layers[todo.pop()].dependencies:
-            if dep not in seen:
-                seen.append(dep)
-                todo.append(dep)
-    return seen
-
-
 def cmd_build(
     *,
     spec: Spec,
@@ -142,7 +130,8 @@ def cmd_build(
             if spec.graph[n].dockerfile is None
             and (spec.graph[n].platform or DEFAULT_PLATFORM) == platform
         ]
-    for name in [*names, *(n for n in _needed(spec, names) if n not in names)]:
+    below = spec.graph.closure_up([n for n in names if n in spec.graph])  # what they need
+    for name in [*names, *sorted(below - set(names))]:
         layer = spec.layers.get(name)
         built = (layer.platform if layer else None) or DEFAULT_PLATFORM
         if layer is not None and layer.dockerfile is None and built != platform:
