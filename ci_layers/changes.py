@@ -29,7 +29,6 @@ __all__ = [
     "GitHistory",
     "changes_between",
     "choose_comparison",
-    "files_at_base",
     "read_event",
 ]
 
@@ -254,32 +253,6 @@ def _digest(mode: str, oid: str) -> str | None:
         return None
     kind = "commit" if mode == GITLINK else "blob"
     return f"{mode} {kind} {oid}"
-
-
-def files_at_base(head: RepoFiles, changes: ChangeSet, *, trees: dict[str, str]) -> RepoFiles:
-    """The base commit's files: head's listing with the diff undone. Exact, since the raw
-    diff names every path whose mode or content differs, with both sides' ids; `trees`
-    (the base's directories, from a trees-only listing) are not in the diff."""
-    entries = dict(head.entries)
-    moved = False
-    for c in changes.changes:
-        if c.old_path is not None:  # a rename: gone from its new path, back at its old
-            entries.pop(c.path, None)
-            if c.old is not None:
-                entries[c.old_path] = c.old
-            moved = True
-        elif c.old is None:
-            entries.pop(c.path, None)
-            moved = True
-        else:
-            moved = moved or c.path not in entries
-            entries[c.path] = c.old
-    if not moved:  # the same paths: reuse the sorted list
-        files = RepoFiles({}, trees=trees, rev=changes.comparison.base)
-        files.entries, files.paths = entries, head.paths
-    else:
-        files = RepoFiles(dict(sorted(entries.items())), trees=trees, rev=changes.comparison.base)
-    return files
 
 
 def changes_between(old: RepoFiles, new: RepoFiles, comparison: Comparison) -> ChangeSet:

@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from . import memo
-from .changes import ChangeSet, Comparison, GitHistory, changes_between, files_at_base
+from .changes import ChangeSet, Comparison, GitHistory, changes_between
 from .discover import resolve_dockerfiles
 from .errors import SpecInvalid
 from .graph import ImageLayer, LayerGraph
 from .keys import LayerKey, compute_keys
+from .lazytree import TreeStore, lazy_tree_files
 from .mapping import cache_break, definition_changes, paths_read_at_either_end
 from .platforms import DEFAULT_PLATFORM
 from .refs import pushed_as
-from .repo import RepoFiles, attach_reader, read_at, tree_dirs, tree_files, worktree_files
+from .repo import RepoFiles, read_at, tree_files, worktree_files
 from .resolver import DependencyResolver
 from .sources import broken_links, input_globs
 from .spec import Spec, parse_spec
@@ -329,30 +330,35 @@ def make_plan(
     history: GitHistory,
 ) -> Plan:
     """Load the spec and files at both ends of `comparison` and build the Plan."""
-    # The three git reads are independent: run them at once (git works while Python
-    # parses the other listing).
-    # Between two commits, the base's files are head's listing with the diff undone (only
-    # its directories are listed); against the working tree, both are listed.
-    both_commits = comparison.base is not None and comparison.head is not None
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        head_job = (
-            pool.submit(worktree_files, root)
-            if comparison.head is None
-            else pool.submit(tree_files, root, comparison.head)
-        )
-        base_job = None
-        if comparison.base is not None:
-            lister = tree_dirs if both_commits else tree_files
-            base_job = pool.submit(lister, root, comparison.base)
-        diff_job = pool.submit(history.diff, comparison) if both_commits else None
+    if comparison.base is not None and comparison.head is not None:
+        # Two commits: each tree is read only as far as the plan looks (lazytree.py),
+        # and what changed comes from git's diff, run meanwhile.
+        with TreeStore(root) as store:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                diff_job = pool.submit(history.diff, comparison)
+                head = lazy_tree_files(root, comparison.head, store)
+                base = lazy_tree_files(root, comparison.base, store)
+                diff = diff_job.result()
+            return _plan_ends(root, spec, spec_rel, comparison, head, base, diff)
+    # Against the working tree, both ends are listed and compared.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        head_job = pool.submit(worktree_files, root)
+        base_job = pool.submit(tree_files, root, comparison.base) if comparison.base else None
         head_files = head_job.result()
-        base_listing = base_job.result() if base_job else None
-        diff = diff_job.result() if diff_job else None
-    base_files: RepoFiles | None = None
-    if diff is not None and isinstance(base_listing, dict):
-        base_files = attach_reader(root, files_at_base(head_files, diff, trees=base_listing))
-    elif isinstance(base_listing, RepoFiles):
-        base_files = base_listing
+        base_files = base_job.result() if base_job else None
+    return _plan_ends(root, spec, spec_rel, comparison, head_files, base_files, None)
+
+
+def _plan_ends(
+    root: Path,
+    spec: Spec | Callable[[], Spec],
+    spec_rel: str | None,
+    comparison: Comparison,
+    head_files: RepoFiles,
+    base_files: RepoFiles | None,
+    diff: ChangeSet | None,
+) -> Plan:
+    """The plan from both ends' files (and git's diff between two commits)."""
     head_text = None
     if comparison.head is not None and spec_rel is not None:
         head_text = read_at(root, comparison.head, spec_rel)

@@ -34,7 +34,6 @@ __all__ = [
     "find_repo_root",
     "git_reason",
     "read_at",
-    "tree_dirs",
     "tree_files",
     "worktree_files",
 ]
@@ -192,20 +191,6 @@ def _verify_commit(g: git.Git, rev: str, *, kind: str = "commit") -> str:
         "(a shallow clone may need more history)",
         rev=rev,
     )
-
-
-def tree_dirs(root: Path, rev: str) -> dict[str, str]:
-    """Directory path -> tree id of commit `rev` ("" is the root), from git's trees alone."""
-    g = _git(root)
-    oid = _verify_commit(g, rev)
-    try:
-        out = g.ls_tree("-r", "-d", "-z", "--full-tree", oid, stdout_as_string=False)
-        root_tree = str(g.rev_parse(f"{oid}^{{tree}}"))
-    except git.GitCommandError as exc:
-        raise GitError(f"cannot read the tree of '{rev}': {git_reason(exc)}", rev=rev) from None
-    dirs = parse_ls_tree(out, rev=rev).trees
-    dirs[""] = root_tree
-    return dirs
 
 
 def attach_reader(root: Path, files: RepoFiles) -> RepoFiles:

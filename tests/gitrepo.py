@@ -23,10 +23,16 @@ class GitRepo:
         self.git("init", "-q", "-b", "main")
         self.git("config", "commit.gpgsign", "false")
 
-    def git(self, *args: str) -> str:
+    def git(self, *args: str, input_text: str | None = None) -> str:
         env = {**os.environ, **_ENV, "HOME": str(self.root.parent)}
         done = subprocess.run(
-            ["git", *args], cwd=self.root, env=env, capture_output=True, text=True, check=False
+            ["git", *args],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            input=input_text,
         )
         if done.returncode:
             raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")

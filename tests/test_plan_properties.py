@@ -12,11 +12,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ci_layers.changes import Comparison, GitHistory, files_at_base
 from ci_layers.cli import main
 from ci_layers.graph import ImageLayer
 from ci_layers.keys import compute_keys
-from ci_layers.repo import tree_dirs, tree_files
+from ci_layers.lazytree import TreeStore, lazy_tree_files
+from ci_layers.repo import tree_files
 from ci_layers.spec import parse_spec
 
 from .dags import brute_descendants, dags
@@ -106,18 +106,14 @@ def test_plan_matches_brute_force_and_keys(layers: list[ImageLayer], ops: list) 
         touched = {o for p in changed if (o := owner(p)) in names} | edited
         assert set(affected) == brute_descendants(layers, touched)
 
-        # the base listing rebuilt from head and the diff is exactly git's own
-        history = GitHistory(repo.root)
-        comparison = Comparison(base, repo.git("rev-parse", "HEAD"), "range", "test")
-        rebuilt = files_at_base(
-            tree_files(repo.root, "HEAD"),
-            history.diff(comparison),
-            trees=tree_dirs(repo.root, base),
-        )
-        listed = tree_files(repo.root, base)
-        assert rebuilt.entries == listed.entries
-        assert rebuilt.paths == listed.paths
-        assert rebuilt.trees == listed.trees
+        # the lazily read trees the plan used answer as full listings do, at both ends
+        with TreeStore(repo.root) as store:
+            for rev in (base, "HEAD"):
+                lazy, listed = lazy_tree_files(repo.root, rev, store), tree_files(repo.root, rev)
+                for p in [*listed.paths, *listed.trees, *changed]:
+                    assert lazy.entries.get(p) == listed.entries.get(p)
+                    assert lazy.trees.get(p) == listed.trees.get(p)
+                assert list(lazy.under("files/")) == list(listed.under("files/"))
 
         old = compute_keys(parse_spec(spec_for(layers, set())), tree_files(repo.root, base))
         new = compute_keys(parse_spec(spec_for(layers, edited)), tree_files(repo.root, "HEAD"))

@@ -1,0 +1,326 @@
+"""A commit's tree, read only as far as a plan looks into it.
+
+A full `git ls-tree -r` of a 200,000-file monorepo costs more than the rest of a plan,
+but a plan mostly asks for a few hundred folders' tree ids (a copied folder is keyed
+by its tree id, never listed) and a few files. `LazyFiles` answers the same questions
+as a listed `RepoFiles`, byte for byte, reading tree objects by id through one
+pipelined `git cat-file --batch` as it goes:
+
+- a path's digest or a folder's tree id reads the folders along the path;
+- `under(prefix)` reads that subtree and no other;
+- anything over the whole tree (`paths`, `named`, `gitlinks`, iterating) lists it all
+  once, with `ls-tree -r`, and is a plain `RepoFiles` from then on.
+
+When a folder is read, its sibling folders are read in the same round trip: the
+folders a spec names usually sit side by side (`services/*/src`), so this turns
+thousands of round trips into one per depth. Tree objects are kept by id for the
+process, so a plan's base and head read every folder they share once.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO
+
+import git
+
+from .errors import GitError
+from .repo import RepoFiles, _git, _tree_files, _verify_commit, attach_reader, git_reason
+
+__all__ = ["LazyFiles", "TreeStore", "lazy_tree_files"]
+
+# "<mode> <name>\0<20-byte id>", as git writes a tree object
+_ENTRY = re.compile(rb"([0-7]+) ([^\0]*)\0(.{20})", re.S)
+_CHUNK = 1000  # ids per write: 41 KB, under a pipe's 64 KB, so neither side blocks
+_KINDS = {"40000": "tree", "160000": "commit"}
+
+Listing = dict[str, str]  # name -> "<mode> <type> <id>" as ls-tree prints it
+
+
+class TreeStore:
+    """Tree objects of one repository by id, parsed once, read through one `git cat-file
+    --batch` kept open until `close` (a plan's two ends share one)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.parsed: dict[str, Listing] = {}
+        self.read_count = 0  # tree objects read from git (tests hold the laziness)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def listings(self, oids: list[str], paths: list[str] | None = None) -> list[Listing]:
+        """The parsed trees `oids` (the folders `paths`, for errors), reading those not
+        read before in one round trip."""
+        with self._lock:
+            wanted = list(dict.fromkeys(o for o in oids if o not in self.parsed))
+            try:
+                for i in range(0, len(wanted), _CHUNK):
+                    self._read(wanted[i : i + _CHUNK])
+            except _Missing as missing:
+                where = dict(zip(oids, paths or [], strict=False)).get(missing.oid)
+                folder = f"folder '{where or '.'}'" if where is not None else "a folder"
+                raise GitError(
+                    f"git cannot read tree {missing.oid} ({folder} of {self.root}): it is "
+                    "missing from this clone; fetch the commits the plan compares"
+                ) from None
+            return [self.parsed[o] for o in oids]
+
+    def _read(self, oids: list[str]) -> None:
+        proc = self._process()
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        try:
+            asked = "".join(o + "\n" for o in oids).encode()
+            # written beside the reading: git stops reading once its answers fill the pipe
+            writer = threading.Thread(target=_write, args=(proc.stdin, asked), daemon=True)
+            writer.start()
+            for oid in oids:
+                header = proc.stdout.readline().split()
+                if len(header) != 3 or header[1] != b"tree":
+                    self.close()  # answers still in the pipe: the next read starts afresh
+                    raise _Missing(oid)
+                size = int(header[2])
+                data = proc.stdout.read(size + 1)[:size]
+                self.parsed[oid] = _parse_tree(data)
+                self.read_count += 1
+            writer.join()
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise GitError(f"cannot read the trees of {self.root}: {exc}") from None
+
+    def _process(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            try:
+                self._proc = subprocess.Popen(
+                    ["git", "cat-file", "--batch"],
+                    cwd=self.root,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
+            except OSError as exc:
+                raise GitError(f"cannot run git cat-file: {exc}") from None
+        return self._proc
+
+    def close(self) -> None:
+        """Stop the git process (a later read starts another)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            for pipe in (proc.stdin, proc.stdout):
+                try:
+                    if pipe is not None:
+                        pipe.close()
+                except OSError:
+                    pass
+            proc.wait()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __enter__(self) -> TreeStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _write(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.flush()
+    except (OSError, ValueError):
+        pass  # git is gone: the reader says so
+
+
+class _Missing(Exception):
+    def __init__(self, oid: str) -> None:
+        self.oid = oid
+
+
+def _parse_tree(data: bytes) -> Listing:
+    out: Listing = {}
+    for mode_b, name_b, oid in _ENTRY.findall(data):
+        mode = mode_b.decode()
+        kind = _KINDS.get(mode, "blob")
+        out[name_b.decode("utf-8", "surrogateescape")] = f"{mode.zfill(6)} {kind} {oid.hex()}"
+    return out
+
+
+class LazyFiles(RepoFiles):
+    """A commit's files as `RepoFiles`, its tree read only where asked (module doc)."""
+
+    def __init__(self, store: TreeStore, root_tree: str, *, rev: str, g: git.Git) -> None:
+        # RepoFiles' fields, without a listing (not RepoFiles.__init__: `paths` is lazy)
+        self.rev = rev
+        self.selections = RepoFiles({}).selections
+        self.reader = None
+        self.prefetcher = None
+        self._by_name = None
+        self._gitlinks = None
+        self.store = store
+        self.root_tree = root_tree
+        self._g = g
+        self._dirs: dict[str, Listing] = {"": store.listings([root_tree], [""])[0]}
+        self._full: RepoFiles | None = None
+        self.entries = _Entries(self)  # type: ignore[assignment]
+        self.trees = _Trees(self)  # type: ignore[assignment]
+
+    # -- the whole tree, listed once where a question needs it
+
+    def complete(self) -> RepoFiles:
+        """The full listing (`ls-tree -r`), read on first need."""
+        if self._full is None:
+            self._full = _tree_files(self._g, self.root_tree, kind="tree")
+            # plain dicts from now on: lookups in them are the hot path of a key
+            self.entries, self.trees = self._full.entries, self._full.trees
+        return self._full
+
+    @property
+    def paths(self) -> list[str]:  # type: ignore[override]
+        return self.complete().paths
+
+    def __len__(self) -> int:
+        return len(self.complete())
+
+    def named(self, name: str) -> list[str]:
+        return self.complete().named(name)
+
+    def gitlinks(self) -> list[str]:
+        return self.complete().gitlinks()
+
+    # -- lookups along one path
+
+    def meta(self, path: str) -> str | None:
+        """`"<mode> <type> <id>"` of whatever is at `path` (a folder too), or None."""
+        if not path:
+            return f"040000 tree {self.root_tree}"
+        parent, _, name = path.rpartition("/")
+        listing = self.listing(parent)
+        return listing.get(name) if listing is not None else None
+
+    def listing(self, path: str) -> Listing | None:
+        """The entries of folder `path`, or None where it is no folder."""
+        found = self._dirs.get(path)
+        if found is not None:
+            return found
+        parent, _, name = path.rpartition("/")
+        above = self.listing(parent) if path else None
+        if above is None or not above.get(name, "").startswith("040000"):
+            return None
+        # read the folder with its unread sibling folders, in one round trip
+        siblings = [
+            (f"{parent}/{n}" if parent else n, meta[-40:])
+            for n, meta in above.items()
+            if meta.startswith("040000")
+        ]
+        siblings = [(p, oid) for p, oid in siblings if p not in self._dirs]
+        listings = self.store.listings([oid for _p, oid in siblings], [p for p, _oid in siblings])
+        self._dirs.update(zip([p for p, _oid in siblings], listings, strict=True))
+        return self._dirs[path]
+
+    def under(self, prefix: str) -> Iterator[str]:
+        """As RepoFiles.under, reading only the subtree that holds `prefix`."""
+        if self._full is not None or not prefix:
+            yield from self.complete().under(prefix)
+            return
+        top = prefix.rpartition("/")[0]
+        if self.listing(top) is None:
+            return
+        found: list[str] = []
+        level = [top]
+        while level:
+            below = []
+            for d in level:
+                for name, meta in self._dirs[d].items():
+                    path = f"{d}/{name}" if d else name
+                    if meta.startswith("040000"):
+                        if path.startswith(prefix) or prefix.startswith(path + "/"):
+                            below.append(path)
+                    elif path.startswith(prefix):
+                        found.append(path)
+            unread = [p for p in below if p not in self._dirs]
+            listings = self.store.listings([self._tree_of(p) for p in unread], unread)
+            self._dirs.update(zip(unread, listings, strict=True))
+            level = below
+        found.sort()
+        yield from found
+
+    def _tree_of(self, path: str) -> str:
+        parent, _, name = path.rpartition("/")
+        return self._dirs[parent][name][-40:]
+
+
+class _Entries(Mapping[str, str]):
+    """Paths of files (blobs, symlinks, submodules) -> their digests."""
+
+    def __init__(self, files: LazyFiles) -> None:
+        self._files = files
+
+    def __getitem__(self, path: str) -> str:
+        found = self.get(path)
+        if found is None:
+            raise KeyError(path)
+        return found
+
+    def get(self, path: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        files = self._files
+        if files._full is not None:
+            return files._full.entries.get(path, default)
+        meta = files.meta(path) if path else None
+        return meta if meta is not None and not meta.startswith("040000") else default
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and self.get(path) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files.complete().entries)
+
+    def __len__(self) -> int:
+        return len(self._files.complete().entries)
+
+
+class _Trees(Mapping[str, str]):
+    """Folder paths -> their tree ids ("" is the root)."""
+
+    def __init__(self, files: LazyFiles) -> None:
+        self._files = files
+
+    def __getitem__(self, path: str) -> str:
+        found = self.get(path)
+        if found is None:
+            raise KeyError(path)
+        return found
+
+    def get(self, path: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        files = self._files
+        if files._full is not None:
+            return files._full.trees.get(path, default)
+        meta = files.meta(path)
+        return meta[-40:] if meta is not None and meta.startswith("040000") else default
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and self.get(path) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files.complete().trees)
+
+    def __len__(self) -> int:
+        return len(self._files.complete().trees)
+
+
+def lazy_tree_files(root: Path, rev: str, store: TreeStore) -> LazyFiles:
+    """The files of commit `rev`, read lazily (module doc) through `store`; its blobs
+    readable."""
+    g = _git(root)
+    oid = _verify_commit(g, rev)
+    try:
+        tree = str(g.rev_parse(f"{oid}^{{tree}}"))
+    except git.GitCommandError as exc:
+        raise GitError(f"cannot read the tree of '{rev}': {git_reason(exc)}", rev=rev) from None
+    files = LazyFiles(store, tree, rev=rev, g=g)
+    attach_reader(root, files)
+    return files
