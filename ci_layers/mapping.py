@@ -41,9 +41,10 @@ def paths_read_at_either_end(
 ) -> list[str]:
     """The changed paths layer `name` reads at head or at base: a deleted file is read
     only by the spec as it was."""
-    found = set(paths_read(new_spec.graph[name], changed))
-    if name in old_spec.layers:
-        found.update(paths_read(old_spec.graph[name], changed))
+    layer = new_spec.graph[name]
+    found = set(paths_read(layer, changed))
+    if name in old_spec.layers and (old := old_spec.graph[name]) != layer:  # else the same
+        found.update(paths_read(old, changed))
     return sorted(found)
 
 

@@ -332,14 +332,12 @@ def make_plan(
     """Load the spec and files at both ends of `comparison` and build the Plan."""
     if comparison.base is not None and comparison.head is not None:
         # Two commits: each tree is read only as far as the plan looks (lazytree.py),
-        # and what changed comes from git's diff, run meanwhile.
-        with TreeStore(root) as store:
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                diff_job = pool.submit(history.diff, comparison)
-                head = lazy_tree_files(root, comparison.head, store)
-                base = lazy_tree_files(root, comparison.base, store)
-                diff = diff_job.result()
-            return _plan_ends(root, spec, spec_rel, comparison, head, base, diff)
+        # and what changed comes from git's diff, run while the spec is read.
+        with TreeStore(root) as store, ThreadPoolExecutor(max_workers=1) as pool:
+            diff = pool.submit(history.diff, comparison)
+            head = lazy_tree_files(root, comparison.head, store)
+            base = lazy_tree_files(root, comparison.base, store)
+            return _plan_ends(root, spec, spec_rel, comparison, head, base, diff.result)
     # Against the working tree, both ends are listed and compared.
     with ThreadPoolExecutor(max_workers=2) as pool:
         head_job = pool.submit(worktree_files, root)
@@ -356,9 +354,10 @@ def _plan_ends(
     comparison: Comparison,
     head_files: RepoFiles,
     base_files: RepoFiles | None,
-    diff: ChangeSet | None,
+    diff: Callable[[], ChangeSet] | None,
 ) -> Plan:
-    """The plan from both ends' files (and git's diff between two commits)."""
+    """The plan from both ends' files (and git's diff between two commits, asked for
+    once it is needed)."""
     head_text = None
     if comparison.head is not None and spec_rel is not None:
         head_text = read_at(root, comparison.head, spec_rel)
@@ -398,7 +397,7 @@ def _plan_ends(
             comparison.base, comparison.head, comparison.mode, why, comparison.event
         )
         return build_plan(spec=spec, keys=keys, comparison=comparison)
-    changes = diff or changes_between(base_files, head_files, comparison)
+    changes = diff() if diff else changes_between(base_files, head_files, comparison)
     if base_keys is None:
         base_keys = compute_keys(base_spec, base_files)
         base_end.store(base_spec, base_keys)

@@ -39,7 +39,8 @@ class _Loader(_Base):  # type: ignore[misc]
     problems: list[tuple[str, Any]]
 
 
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Map:
+def _construct_map(loader: _Loader, node: yaml.MappingNode, build: Any = None) -> Map:
+    build = build or (lambda n: loader.construct_object(n, deep=True))
     explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
     loader.flatten_mapping(node)
     merged = len(node.value) - explicit  # flatten puts merged pairs first
@@ -47,7 +48,7 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Map:
     result.key_marks, result.value_marks, result.raw, result.mark = {}, {}, {}, node.start_mark
     seen: dict[tuple[type, Any], int] = {}
     for i, (key_node, value_node) in enumerate(node.value):
-        key = loader.construct_object(key_node, deep=True)
+        key = build(key_node)
         if not isinstance(key, str):
             text = getattr(key_node, "value", "?")
             loader.problems.append(
@@ -62,7 +63,7 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Map:
             )
             continue
         seen[ident] = i
-        result[key] = loader.construct_object(value_node, deep=True)
+        result[key] = build(value_node)
         result.key_marks[key] = key_node.start_mark
         result.value_marks[key] = value_node.start_mark
         if isinstance(value_node, yaml.ScalarNode):
@@ -70,11 +71,46 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Map:
     return result
 
 
-def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> Seq:
-    result = Seq(loader.construct_object(child, deep=True) for child in node.value)
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode, build: Any = None) -> Seq:
+    build = build or (lambda n: loader.construct_object(n, deep=True))
+    result = Seq(build(child) for child in node.value)
     result.marks = [child.start_mark for child in node.value]
     result.mark = node.start_mark
     return result
+
+
+_STR, _MAP, _SEQ, _MERGE = (f"tag:yaml.org,2002:{t}" for t in ("str", "map", "seq", "merge"))
+
+
+class _Shared(Exception):
+    """The document shares a node (an alias) or merges keys: built the loader's way."""
+
+
+def _construct_tree(loader: _Loader, node: yaml.Node) -> Any:
+    """The document when its nodes form a tree (no alias, no merge key), built
+    directly, without the loader's bookkeeping for shared and recursive nodes (a third
+    of a large spec's parse); raises _Shared, having changed no node, where it is not.
+    Tags other than str, map and seq go through the loader."""
+    built: set[int] = set()
+
+    def build(n: yaml.Node) -> Any:
+        kind = n.__class__
+        if kind is yaml.ScalarNode and n.tag == _STR:
+            return n.value
+        if kind is yaml.ScalarNode:
+            return loader.construct_object(n, deep=True)
+        if id(n) in built:
+            raise _Shared
+        built.add(id(n))
+        if isinstance(n, yaml.MappingNode) and n.tag == _MAP:
+            if any(k.tag == _MERGE for k, _v in n.value):
+                raise _Shared  # flattening changes the node: only once, the loader's way
+            return _construct_map(loader, n, build)
+        if isinstance(n, yaml.SequenceNode) and n.tag == _SEQ:
+            return _construct_seq(loader, n, build)
+        raise _Shared  # a tagged collection (!!set, !!omap): the loader knows them
+
+    return build(node)
 
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
@@ -160,18 +196,23 @@ def load_located(text: str, filename: str) -> tuple[Any, list[SpecError]]:
     problems: list[SpecError] = []
     try:
         node = loader.get_single_node()
-        # an alias needs an anchor (`&name`): with no `&` in the text, no bomb is possible
-        if node is not None and "&" in text and (bomb := _alias_bomb(node)) is not None:
-            where = location(filename, bomb.start_mark)
-            problems.append(
-                SpecError(
-                    f"aliases (*name) expand this value past {ALIAS_EXCESS:,} copies; "
-                    "write the values out, or share less",
-                    where=where,
+        data = None
+        try:
+            data = _construct_tree(loader, node) if node is not None else None
+        except _Shared:  # start again: no problem or value of the first try is kept
+            loader.problems, loader.constructed_objects = [], {}
+            # an alias needs an anchor (`&name`): with no `&` in the text, no bomb is possible
+            if "&" in text and (bomb := _alias_bomb(node)) is not None:
+                where = location(filename, bomb.start_mark)
+                problems.append(
+                    SpecError(
+                        f"aliases (*name) expand this value past {ALIAS_EXCESS:,} copies; "
+                        "write the values out, or share less",
+                        where=where,
+                    )
                 )
-            )
-            return None, problems
-        data = loader.construct_document(node) if node is not None else None
+                return None, problems
+            data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         where = location(filename, exc.problem_mark or exc.context_mark)
         problems.append(SpecError(f"invalid YAML: {exc.problem or exc.context}", where=where))
