@@ -21,6 +21,7 @@ from . import memo
 from .changes import ChangeSet, Comparison, GitHistory, changes_between
 from .discover import resolve_dockerfiles
 from .errors import SpecInvalid
+from .gcpause import paused_gc
 from .graph import ImageLayer, LayerGraph
 from .keys import LayerKey, compute_keys
 from .lazytree import TreeStore, lazy_tree_files
@@ -330,6 +331,17 @@ def make_plan(
     history: GitHistory,
 ) -> Plan:
     """Load the spec and files at both ends of `comparison` and build the Plan."""
+    with paused_gc():  # a plan makes no cycles; the collector's passes cost 10% of it
+        return _make_plan(root, spec, spec_rel, comparison, history)
+
+
+def _make_plan(
+    root: Path,
+    spec: Spec | Callable[[], Spec],
+    spec_rel: str | None,
+    comparison: Comparison,
+    history: GitHistory,
+) -> Plan:
     if comparison.base is not None and comparison.head is not None:
         # Two commits: each tree is read only as far as the plan looks (lazytree.py),
         # and what changed comes from git's diff, run while the spec is read.

@@ -719,7 +719,8 @@ class _Checker:
         ok = True
         for i, pattern in enumerate(globs):
             try:
-                pathspec.GitIgnoreSpec.from_lines([pattern])
+                if _WILD.search(pattern):  # a literal path is a valid pattern: no compiling
+                    pathspec.GitIgnoreSpec.from_lines([pattern])
             except (ValueError, re.error) as exc:  # pathspec's GitWildMatchPatternError
                 place = at + ((i,) if len(globs) > 1 or isinstance(self._get(at), list) else ())
                 self.error(f"invalid glob '{pattern}': {exc}", place)
@@ -933,6 +934,7 @@ def _is_strs(value: Any) -> bool:
 
 
 _PINNED = re.compile(r"@sha256:[0-9a-f]{64}$")
+_WILD = re.compile(r"[*?\[\]\\!]")  # what makes a gitignore pattern more than a path
 
 
 def _escapes(src: str) -> str | None:
