@@ -207,6 +207,32 @@ def _fill_glob(template: str, values: Mapping[str, str]) -> str:
     return _fill(template, {k: literal_pattern(v) for k, v in values.items()})
 
 
+def _candidates(files: RepoFiles, templates: list[str]) -> list[str]:
+    """The paths that rule path templates may match, sorted: those below the folders
+    the templates start with (a lazily read tree reads only those; lazytree.py)."""
+    if not templates:
+        return []
+    tops = {_literal_folder(t) for t in templates}
+    if "" in tops:
+        return files.paths
+    tops = {t for t in tops if not any(t != o and t.startswith(o) for o in tops)}
+    if len(tops) == 1:
+        return list(files.under(tops.pop()))
+    return sorted({p for top in tops for p in files.under(top)})
+
+
+def _literal_folder(template: str) -> str:
+    """`images/` for `images/{name}/Dockerfile`: the leading folders free of
+    placeholders and wildcards, with their slash ("" where there are none)."""
+    parts = template.split("/")[:-1]
+    kept = []
+    for part in parts:
+        if "{" in part or "*" in part or "?" in part or part in ("", ".", ".."):
+            break
+        kept.append(part)
+    return "".join(p + "/" for p in kept)
+
+
 def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
     """`spec` with a layer for every Dockerfile its rules find in `files`."""
     if not spec.dockerfile_rules and not spec.bake:
@@ -215,7 +241,7 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
     own = {n: layer for n, layer in spec.layers.items() if layer.dockerfile is None}
     compiled = [_compile(r, i) for i, r in enumerate(spec.dockerfile_rules)]
     found: dict[str, tuple[_Compiled, dict[str, str]]] = {}
-    for path in files.paths:
+    for path in _candidates(files, [r.path for r in spec.dockerfile_rules]):
         best = None
         for c in compiled:
             m = c.regex.fullmatch(path)
@@ -223,7 +249,8 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
                 best = (c, m.groupdict())
         if best is not None:
             found[path] = best
-    files.prefetch([*found, *(p for p in files.paths if p.endswith(".dockerignore"))])
+    ignores = _candidates(files, [r.path for r in spec.dockerfile_rules])
+    files.prefetch([*found, *(p for p in ignores if p.endswith(".dockerignore"))])
     errors: list[SpecError] = []
     nodes: dict[str, tuple[str, DockerfileRule, dict[str, str]]] = {}
     for path, (c, values) in found.items():

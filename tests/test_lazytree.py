@@ -138,6 +138,10 @@ def _listed_plan_json(root: Path, base: str, head: str) -> dict:
     return plan.to_json()
 
 
+def _never_listed(self: LazyFiles) -> None:
+    raise AssertionError("the plan listed a whole tree")
+
+
 def _planned(plan: dict) -> dict:
     """A plan's JSON without how its comparison was chosen."""
     return {k: v for k, v in plan.items() if k not in ("base", "head", "mode", "reason")}
@@ -160,8 +164,10 @@ def test_a_plan_reads_only_the_folders_its_spec_names(tmp_path: Path, monkeypatc
         init(self, root)
         made.append(self)
 
-    monkeypatch.setattr(lazytree.TreeStore, "__init__", spy)
-    plan = _plan_json(repo.root, base, head)
+    with monkeypatch.context() as m:
+        m.setattr(lazytree.TreeStore, "__init__", spy)
+        m.setattr(LazyFiles, "complete", _never_listed)
+        plan = _plan_json(repo.root, base, head)
 
     assert plan["affected"] == [f"l{i}" for i in range(7, 40)]
     [store] = made
@@ -186,13 +192,29 @@ def test_dockerfile_plans_are_the_same_as_from_full_listings(tmp_path: Path, mon
         repo.write(f"images/img{i}/app/main.py", f"print({i})\n")
         repo.write(f"images/img{i}/.dockerignore", "**/*.md\n")
         repo.write(f"images/img{i}/app/notes.md", "n\n")
+    for i in range(50):  # the rest of the monorepo, which no rule looks into
+        repo.write(f"src/pkg{i}/mod/x.py", "x\n")
     base = repo.commit("base")
     repo.write("images/img3/app/main.py", "changed\n")
     repo.write("images/img1/app/notes.md", "ignored change\n")
+    repo.write("src/pkg7/mod/x.py", "changed, read by no image\n")
     head = repo.commit("head")
 
-    plan = _plan_json(repo.root, base, head)
+    made: list[lazytree.TreeStore] = []
+    init = lazytree.TreeStore.__init__
+
+    def spy(self: lazytree.TreeStore, root: Path) -> None:
+        init(self, root)
+        made.append(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(lazytree.TreeStore, "__init__", spy)
+        m.setattr(LazyFiles, "complete", _never_listed)
+        plan = _plan_json(repo.root, base, head)
     assert plan["affected"] == [f"example.com/img{i}" for i in (3, 4, 5)]
+    # images/ and below at head, the changed ones at base, and the root, src/ and
+    # images/'s siblings' listings: none of src/'s 100 folders below its packages
+    assert made[0].read_count < 40
     assert _planned(_listed_plan_json(repo.root, base, head)) == _planned(plan)
 
 
