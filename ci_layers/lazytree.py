@@ -19,6 +19,7 @@ process, so a plan's base and head read every folder they share once.
 
 from __future__ import annotations
 
+import bisect
 import re
 import subprocess
 import threading
@@ -164,7 +165,10 @@ class LazyFiles(RepoFiles):
         self.store = store
         self.root_tree = root_tree
         self._g = g
-        self._dirs: dict[str, Listing] = {"": store.listings([root_tree], [""])[0]}
+        self._dirs: dict[str, Listing] = {}  # folders read
+        self._flat: dict[str, str] = {}  # every entry of the folders read, by path
+        self._below: dict[str, list[str]] = {}  # folder -> its files' paths, once asked
+        self._add("", store.listings([root_tree], [""])[0])
         self._full: RepoFiles | None = None
         self.entries = _Entries(self)  # type: ignore[assignment]
         self.trees = _Trees(self)  # type: ignore[assignment]
@@ -196,11 +200,15 @@ class LazyFiles(RepoFiles):
 
     def meta(self, path: str) -> str | None:
         """`"<mode> <type> <id>"` of whatever is at `path` (a folder too), or None."""
+        found = self._flat.get(path)
+        if found is not None:
+            return found
         if not path:
             return f"040000 tree {self.root_tree}"
-        parent, _, name = path.rpartition("/")
-        listing = self.listing(parent)
-        return listing.get(name) if listing is not None else None
+        parent = path.rpartition("/")[0]
+        if parent in self._dirs or self.listing(parent) is None:
+            return None  # its folder is read and has no such entry, or it has no folder
+        return self._flat.get(path)
 
     def listing(self, path: str) -> Listing | None:
         """The entries of folder `path`, or None where it is no folder."""
@@ -212,14 +220,14 @@ class LazyFiles(RepoFiles):
         if above is None or not above.get(name, "").startswith("040000"):
             return None
         # read the folder with its unread sibling folders, in one round trip
-        siblings = [
-            (f"{parent}/{n}" if parent else n, meta[-40:])
-            for n, meta in above.items()
-            if meta.startswith("040000")
-        ]
-        siblings = [(p, oid) for p, oid in siblings if p not in self._dirs]
-        listings = self.store.listings([oid for _p, oid in siblings], [p for p, _oid in siblings])
-        self._dirs.update(zip([p for p, _oid in siblings], listings, strict=True))
+        self._read(
+            [
+                p
+                for n, meta in above.items()
+                if meta.startswith("040000")
+                and (p := f"{parent}/{n}" if parent else n) not in self._dirs
+            ]
+        )
         return self._dirs[path]
 
     def under(self, prefix: str) -> Iterator[str]:
@@ -228,8 +236,29 @@ class LazyFiles(RepoFiles):
             yield from self.complete().under(prefix)
             return
         top = prefix.rpartition("/")[0]
-        if self.listing(top) is None:
-            return
+        listed = self._listed_above(top)
+        if listed is None and prefix.endswith("/"):  # a folder's files: kept for the next
+            listed = self._below[top] = self._walk(top, prefix) if self.listing(top) else []
+        elif listed is None:  # a file, or a name's start: only what can match
+            listed = self._walk(top, prefix) if self.listing(top) is not None else []
+        i = bisect.bisect_left(listed, prefix)
+        while i < len(listed) and listed[i].startswith(prefix):
+            yield listed[i]
+            i += 1
+
+    def _listed_above(self, top: str) -> list[str] | None:
+        """The sorted files below `top` or the nearest folder above it that has been
+        listed whole (a subtree is walked once; a slice of it answers the rest)."""
+        folder = top
+        while folder:
+            if (listed := self._below.get(folder)) is not None:
+                return listed
+            folder = folder.rpartition("/")[0]
+        return None
+
+    def _walk(self, top: str, prefix: str) -> list[str]:
+        """Files below folder `top` whose paths start with `prefix`, reading the folders
+        that can hold them a level at a time, each level in one round trip."""
         found: list[str] = []
         level = [top]
         while level:
@@ -242,16 +271,23 @@ class LazyFiles(RepoFiles):
                             below.append(path)
                     elif path.startswith(prefix):
                         found.append(path)
-            unread = [p for p in below if p not in self._dirs]
-            listings = self.store.listings([self._tree_of(p) for p in unread], unread)
-            self._dirs.update(zip(unread, listings, strict=True))
+            self._read([p for p in below if p not in self._dirs])
             level = below
         found.sort()
-        yield from found
+        return found
 
-    def _tree_of(self, path: str) -> str:
-        parent, _, name = path.rpartition("/")
-        return self._dirs[parent][name][-40:]
+    def _read(self, folders: list[str]) -> None:
+        """Read unread `folders` (whose parents are read) in one round trip."""
+        oids = [self._flat[p][-40:] for p in folders]
+        for folder, listing in zip(folders, self.store.listings(oids, folders), strict=True):
+            self._add(folder, listing)
+
+    def _add(self, folder: str, listing: Listing) -> None:
+        self._dirs[folder] = listing
+        if folder:
+            self._flat.update((f"{folder}/{name}", meta) for name, meta in listing.items())
+        else:
+            self._flat.update(listing)
 
 
 class _Entries(Mapping[str, str]):
@@ -268,9 +304,11 @@ class _Entries(Mapping[str, str]):
 
     def get(self, path: str, default: str | None = None) -> str | None:  # type: ignore[override]
         files = self._files
-        if files._full is not None:
-            return files._full.entries.get(path, default)
-        meta = files.meta(path) if path else None
+        meta = files._flat.get(path)
+        if meta is None:
+            if files._full is not None:
+                return files._full.entries.get(path, default)
+            meta = files.meta(path) if path else None
         return meta if meta is not None and not meta.startswith("040000") else default
 
     def __contains__(self, path: object) -> bool:
@@ -297,9 +335,11 @@ class _Trees(Mapping[str, str]):
 
     def get(self, path: str, default: str | None = None) -> str | None:  # type: ignore[override]
         files = self._files
-        if files._full is not None:
-            return files._full.trees.get(path, default)
-        meta = files.meta(path)
+        meta = files._flat.get(path)
+        if meta is None:
+            if files._full is not None:
+                return files._full.trees.get(path, default)
+            meta = files.meta(path)
         return meta[-40:] if meta is not None and meta.startswith("040000") else default
 
     def __contains__(self, path: object) -> bool:
