@@ -33,6 +33,8 @@ from .discover import resolve_dockerfiles
 from .docker import bake_file
 from .errors import CiLayersError, SpecError, SpecInvalid, Terminated, UsageError
 from .explain import explain_layer
+from .gcpause import paused_gc
+from .jsonout import dumps_indented
 from .keys import KEY_VERSION, compute_keys
 from .plan import make_plan
 from .platforms import DEFAULT_PLATFORM, PlatformError, parse_platform
@@ -69,7 +71,7 @@ def _emit_json(data: Any, out: TextIO) -> None:
     # ASCII escapes keep the output valid JSON whatever the file names' bytes are.
     # One write: json.dump writes each token on its own, which costs more than encoding
     # a plan of thousands of layers.
-    out.write(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=True) + "\n")
+    out.write(dumps_indented(data) + "\n")
 
 
 def cmd_validate(*, spec: Spec, out: TextIO) -> int:
@@ -1051,8 +1053,11 @@ def main(
     # Under Actions, names from the repository (a file called `x\n::add-mask::…`) must
     # not become workflow commands: such text goes out between stop-commands.
     held = io.StringIO() if _names_in_text(args) else None
+    # A planning command of this process's own command line runs without collector
+    # passes, and leaves what it made out of the one at exit (gcpause.py).
+    short = argv is None and args.command in ("plan", "bake", "gha", "promote")
     try:
-        with _error_handler(err) as code, _terminable():
+        with _error_handler(err) as code, _terminable(), paused_gc(freeze=short, off=short):
             code[0] = _run(args, held or out, err)
     finally:
         if held is not None and (printed := held.getvalue()):

@@ -331,7 +331,7 @@ def make_plan(
     history: GitHistory,
 ) -> Plan:
     """Load the spec and files at both ends of `comparison` and build the Plan."""
-    with paused_gc():  # a plan makes no cycles; the collector's passes cost 10% of it
+    with paused_gc():  # a plan makes no cycles; collecting cost 10% of it
         return _make_plan(root, spec, spec_rel, comparison, history)
 
 
