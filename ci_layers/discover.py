@@ -241,7 +241,8 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
     own = {n: layer for n, layer in spec.layers.items() if layer.dockerfile is None}
     compiled = [_compile(r, i) for i, r in enumerate(spec.dockerfile_rules)]
     found: dict[str, tuple[_Compiled, dict[str, str]]] = {}
-    for path in _candidates(files, [r.path for r in spec.dockerfile_rules]):
+    candidates = _candidates(files, [r.path for r in spec.dockerfile_rules])
+    for path in candidates:
         best = None
         for c in compiled:
             m = c.regex.fullmatch(path)
@@ -249,8 +250,7 @@ def resolve_dockerfiles(spec: Spec, files: RepoFiles) -> Spec:
                 best = (c, m.groupdict())
         if best is not None:
             found[path] = best
-    ignores = _candidates(files, [r.path for r in spec.dockerfile_rules])
-    files.prefetch([*found, *(p for p in ignores if p.endswith(".dockerignore"))])
+    files.prefetch([*found, *(p for p in candidates if p.endswith(".dockerignore"))])
     errors: list[SpecError] = []
     nodes: dict[str, tuple[str, DockerfileRule, dict[str, str]]] = {}
     for path, (c, values) in found.items():

@@ -251,6 +251,8 @@ def _count_arguments(rest: str) -> int:
 
 def _split_words(value: str) -> list[str]:
     """Split on whitespace outside quotes, keeping the quotes (ARG a="x y" b=1)."""
+    if "'" not in value and '"' not in value and "\\" not in value:
+        return value.split()  # the same split where no quote or escape can join words
     words, word, quote, escaped = [], "", "", False
     for ch in value:
         if escaped:
