@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .pickling import slotted_reduce
+
 __all__ = [
     "BuildError",
     "CiLayersError",
@@ -42,6 +44,8 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class Location:
     """Where a definition came from: 1-based line and column, as editors count."""
+
+    __reduce__ = slotted_reduce
 
     file: str
     line: int = 0

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .errors import CycleError, DuplicateLayer, Location, UnknownParent
+from .pickling import slotted_reduce
 
 __all__ = ["CopySpec", "DockerfileNode", "ImageLayer", "LayerGraph", "find_cycles"]
 
@@ -21,6 +22,8 @@ __all__ = ["CopySpec", "DockerfileNode", "ImageLayer", "LayerGraph", "find_cycle
 @dataclass(frozen=True, slots=True)
 class CopySpec:
     """One `copy` entry: repository paths (or paths in `from_layer`) to `dest`."""
+
+    __reduce__ = slotted_reduce
 
     src: tuple[str, ...]
     dest: str
@@ -34,6 +37,8 @@ class CopySpec:
 @dataclass(frozen=True, slots=True)
 class DockerfileNode:
     """What a Dockerfile-built layer reads and says (see discover.py)."""
+
+    __reduce__ = slotted_reduce
 
     file: str  # repository path of the Dockerfile
     context: str  # repository path of the build context ("" is the root)
@@ -59,6 +64,8 @@ class DockerfileNode:
 @dataclass(frozen=True, slots=True)
 class ImageLayer:
     """One layer definition. Its name is not part of what it builds (see keys.py)."""
+
+    __reduce__ = slotted_reduce
 
     name: str
     parent: str | None = None

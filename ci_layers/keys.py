@@ -18,6 +18,7 @@ from typing import Any
 
 from .gcpause import paused_gc
 from .graph import ImageLayer
+from .pickling import slotted_reduce
 from .platforms import DEFAULT_PLATFORM
 from .repo import RepoFiles
 from .sources import context_reads, copy_source, input_globs, read_digest
@@ -30,6 +31,8 @@ KEY_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class LayerKey:
+    __reduce__ = slotted_reduce
+
     name: str
     digest: str  # "sha256:<hex>"
     recipe: Mapping[str, Any]

@@ -27,7 +27,7 @@ from .atomic import write_atomic
 __all__ = ["cache_dir", "load", "store"]
 
 # bumped whenever a kept type changes shape; with the package version, in every name
-FORMAT = 3  # 2: platforms (ImageLayer.platform, .image); 3: bake (Spec.bake, rule and node fields)
+FORMAT = 4  # 2: platforms; 3: bake (Spec.bake, rule and node fields); 4: pickling.py
 MAX_BYTES = 256 * 1024 * 1024
 KEEP = 16  # entries of a kind: the least recently used go (the base of a PR is recent)
 

@@ -31,6 +31,7 @@ from .errors import Location, SpecError, SpecInvalid
 from .gcpause import paused_gc
 from .gomatch import GLOB_CHARS, compile_segments
 from .graph import CopySpec, ImageLayer, LayerGraph, find_cycles
+from .pickling import slotted_reduce
 from .platforms import DEFAULT_PLATFORM, PlatformError, node_name, parse_platform
 from .refs import pushed_as, pushed_twice
 from .yamlpos import Map, Seq, load_located, location
@@ -64,6 +65,8 @@ _SHELL = ("/bin/sh", "-c")
 
 @dataclass(frozen=True, slots=True)
 class PublishedImage:
+    __reduce__ = slotted_reduce
+
     name: str
     layer: str
     tags: tuple[str, ...] = ()
@@ -73,6 +76,8 @@ class PublishedImage:
 class BakeSource:
     """A `bake:` entry: bake files read as one definition (`files`), or each file a glob
     matches as a definition of its own."""
+
+    __reduce__ = slotted_reduce
 
     files: tuple[str, ...] = ()
     glob: str | None = None
@@ -84,6 +89,8 @@ class BakeSource:
 @dataclass(frozen=True, slots=True)
 class DockerfileRule:
     """A `dockerfiles:` entry (or an `image_overrides:` one, with path and image empty)."""
+
+    __reduce__ = slotted_reduce
 
     path: str
     image: str
