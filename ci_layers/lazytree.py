@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 import git
+from cachetools import LRUCache
 
 from .errors import GitError
 from .repo import RepoFiles, _git, _tree_files, _verify_commit, attach_reader, git_reason
@@ -157,7 +158,7 @@ class LazyFiles(RepoFiles):
     def __init__(self, store: TreeStore, root_tree: str, *, rev: str, g: git.Git) -> None:
         # RepoFiles' fields, without a listing (not RepoFiles.__init__: `paths` is lazy)
         self.rev = rev
-        self.selections = RepoFiles({}).selections
+        self.selections = LRUCache(maxsize=65536)
         self.reader = None
         self.prefetcher = None
         self._by_name = None
