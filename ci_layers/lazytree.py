@@ -35,10 +35,11 @@ from .repo import RepoFiles, _git, _tree_files, _verify_commit, attach_reader, g
 
 __all__ = ["LazyFiles", "TreeStore", "lazy_tree_files"]
 
-# "<mode> <name>\0<20-byte id>", as git writes a tree object
-_ENTRY = re.compile(rb"([0-7]+) ([^\0]*)\0(.{20})", re.S)
-_CHUNK = 1000  # ids per write: 41 KB, under a pipe's 64 KB, so neither side blocks
-_KINDS = {"40000": "tree", "160000": "commit"}
+# "<mode> <name>\0<id>", as git writes a tree object; the id is 20 bytes (sha1) or 32
+# (a sha256 repository), told by the length of the root tree's id
+_ENTRIES = {n: re.compile(rb"([0-7]+) ([^\0]*)\0(.{%d})" % n, re.S) for n in (20, 32)}
+_CHUNK = 1000  # ids per request
+_S_IFMT, _S_IFREG, _S_IFLNK, _S_IFDIR = 0o170000, 0o100000, 0o120000, 0o040000
 
 Listing = dict[str, str]  # name -> "<mode> <type> <id>" as ls-tree prints it
 
@@ -75,24 +76,35 @@ class TreeStore:
         proc = self._process()
         assert proc.stdin is not None
         assert proc.stdout is not None
+        asked = "".join(o + "\n" for o in oids).encode()
+        # written beside the reading: git stops reading once its answers fill the pipe
+        writer = threading.Thread(target=_write, args=(proc.stdin, asked), daemon=True)
+        writer.start()
         try:
-            asked = "".join(o + "\n" for o in oids).encode()
-            # written beside the reading: git stops reading once its answers fill the pipe
-            writer = threading.Thread(target=_write, args=(proc.stdin, asked), daemon=True)
-            writer.start()
             for oid in oids:
                 header = proc.stdout.readline().split()
                 if len(header) != 3 or header[1] != b"tree":
-                    self.close()  # answers still in the pipe: the next read starts afresh
                     raise _Missing(oid)
                 size = int(header[2])
-                data = proc.stdout.read(size + 1)[:size]
-                self.parsed[oid] = _parse_tree(data)
+                data = proc.stdout.read(size + 1)
+                if len(data) != size + 1:
+                    raise GitError(f"git cat-file stopped in the middle of tree {oid}")
+                self.parsed[oid] = _parse_tree(data[:size], len(oid) // 2)
                 self.read_count += 1
-            writer.join()
         except (OSError, ValueError) as exc:
-            self.close()
+            self._abort(proc, writer)
             raise GitError(f"cannot read the trees of {self.root}: {exc}") from None
+        except BaseException:
+            self._abort(proc, writer)  # answers still in the pipe: the next read starts afresh
+            raise
+        writer.join()
+
+    def _abort(self, proc: subprocess.Popen[bytes], writer: threading.Thread) -> None:
+        """Stop git first: a writer blocked on a full pipe then fails and ends, and
+        closing the pipes cannot wait on it."""
+        proc.kill()
+        writer.join()
+        self.close()
 
     def _process(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
@@ -143,13 +155,24 @@ class _Missing(Exception):
         self.oid = oid
 
 
-def _parse_tree(data: bytes) -> Listing:
+def _parse_tree(data: bytes, id_bytes: int) -> Listing:
     out: Listing = {}
-    for mode_b, name_b, oid in _ENTRY.findall(data):
-        mode = mode_b.decode()
-        kind = _KINDS.get(mode, "blob")
-        out[name_b.decode("utf-8", "surrogateescape")] = f"{mode.zfill(6)} {kind} {oid.hex()}"
+    for mode_b, name_b, oid in _ENTRIES[id_bytes].findall(data):
+        out[name_b.decode("utf-8", "surrogateescape")] = _meta(int(mode_b, 8), oid.hex())
     return out
+
+
+def _meta(mode: int, oid: str) -> str:
+    """An entry as `ls-tree` prints it, its mode made canonical as git does on reading
+    a tree (`canon_mode`): an old or foreign tree's `100664` is `100644`."""
+    kind = mode & _S_IFMT
+    if kind == _S_IFREG:
+        return f"{0o100755 if mode & 0o100 else 0o100644:06o} blob {oid}"
+    if kind == _S_IFLNK:
+        return f"120000 blob {oid}"
+    if kind == _S_IFDIR:
+        return f"040000 tree {oid}"
+    return f"160000 commit {oid}"
 
 
 class LazyFiles(RepoFiles):
@@ -279,7 +302,7 @@ class LazyFiles(RepoFiles):
 
     def _read(self, folders: list[str]) -> None:
         """Read unread `folders` (whose parents are read) in one round trip."""
-        oids = [self._flat[p][-40:] for p in folders]
+        oids = [self._flat[p].rpartition(" ")[2] for p in folders]
         for folder, listing in zip(folders, self.store.listings(oids, folders), strict=True):
             self._add(folder, listing)
 
@@ -341,7 +364,9 @@ class _Trees(Mapping[str, str]):
             if files._full is not None:
                 return files._full.trees.get(path, default)
             meta = files.meta(path)
-        return meta[-40:] if meta is not None and meta.startswith("040000") else default
+        if meta is None or not meta.startswith("040000"):
+            return default
+        return meta.rpartition(" ")[2]
 
     def __contains__(self, path: object) -> bool:
         return isinstance(path, str) and self.get(path) is not None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from ci_layers import lazytree
 from ci_layers.changes import Comparison, GitHistory
 from ci_layers.cli import main
 from ci_layers.discover import resolve_dockerfiles
+from ci_layers.errors import GitError
 from ci_layers.keys import compute_keys
 from ci_layers.lazytree import LazyFiles, TreeStore, lazy_tree_files
 from ci_layers.plan import build_plan
@@ -262,3 +265,79 @@ def test_under_lists_in_the_order_of_the_full_listing(tmp_path: Path, prefix: st
     head = repo.commit("head")
     full, lazy = tree_files(repo.root, head), lazy_tree_files(repo.root, head, TreeStore(repo.root))
     assert list(lazy.under(prefix)) == list(full.under(prefix))
+
+
+def test_foreign_modes_are_read_as_git_reads_them(tmp_path: Path) -> None:
+    """A tree written by old git or another tool may hold `100664` or a zero-padded
+    `040000`; git prints them canonical (`canon_mode`), and so must the lazy tree."""
+    repo = GitRepo(tmp_path / "repo")
+    blob = bytes.fromhex(repo.git("hash-object", "-w", "--stdin", input_text="x\n"))
+
+    def tree(raw: bytes) -> str:
+        out = subprocess.run(
+            ["git", "hash-object", "-w", "-t", "tree", "--literally", "--stdin"],
+            cwd=repo.root,
+            input=raw,
+            capture_output=True,
+            check=True,
+        )
+        return out.stdout.decode().strip()
+
+    inner = tree(b"100664 old.txt\0" + blob + b"100775 run.sh\0" + blob)
+    top = tree(b"100664 f\0" + blob + b"040000 sub\0" + bytes.fromhex(inner))
+    commit = repo.git("commit-tree", top, "-m", "foreign")
+    full = tree_files(repo.root, commit)
+    lazy = lazy_tree_files(repo.root, commit, TreeStore(repo.root))
+    _same_answers(lazy, full, [])
+    assert lazy.entries["sub/run.sh"].startswith("100755 blob ")
+    assert lazy.entries["f"].startswith("100644 blob ")
+
+
+def test_a_sha256_repository(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CI_LAYERS_CACHE_DIR", "off")
+    root = tmp_path / "repo"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", "--object-format=sha256", str(root)], check=True)
+    repo = GitRepo(root)
+    _spec_repo(repo, 6)
+    base = repo.commit("base")
+    repo.write("layers/l3/src/d0/deep/f.txt", "changed\n")
+    head = repo.commit("head")
+    assert len(head) == 64
+    for rev in (base, head):
+        full = tree_files(repo.root, rev)
+        lazy = lazy_tree_files(repo.root, rev, TreeStore(repo.root))
+        _same_answers(lazy, full, ["layers/l3/src", "nope"])
+    plan = _plan_json(repo.root, base, head)
+    assert plan["affected"] == ["l3", "l4", "l5"]
+    assert _planned(_listed_plan_json(repo.root, base, head)) == _planned(plan)
+
+
+def test_a_missing_tree_among_many_neither_hangs_nor_leaves_git_behind(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """More asked at once than a pipe holds, the first missing: git stops reading once
+    its answers fill its pipe, so the writer is blocked when the reader gives up."""
+    repo = GitRepo(tmp_path / "repo")
+    blob = repo.git("hash-object", "-w", "--stdin", input_text="x\n")
+    batch = "".join(f"100644 blob {blob}\tf{i}\n\n" for i in range(3000))
+    trees = repo.git("mktree", "--batch", input_text=batch).split()
+    monkeypatch.setattr(lazytree, "_CHUNK", 5000)
+    store = TreeStore(repo.root)
+    outcome: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            store.listings(["0" * 40, *trees])
+        except GitError as exc:
+            outcome.append(exc)
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(timeout=60)
+    assert not asking.is_alive(), "the store hung"
+    assert outcome
+    assert "missing" in str(outcome[0])
+    # and it reads again afterwards
+    assert len(store.listings(trees[:3])) == 3
+    store.close()
