@@ -11,10 +11,11 @@ pipelined `git cat-file --batch` as it goes:
 - anything over the whole tree (`paths`, `named`, `gitlinks`, iterating) lists it all
   once, with `ls-tree -r`, and is a plain `RepoFiles` from then on.
 
-When a folder is read, its sibling folders are read in the same round trip: the
-folders a spec names usually sit side by side (`services/*/src`), so this turns
-thousands of round trips into one per depth. Tree objects are kept by id for the
-process, so a plan's base and head read every folder they share once.
+Once a few folders of one parent have been looked into, the next lookup there reads all
+its sibling folders in the same round trip: the folders a spec names usually sit side
+by side (`services/*/src`), so thousands of round trips become a few per depth, while a
+single lookup in a huge folder reads one tree. Tree objects are kept by id, so a plan's
+base and head read every folder they share once.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ __all__ = ["LazyFiles", "TreeStore", "lazy_tree_files"]
 # (a sha256 repository), told by the length of the root tree's id
 _ENTRIES = {n: re.compile(rb"([0-7]+) ([^\0]*)\0(.{%d})" % n, re.S) for n in (20, 32)}
 _CHUNK = 1000  # ids per request
+_PIPE_SURELY_HOLDS = 4096  # bytes: a pipe's smallest capacity on Linux (one page)
+_ONE_BY_ONE = 4  # folders of one parent read alone before its other folders are read too
 _S_IFMT, _S_IFREG, _S_IFLNK, _S_IFDIR = 0o170000, 0o100000, 0o120000, 0o040000
 
 Listing = dict[str, str]  # name -> "<mode> <type> <id>" as ls-tree prints it
@@ -77,9 +80,13 @@ class TreeStore:
         assert proc.stdin is not None
         assert proc.stdout is not None
         asked = "".join(o + "\n" for o in oids).encode()
-        # written beside the reading: git stops reading once its answers fill the pipe
+        # More than a pipe surely holds is written beside the reading: git stops reading
+        # once its answers fill its pipe. Less goes at once (the pipe is empty here).
         writer = threading.Thread(target=_write, args=(proc.stdin, asked), daemon=True)
-        writer.start()
+        if len(asked) <= _PIPE_SURELY_HOLDS:
+            _write(proc.stdin, asked)
+        else:
+            writer.start()
         try:
             for oid in oids:
                 header = proc.stdout.readline().split()
@@ -97,13 +104,15 @@ class TreeStore:
         except BaseException:
             self._abort(proc, writer)  # answers still in the pipe: the next read starts afresh
             raise
-        writer.join()
+        if writer.ident is not None:
+            writer.join()
 
     def _abort(self, proc: subprocess.Popen[bytes], writer: threading.Thread) -> None:
         """Stop git first: a writer blocked on a full pipe then fails and ends, and
         closing the pipes cannot wait on it."""
         proc.kill()
-        writer.join()
+        if writer.ident is not None:
+            writer.join()
         self.close()
 
     def _process(self) -> subprocess.Popen[bytes]:
@@ -192,6 +201,7 @@ class LazyFiles(RepoFiles):
         self._dirs: dict[str, Listing] = {}  # folders read
         self._flat: dict[str, str] = {}  # every entry of the folders read, by path
         self._below: dict[str, list[str]] = {}  # folder -> its files' paths, once asked
+        self._misses: dict[str, int] = {}  # parent folder -> its folders read on a lookup
         self._add("", store.listings([root_tree], [""])[0])
         self._full: RepoFiles | None = None
         self.entries = _Entries(self)  # type: ignore[assignment]
@@ -243,15 +253,22 @@ class LazyFiles(RepoFiles):
         above = self.listing(parent) if path else None
         if above is None or not above.get(name, "").startswith("040000"):
             return None
-        # read the folder with its unread sibling folders, in one round trip
-        self._read(
-            [
-                p
-                for n, meta in above.items()
-                if meta.startswith("040000")
-                and (p := f"{parent}/{n}" if parent else n) not in self._dirs
-            ]
-        )
+        # The first few folders of a parent are read one by one; from then on a lookup
+        # reads every unread sibling folder in the same round trip, so 5,000 lookups
+        # side by side cost a handful of round trips, and one lookup in a folder of
+        # 100,000 subfolders reads one tree, not 100,000.
+        self._misses[parent] = misses = self._misses.get(parent, 0) + 1
+        if misses <= _ONE_BY_ONE:
+            self._read([path])
+        else:
+            self._read(
+                [
+                    p
+                    for n, meta in above.items()
+                    if meta.startswith("040000")
+                    and (p := f"{parent}/{n}" if parent else n) not in self._dirs
+                ]
+            )
         return self._dirs[path]
 
     def under(self, prefix: str) -> Iterator[str]:

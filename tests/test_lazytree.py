@@ -341,3 +341,34 @@ def test_a_missing_tree_among_many_neither_hangs_nor_leaves_git_behind(
     # and it reads again afterwards
     assert len(store.listings(trees[:3])) == 3
     store.close()
+
+
+def test_a_lookup_in_a_wide_folder_reads_one_tree_and_many_read_in_few_trips(
+    tmp_path: Path,
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    blob = repo.git("hash-object", "-w", "--stdin", input_text="x\n")
+    batch = "".join(f"100644 blob {blob}\tf{i}\n\n" for i in range(300))
+    inner = repo.git("mktree", "--batch", input_text=batch).split()
+    pkgs = repo.git(
+        "mktree", input_text="".join(f"040000 tree {t}\tp{i}\n" for i, t in enumerate(inner))
+    )
+    top = repo.git("mktree", input_text=f"040000 tree {pkgs}\tpkgs\n")
+    commit = repo.git("commit-tree", top, "-m", "wide")
+    store = TreeStore(repo.root)
+    trips: list[int] = []
+    read = store._read
+
+    def counted(oids: list[str]) -> None:
+        trips.append(len(oids))
+        read(oids)
+
+    store._read = counted  # type: ignore[method-assign]
+    lazy = lazy_tree_files(repo.root, commit, store)
+    assert "pkgs/p7/f7" in lazy
+    assert store.read_count == 3  # the root, pkgs/ and pkgs/p7: not its 299 siblings
+    for i in range(300):
+        assert lazy.entries.get(f"pkgs/p{i}/f{i}") == f"100644 blob {blob}"
+    assert store.read_count == 302
+    assert len(trips) <= lazytree._ONE_BY_ONE + 3, trips
+    store.close()
