@@ -1056,8 +1056,9 @@ def main(
     # A planning command of this process's own command line runs without collector
     # passes, and leaves what it made out of the one at exit (gcpause.py).
     short = argv is None and args.command in ("plan", "bake", "gha", "promote")
+    collecting = paused_gc(freeze=True) if short else contextlib.nullcontext()
     try:
-        with _error_handler(err) as code, _terminable(), paused_gc(freeze=short, off=short):
+        with _error_handler(err) as code, _terminable(), collecting:
             code[0] = _run(args, held or out, err)
     finally:
         if held is not None and (printed := held.getvalue()):

@@ -15,14 +15,11 @@ __all__ = ["paused_gc"]
 
 
 @contextlib.contextmanager
-def paused_gc(*, freeze: bool = False, off: bool = True) -> Iterator[None]:
+def paused_gc(*, freeze: bool = False) -> Iterator[None]:
     """`freeze`: what was allocated stays out of later passes too (a plan's spec, keys
     and plan live until the process ends; the first pass after a long pause otherwise
-    walks all of them, 70 ms at 5,000 layers). `off=False` changes nothing."""
+    walks all of them, 70 ms at 5,000 layers)."""
     enabled = gc.isenabled()
-    if not off:
-        yield
-        return
     gc.disable()
     try:
         yield

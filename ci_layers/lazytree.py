@@ -204,8 +204,8 @@ class LazyFiles(RepoFiles):
         self._misses: dict[str, int] = {}  # parent folder -> its folders read on a lookup
         self._add("", store.listings([root_tree], [""])[0])
         self._full: RepoFiles | None = None
-        self.entries = _Entries(self)  # type: ignore[assignment]
-        self.trees = _Trees(self)  # type: ignore[assignment]
+        self.entries = _Lookup(self, folders=False)  # type: ignore[assignment]
+        self.trees = _Lookup(self, folders=True)  # type: ignore[assignment]
 
     # -- the whole tree, listed once where a question needs it
 
@@ -331,11 +331,13 @@ class LazyFiles(RepoFiles):
             self._flat.update(listing)
 
 
-class _Entries(Mapping[str, str]):
-    """Paths of files (blobs, symlinks, submodules) -> their digests."""
+class _Lookup(Mapping[str, str]):
+    """A listed RepoFiles' `entries` (`folders` False: files, symlinks and submodules ->
+    their digests) or `trees` (True: folders -> their tree ids, "" the root)."""
 
-    def __init__(self, files: LazyFiles) -> None:
+    def __init__(self, files: LazyFiles, *, folders: bool) -> None:
         self._files = files
+        self._folders = folders
 
     def __getitem__(self, path: str) -> str:
         found = self.get(path)
@@ -348,51 +350,24 @@ class _Entries(Mapping[str, str]):
         meta = files._flat.get(path)
         if meta is None:
             if files._full is not None:
-                return files._full.entries.get(path, default)
-            meta = files.meta(path) if path else None
-        return meta if meta is not None and not meta.startswith("040000") else default
-
-    def __contains__(self, path: object) -> bool:
-        return isinstance(path, str) and self.get(path) is not None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._files.complete().entries)
-
-    def __len__(self) -> int:
-        return len(self._files.complete().entries)
-
-
-class _Trees(Mapping[str, str]):
-    """Folder paths -> their tree ids ("" is the root)."""
-
-    def __init__(self, files: LazyFiles) -> None:
-        self._files = files
-
-    def __getitem__(self, path: str) -> str:
-        found = self.get(path)
-        if found is None:
-            raise KeyError(path)
-        return found
-
-    def get(self, path: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        files = self._files
-        meta = files._flat.get(path)
-        if meta is None:
-            if files._full is not None:
-                return files._full.trees.get(path, default)
-            meta = files.meta(path)
-        if meta is None or not meta.startswith("040000"):
+                return self._listed().get(path, default)
+            meta = files.meta(path) if path or self._folders else None
+        if meta is None or meta.startswith("040000") != self._folders:
             return default
-        return meta.rpartition(" ")[2]
+        return meta.rpartition(" ")[2] if self._folders else meta
 
     def __contains__(self, path: object) -> bool:
         return isinstance(path, str) and self.get(path) is not None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._files.complete().trees)
+        return iter(self._listed())
 
     def __len__(self) -> int:
-        return len(self._files.complete().trees)
+        return len(self._listed())
+
+    def _listed(self) -> Mapping[str, str]:
+        full = self._files.complete()
+        return full.trees if self._folders else full.entries
 
 
 def lazy_tree_files(root: Path, rev: str, store: TreeStore) -> LazyFiles:
