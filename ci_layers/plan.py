@@ -332,31 +332,21 @@ def make_plan(
 ) -> Plan:
     """Load the spec and files at both ends of `comparison` and build the Plan."""
     with paused_gc():  # a plan makes no cycles; collecting cost 10% of it
-        return _make_plan(root, spec, spec_rel, comparison, history)
-
-
-def _make_plan(
-    root: Path,
-    spec: Spec | Callable[[], Spec],
-    spec_rel: str | None,
-    comparison: Comparison,
-    history: GitHistory,
-) -> Plan:
-    if comparison.base is not None and comparison.head is not None:
-        # Two commits: each tree is read only as far as the plan looks (lazytree.py),
-        # and what changed comes from git's diff, run while the spec is read.
-        with TreeStore(root) as store, ThreadPoolExecutor(max_workers=1) as pool:
-            diff = pool.submit(history.diff, comparison)
-            head = lazy_tree_files(root, comparison.head, store)
-            base = lazy_tree_files(root, comparison.base, store)
-            return _plan_ends(root, spec, spec_rel, comparison, head, base, diff.result)
-    # Against the working tree, both ends are listed and compared.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        head_job = pool.submit(worktree_files, root)
-        base_job = pool.submit(tree_files, root, comparison.base) if comparison.base else None
-        head_files = head_job.result()
-        base_files = base_job.result() if base_job else None
-    return _plan_ends(root, spec, spec_rel, comparison, head_files, base_files, None)
+        if comparison.base is not None and comparison.head is not None:
+            # Two commits: each tree is read only as far as the plan looks (lazytree.py),
+            # and what changed comes from git's diff, run while the spec is read.
+            with TreeStore(root) as store, ThreadPoolExecutor(max_workers=1) as pool:
+                diff = pool.submit(history.diff, comparison)
+                head = lazy_tree_files(root, comparison.head, store)
+                base = lazy_tree_files(root, comparison.base, store)
+                return _plan_ends(root, spec, spec_rel, comparison, head, base, diff.result)
+        # Against the working tree, both ends are listed and compared.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            head_job = pool.submit(worktree_files, root)
+            base_job = pool.submit(tree_files, root, comparison.base) if comparison.base else None
+            head_files = head_job.result()
+            base_files = base_job.result() if base_job else None
+        return _plan_ends(root, spec, spec_rel, comparison, head_files, base_files, None)
 
 
 def _plan_ends(

@@ -145,6 +145,21 @@ def _never_listed(self: LazyFiles) -> None:
     raise AssertionError("the plan listed a whole tree")
 
 
+def _lazy_plan(monkeypatch, root: Path, base: str, head: str) -> tuple[dict, list[TreeStore]]:
+    """The plan's JSON, made with no whole tree listed, and the tree stores it used."""
+    made: list[TreeStore] = []
+    init = TreeStore.__init__
+
+    def spy(self: TreeStore, where: Path) -> None:
+        init(self, where)
+        made.append(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(TreeStore, "__init__", spy)
+        m.setattr(LazyFiles, "complete", _never_listed)
+        return _plan_json(root, base, head), made
+
+
 def _planned(plan: dict) -> dict:
     """A plan's JSON without how its comparison was chosen."""
     return {k: v for k, v in plan.items() if k not in ("base", "head", "mode", "reason")}
@@ -160,17 +175,7 @@ def test_a_plan_reads_only_the_folders_its_spec_names(tmp_path: Path, monkeypatc
     head = repo.commit("head")
     trees = len(repo.git("ls-tree", "-r", "-d", head).splitlines())
 
-    made: list[lazytree.TreeStore] = []
-    init = lazytree.TreeStore.__init__
-
-    def spy(self: lazytree.TreeStore, root: Path) -> None:
-        init(self, root)
-        made.append(self)
-
-    with monkeypatch.context() as m:
-        m.setattr(lazytree.TreeStore, "__init__", spy)
-        m.setattr(LazyFiles, "complete", _never_listed)
-        plan = _plan_json(repo.root, base, head)
+    plan, made = _lazy_plan(monkeypatch, repo.root, base, head)
 
     assert plan["affected"] == [f"l{i}" for i in range(7, 40)]
     [store] = made
@@ -203,17 +208,7 @@ def test_dockerfile_plans_are_the_same_as_from_full_listings(tmp_path: Path, mon
     repo.write("src/pkg7/mod/x.py", "changed, read by no image\n")
     head = repo.commit("head")
 
-    made: list[lazytree.TreeStore] = []
-    init = lazytree.TreeStore.__init__
-
-    def spy(self: lazytree.TreeStore, root: Path) -> None:
-        init(self, root)
-        made.append(self)
-
-    with monkeypatch.context() as m:
-        m.setattr(lazytree.TreeStore, "__init__", spy)
-        m.setattr(LazyFiles, "complete", _never_listed)
-        plan = _plan_json(repo.root, base, head)
+    plan, made = _lazy_plan(monkeypatch, repo.root, base, head)
     assert plan["affected"] == [f"example.com/img{i}" for i in (3, 4, 5)]
     # images/ and below at head, the changed ones at base, and the root, src/ and
     # images/'s siblings' listings: none of src/'s 100 folders below its packages
